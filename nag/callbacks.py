@@ -1,0 +1,158 @@
+"""Figures and latent diagnostics written to TensorBoard at the end of every validation epoch.
+
+Every callback uses fixed inputs (the first validation images) and fixed noise (a seeded generator), so
+grids from different epochs, and from different runs on the same data, show the same faces and codes.
+They read only the module's public API: ``encode``, ``decode``, ``interpolate``, ``prior``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+
+from nag.matching import base_scale, batch_moments, mmd_unbiased, WAE_SCALES
+
+
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the trainer's TensorBoard logger, or None when there is none."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def fixed_images(trainer: L.Trainer, n: int, offset: int = 0) -> Tensor:
+    """Validation images ``offset .. offset+n-1`` of the trainer's data module, ``(n, 3, H, W)``."""
+    return trainer.datamodule.fixed_batch("val", n, offset)[0]
+
+
+class ValidationFigure(L.Callback):
+    """Base class: at each validation epoch end (not during the sanity check) call ``figures`` under
+    ``torch.no_grad`` with the module in eval mode, and add the returned grids to TensorBoard.
+
+    Args:
+        every_n_epochs: Draw every n-th validation epoch.
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"callbacks.*.every_n_epochs must be >= 1, got {every_n_epochs}.")
+        self.every_n_epochs = every_n_epochs
+
+    def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
+            return
+        writer = tensorboard_writer(trainer)
+        with torch.no_grad():
+            grids = self.figures(trainer, pl_module)
+        if writer is not None:
+            for tag, grid in grids.items():
+                writer.add_image(tag, grid.float().cpu(), global_step=trainer.global_step)
+
+
+class ReconstructionGrid(ValidationFigure):
+    """``images/reconstructions``: n validation originals (top row) above their reconstructions."""
+
+    def __init__(self, n: int = 8, every_n_epochs: int = 1) -> None:
+        super().__init__(every_n_epochs)
+        self.n = n
+
+    def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
+        x = fixed_images(trainer, self.n).to(module.device)
+        return {"images/reconstructions": make_grid(torch.cat([x, module.reconstruct(x)]), nrow=self.n, pad_value=1)}
+
+
+class InterpolationGrid(ValidationFigure):
+    """``images/interpolation``: row b decodes z = (1 − i/(steps−1))·z_A + (i/(steps−1))·z_B, i = 0..steps−1,
+    between fixed validation batches A and B (columns 0 and steps−1 reconstruct A and B)."""
+
+    def __init__(self, n_pairs: int = 6, steps: int = 11, every_n_epochs: int = 1) -> None:
+        super().__init__(every_n_epochs)
+        self.n_pairs, self.steps = n_pairs, steps
+
+    def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
+        a = fixed_images(trainer, self.n_pairs).to(module.device)
+        b = fixed_images(trainer, self.n_pairs, offset=self.n_pairs).to(module.device)
+        rows = module.interpolate(a, b, self.steps)  # (P, S, 3, H, W)
+        return {"images/interpolation": make_grid(rows.flatten(0, 1), nrow=self.steps, pad_value=1)}
+
+
+class PriorSamples(ValidationFigure):
+    """``images/samples``: decoded draws of the module's prior, the same draws every epoch."""
+
+    def __init__(self, n: int = 64, nrow: int = 8, seed: int = 0, every_n_epochs: int = 1) -> None:
+        super().__init__(every_n_epochs)
+        self.n, self.nrow, self.seed = n, nrow, seed
+
+    def codes(self, module: L.LightningModule) -> Tensor:
+        return module.prior.sample(self.n, generator=torch.Generator().manual_seed(self.seed))  # (n, d)
+
+    def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
+        return {"images/samples": make_grid(module.decode(self.codes(module)), nrow=self.nrow, pad_value=1)}
+
+
+class PriorProbes(PriorSamples):
+    """``images/probe_mean{m:+g}``: the prior translated so its mean is m in every dimension (the report's
+    +100 / −100 probes), decoded from the same noise as the samples."""
+
+    def __init__(self, means: Sequence[float] = (100.0, -100.0), n: int = 16, nrow: int = 8, seed: int = 0,
+                 every_n_epochs: int = 1) -> None:  # fmt: skip
+        super().__init__(n, nrow, seed, every_n_epochs)
+        self.means = [float(m) for m in means]
+
+    def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
+        centred = self.codes(module) - module.prior.mean  # (n, d)
+        return {
+            f"images/probe_mean{m:+g}": make_grid(module.decode(centred + m), nrow=self.nrow, pad_value=1)
+            for m in self.means
+        }
+
+
+class LatentDiagnostics(L.Callback):
+    """How well held-out codes match the prior, every validation epoch.
+
+    Logs a histogram ``latent/codes`` of n validation codes and the scalars ``latent/code_{mean,variance,
+    kurtosis}`` (averaged over dimensions) beside ``latent/prior_{mean,variance,kurtosis}``, and
+    ``latent/mmd``, the unbiased multi-scale IMQ MMD² between the codes and n fixed prior draws.
+
+    Args:
+        n: Validation images encoded (and prior draws compared against).
+        batch_size: Encoding batch size.
+        seed: Seed of the prior draws.
+    """
+
+    def __init__(self, n: int = 512, batch_size: int = 256, seed: int = 0) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        n = min(self.n, len(trainer.datamodule.dataset("val")))
+        with torch.no_grad():
+            z = torch.cat([
+                pl_module.encode(fixed_images(trainer, min(self.batch_size, n - i), offset=i).to(pl_module.device))
+                for i in range(0, n, self.batch_size)
+            ]).float()  # fmt: skip  # (n, d)
+            prior = pl_module.prior
+            y = prior.sample(n, generator=torch.Generator().manual_seed(self.seed)).to(z)
+            mean, var, kurt = batch_moments(z)
+            stats = {
+                "latent/code_mean": mean.mean(), "latent/code_variance": var.mean(), "latent/code_kurtosis": kurt.mean(),
+                "latent/prior_mean": prior.mean.mean(), "latent/prior_variance": prior.variance.mean(),
+                "latent/prior_kurtosis": prior.kurtosis.mean(),
+                "latent/mmd": mmd_unbiased(z, y, "imq", base_scale(prior), WAE_SCALES),
+            }  # fmt: skip
+        for name, value in stats.items():
+            pl_module.log(name, value.float(), on_epoch=True)
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_histogram("latent/codes", z.cpu(), global_step=trainer.global_step)

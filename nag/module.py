@@ -1,0 +1,138 @@
+"""The LightningModule: orchestrates encoder, decoder, prior and matching distance; holds no maths itself.
+
+Collaborators arrive as Hydra configs (``_target_`` mappings) and are instantiated here. That keeps every
+checkpoint self-contained: ``NAGModule.load_from_checkpoint(path)`` rebuilds the same nets, the same prior
+(its parameters are buffers in the state dict too) and the same matching distance, with no config at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from nag.matching import PriorMatching
+from nag.priors import Prior
+
+
+def _plain(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
+    """Resolved plain-dict copy of a config: what the checkpoint stores (safe to load with weights_only)."""
+    if cfg is None:
+        return None
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+class NAGModule(L.LightningModule):
+    """Autoencoder with a prior-matching term: ``loss = recon + matching.weight * matching(z, prior)``.
+
+    Args:
+        latent_dim: Code size; must agree with the encoder, decoder and prior.
+        encoder, decoder: Configs of the nets (``nag.nets.Encoder`` / ``Decoder``).
+        prior: Config of the prior (``conf/prior``).
+        matching: Config of the matching distance (``conf/matching``).
+        optimizer: Config of a partial optimizer (``_partial_: true``), called with the parameters.
+        scheduler: Optional config of a partial LR scheduler, called with the optimizer.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        encoder: Mapping[str, Any],
+        decoder: Mapping[str, Any],
+        prior: Mapping[str, Any],
+        matching: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "latent_dim": latent_dim,
+                "encoder": _plain(encoder),
+                "decoder": _plain(decoder),
+                "prior": _plain(prior),
+                "matching": _plain(matching),
+                "optimizer": _plain(optimizer),
+                "scheduler": _plain(scheduler),
+            }
+        )
+        self.encoder = instantiate(self.hparams.encoder)
+        self.decoder = instantiate(self.hparams.decoder)
+        self.prior: Prior = instantiate(self.hparams.prior)
+        self.matching: PriorMatching = instantiate(self.hparams.matching)
+        for key, dim in (("encoder", self.encoder.latent_dim), ("decoder", self.decoder.latent_dim), ("prior", self.prior.dim)):
+            if dim != latent_dim:
+                raise ValueError(f"{key} latent dimension {dim} differs from model.latent_dim={latent_dim}.")
+
+    # --- the API that callbacks, evaluation and notebooks use -------------------------------------------
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Images ``(B, 3, H, W)`` in [0, 1] → codes ``(B, d)``."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Codes ``(B, d)`` → images ``(B, 3, H, W)`` in [0, 1]."""
+        return self.decoder(z)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    def sample(self, n: int, prior: Prior | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Decode ``n`` draws of ``prior`` (default: the prior the model was trained with) → ``(n, 3, H, W)``."""
+        z = (prior if prior is not None else self.prior).sample(n, generator=generator).to(self.device)
+        return self.decode(z)
+
+    def interpolate(self, x1: Tensor, x2: Tensor, steps: int = 11) -> Tensor:
+        """Decode z = (1 − t)·z1 + t·z2 for t = 0, 1/(steps−1), ..., 1 → ``(B, steps, 3, H, W)``."""
+        if x1.shape != x2.shape:
+            raise ValueError(f"interpolate needs two batches of the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}.")
+        if steps < 2:
+            raise ValueError(f"interpolate needs steps >= 2, got {steps}.")
+        z1, z2 = self.encode(x1), self.encode(x2)  # (B, d)
+        t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, 1)  # (1, S, 1)
+        z = (1 - t) * z1.unsqueeze(1) + t * z2.unsqueeze(1)  # (B, S, d)
+        images = self.decode(z.flatten(0, 1))  # (B*S, 3, H, W)
+        return images.view(x1.shape[0], steps, *images.shape[1:])
+
+    # --- training ---------------------------------------------------------------------------------------
+
+    def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
+        """Named loss terms of a batch: ``recon`` (per-pixel MSE), ``matching`` and ``loss``."""
+        z = self.encode(x)  # (B, d)
+        x_hat = self.decode(z)  # (B, 3, H, W)
+        recon = F.mse_loss(x_hat.float(), x.float())
+        matching = self.matching(z, self.prior)
+        return {"recon": recon, "matching": matching, "loss": recon + self.matching.weight * matching}
+
+    def _step(self, batch: tuple[Tensor, Tensor] | Tensor, stage: str) -> Tensor:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        terms = self.loss_terms(x)
+        on_step = stage == "train"
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=True, prog_bar=name == "loss",
+                     batch_size=x.shape[0])  # fmt: skip
+        return terms["loss"]
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,132 @@
+"""Encoder and decoder of the report's autoencoder: plain ``nn.Module``s, no Lightning.
+
+Encoder: ``len(channels)`` × (Conv2d stride 2 → BatchNorm → ReLU), then FC → ReLU → FC to the latent.
+Decoder: the mirror, FC → ReLU → FC → ReLU → transposed convs (BN + ReLU on all but the last).
+
+Two deliberate deviations from the report's "ReLU after every layer":
+- the encoder's last FC is linear, otherwise codes could never be negative and a prior such as N(−3, 2)
+  could not be matched;
+- the decoder ends in a sigmoid, so reconstructions live in the data range [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+def _conv_geometry(kernel_size: int) -> tuple[int, int]:
+    """Padding and output padding that make a stride-2 (transposed) conv exactly halve (double) the size."""
+    if kernel_size < 2:
+        raise ValueError(f"model kernel_size must be >= 2, got {kernel_size}.")
+    if kernel_size % 2 == 0:
+        return (kernel_size - 2) // 2, 0
+    return (kernel_size - 1) // 2, 1
+
+
+def _feature_size(image_size: int, n_layers: int) -> int:
+    factor = 2**n_layers
+    if image_size < factor or image_size % factor:
+        raise ValueError(
+            f"image_size={image_size} must be a multiple of {factor} (2^len(channels)); use e.g. 32, 64 or 128."
+        )
+    return image_size // factor
+
+
+class Encoder(nn.Module):
+    """Image ``(B, C, H, H)`` in [0, 1] → code ``(B, latent_dim)``.
+
+    Args:
+        image_size: Height = width of the input.
+        latent_dim: Size of the code.
+        channels: Output channels of the conv layers (their count sets the depth).
+        kernel_size: Conv kernel size (stride 2 throughout).
+        hidden_dim: Width of the hidden FC layer.
+        in_channels: Image channels.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        latent_dim: int = 64,
+        channels: Sequence[int] = (32, 64, 128),
+        kernel_size: int = 4,
+        hidden_dim: int = 512,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"model.latent_dim must be >= 1, got {latent_dim}.")
+        self.image_size, self.latent_dim, self.in_channels = image_size, latent_dim, in_channels
+        pad, _ = _conv_geometry(kernel_size)
+        side = _feature_size(image_size, len(channels))
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for c_out in channels:
+            layers += [nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=pad), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c_in = c_out
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c_in * side * side, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, latent_dim),  # linear: codes must reach negative prior means
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
+            raise ValueError(
+                f"encoder expects images (B, {self.in_channels}, {self.image_size}, {self.image_size}), "
+                f"got {tuple(x.shape)}: do data.image_size and the model's image_size agree?"
+            )
+        return self.fc(self.conv(x))  # (B, d)
+
+
+class Decoder(nn.Module):
+    """Code ``(B, latent_dim)`` → image ``(B, C, H, H)`` in [0, 1]; the mirror of :class:`Encoder`.
+
+    Args:
+        image_size: Height = width of the output.
+        latent_dim: Size of the code.
+        channels: The *encoder's* conv channels; the decoder walks them in reverse.
+        kernel_size: Transposed-conv kernel size (stride 2 throughout).
+        hidden_dim: Width of the hidden FC layer.
+        out_channels: Image channels.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        latent_dim: int = 64,
+        channels: Sequence[int] = (32, 64, 128),
+        kernel_size: int = 4,
+        hidden_dim: int = 512,
+        out_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        pad, out_pad = _conv_geometry(kernel_size)
+        self.side = _feature_size(image_size, len(channels))
+        rev = list(channels)[::-1]  # e.g. 128, 64, 32
+        self.top_channels = rev[0]
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, rev[0] * self.side * self.side),
+            nn.ReLU(),
+        )
+        layers: list[nn.Module] = []
+        targets = rev[1:] + [out_channels]
+        for i, (c_in, c_out) in enumerate(zip(rev, targets, strict=True)):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size, 2, padding=pad, output_padding=out_pad))
+            if i < len(rev) - 1:
+                layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers.append(nn.Sigmoid())  # data range [0, 1]
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.fc(z).view(z.shape[0], self.top_channels, self.side, self.side)  # (B, C, s, s)
+        return self.deconv(h)  # (B, 3, H, W)
+
+
