@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from nag.matching import base_scale, batch_moments, mmd_unbiased, WAE_SCALES
+from nag.matching import WAE_SCALES, base_scale, batch_moments, mmd_unbiased
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -146,11 +146,14 @@ class LatentDiagnostics(L.Callback):
             y = prior.sample(n, generator=torch.Generator().manual_seed(self.seed)).to(z)
             mean, var, kurt = batch_moments(z)
             stats = {
-                "latent/code_mean": mean.mean(), "latent/code_variance": var.mean(), "latent/code_kurtosis": kurt.mean(),
-                "latent/prior_mean": prior.mean.mean(), "latent/prior_variance": prior.variance.mean(),
+                "latent/code_mean": mean.mean(),
+                "latent/code_variance": var.mean(),
+                "latent/code_kurtosis": kurt.mean(),
+                "latent/prior_mean": prior.mean.mean(),
+                "latent/prior_variance": prior.variance.mean(),
                 "latent/prior_kurtosis": prior.kurtosis.mean(),
                 "latent/mmd": mmd_unbiased(z, y, "imq", base_scale(prior), WAE_SCALES),
-            }  # fmt: skip
+            }
         for name, value in stats.items():
             pl_module.log(name, value.float(), on_epoch=True)
         writer = tensorboard_writer(trainer)

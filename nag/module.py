@@ -68,7 +68,11 @@ class NAGModule(L.LightningModule):
         self.decoder = instantiate(self.hparams.decoder)
         self.prior: Prior = instantiate(self.hparams.prior)
         self.matching: PriorMatching = instantiate(self.hparams.matching)
-        for key, dim in (("encoder", self.encoder.latent_dim), ("decoder", self.decoder.latent_dim), ("prior", self.prior.dim)):
+        for key, dim in (
+            ("encoder", self.encoder.latent_dim),
+            ("decoder", self.decoder.latent_dim),
+            ("prior", self.prior.dim),
+        ):
             if dim != latent_dim:
                 raise ValueError(f"{key} latent dimension {dim} differs from model.latent_dim={latent_dim}.")
 
@@ -93,7 +97,9 @@ class NAGModule(L.LightningModule):
     def interpolate(self, x1: Tensor, x2: Tensor, steps: int = 11) -> Tensor:
         """Decode z = (1 − t)·z1 + t·z2 for t = 0, 1/(steps−1), ..., 1 → ``(B, steps, 3, H, W)``."""
         if x1.shape != x2.shape:
-            raise ValueError(f"interpolate needs two batches of the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}.")
+            raise ValueError(
+                f"interpolate needs two batches of the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}."
+            )
         if steps < 2:
             raise ValueError(f"interpolate needs steps >= 2, got {steps}.")
         z1, z2 = self.encode(x1), self.encode(x2)  # (B, d)

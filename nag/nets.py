@@ -64,7 +64,11 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=pad), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers += [
+                nn.Conv2d(c_in, c_out, kernel_size, stride=2, padding=pad),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+            ]
             c_in = c_out
         self.conv = nn.Sequential(*layers)
         self.fc = nn.Sequential(
@@ -128,5 +132,3 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = self.fc(z).view(z.shape[0], self.top_channels, self.side, self.side)  # (B, C, s, s)
         return self.deconv(h)  # (B, 3, H, W)
-
-

@@ -1,0 +1,43 @@
+"""Shared fixtures: isolated dataset caches and Hydra composition of the real config tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from nag import CONF_DIR
+
+# The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
+TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dataset cache for the whole session (never the user's ~/.cache/nag)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+ComposeFn = Callable[..., DictConfig]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
+    """Compose ``conf/train.yaml`` with overrides as ``python -m nag.train`` would, outputs under tmp_path."""
+
+    def _compose(overrides: list[str] | None = None, output_dir: Path | None = None) -> DictConfig:
+        overrides = [f"paths.cache_dir={cache_dir}", *(overrides or [])]
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir or tmp_path)
+        return cfg
+
+    return _compose

@@ -1,0 +1,82 @@
+"""Every config in every group composes and instantiates; presets and overrides do what they say."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from nag import CONF_DIR
+from nag.matching import PriorMatching
+from nag.module import NAGModule
+from nag.priors import NormalPrior, Prior
+
+from .conftest import TINY
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("prior", options("prior"))
+def test_every_prior_instantiates_and_samples(compose_cfg, prior) -> None:
+    cfg = compose_cfg([f"prior={prior}"])
+    p = instantiate(cfg.prior)
+    assert isinstance(p, Prior) and p.dim == cfg.model.latent_dim
+    assert p.sample(5).shape == (5, cfg.model.latent_dim)
+
+
+@pytest.mark.parametrize("matching", options("matching"))
+def test_every_matching_instantiates_and_evaluates(compose_cfg, matching) -> None:
+    cfg = compose_cfg([f"matching={matching}"])
+    m = instantiate(cfg.matching)
+    p = instantiate(cfg.prior)
+    assert isinstance(m, PriorMatching) and m.weight >= 0
+    assert torch.isfinite(m(torch.randn(16, p.dim), p))
+
+
+OTHER = [(g, o) for g in ("trainer", "callbacks", "logger", "debug", "experiment", "data") for o in options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), OTHER, ids=[f"{g}={o}" for g, o in OTHER])
+def test_every_option_of_the_other_groups_composes_and_instantiates(compose_cfg, group, option) -> None:
+    cfg = compose_cfg([f"{group}={option}"])
+    if group == "trainer":
+        if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+            assert cfg.trainer.precision == "16-mixed"
+            pytest.skip("composes; instantiating trainer=gpu needs a GPU")
+        instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    elif group in ("callbacks", "logger"):
+        for c in cfg[group].values():
+            instantiate(c)
+    elif group == "data":
+        assert instantiate(cfg.data).image_size == cfg.data.image_size
+    else:
+        instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    instantiate(cfg.data)  # the data module of every preset is valid too
+
+
+def test_default_model_is_the_reports_and_reloadable_from_hparams(compose_cfg) -> None:
+    cfg = compose_cfg([])
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    assert isinstance(model, NAGModule) and model.hparams.latent_dim == 64
+    clone = NAGModule(**model.hparams)  # what load_from_checkpoint does, with no config at hand
+    assert torch.equal(clone.prior.mean, model.prior.mean)
+
+
+def test_prior_overrides_from_the_command_line(compose_cfg) -> None:
+    p = instantiate(compose_cfg(["prior=normal_mean-3"]).prior)
+    assert isinstance(p, NormalPrior) and torch.all(p.mean == -3) and torch.all(p.variance == 2)
+    p = instantiate(compose_cfg(["prior.mean=-5", "prior.variance=0.5"]).prior)
+    assert torch.all(p.mean == -5) and torch.all(p.variance == 0.5)
+
+
+def test_latent_dim_mismatch_is_reported(compose_cfg) -> None:
+    cfg = compose_cfg(["prior.dim=3"])
+    with pytest.raises(Exception, match="prior latent dimension 3 differs from model.latent_dim=64"):
+        instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+
+
+def test_tiny_preset_is_small(compose_cfg) -> None:
+    cfg = compose_cfg(TINY)
+    assert cfg.data.image_size == 16 and cfg.data.n_train <= 256 and cfg.trainer.max_epochs <= 2

@@ -1,0 +1,168 @@
+"""Prior-matching distances: known answers, monotonicity, references (POT, O(n²) loops), precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from nag.matching import (
+    MMD,
+    WAE_SCALES,
+    Moments,
+    NoMatching,
+    Pointwise,
+    SlicedWasserstein,
+    base_scale,
+    mmd_unbiased,
+    random_directions,
+    sliced_wasserstein,
+)
+from nag.priors import NormalPrior
+
+D = 8
+PRIOR = NormalPrior(D, mean=-3.0, variance=2.0)
+SAMPLE_BASED = {
+    "mmd_imq": MMD("imq"),
+    "mmd_rbf": MMD("rbf"),
+    "swd": SlicedWasserstein(n_projections=200),
+}
+ALL = {**SAMPLE_BASED, "pointwise": Pointwise(), "moments": Moments()}
+
+
+def codes(n: int, shift: float = 0.0, var_factor: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """n codes from PRIOR, then shifted by `shift` and with variance scaled by `var_factor`, (n, D)."""
+    z = PRIOR.sample(n, generator=torch.Generator().manual_seed(seed))
+    return PRIOR.mean + (z - PRIOR.mean) * var_factor**0.5 + shift
+
+
+def value(loss, z: torch.Tensor, seed: int = 1) -> float:
+    return loss(z, PRIOR, generator=torch.Generator().manual_seed(seed)).item()
+
+
+@pytest.mark.parametrize("kernel", ["imq", "rbf"])
+def test_unbiased_mmd_is_zero_in_expectation_when_codes_follow_the_prior(kernel) -> None:
+    vals = np.array([value(MMD(kernel), codes(128, seed=s), seed=1000 + s) for s in range(40)])
+    shifted = value(MMD(kernel), codes(128, shift=0.5))
+    # Mean within 3 standard errors of 0, and far below a small shift's value.
+    assert abs(vals.mean()) < 3 * vals.std(ddof=1) / np.sqrt(len(vals))
+    assert (vals < 0).any(), "an unbiased estimator must sometimes be negative"
+    assert shifted > 10 * vals.std()
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_grows_monotonically_with_a_mean_shift(name) -> None:
+    vals = [value(ALL[name], codes(1024, shift=s)) for s in (0.0, 0.25, 0.5, 1.0, 2.0)]
+    assert all(a < b for a, b in zip(vals, vals[1:], strict=False)), vals
+
+
+@pytest.mark.parametrize("name", ["mmd_imq", "mmd_rbf", "swd", "moments"])
+def test_grows_monotonically_with_a_variance_mismatch(name) -> None:
+    up = [value(ALL[name], codes(1024, var_factor=f)) for f in (1.0, 1.5, 2.0, 4.0)]
+    down = [value(ALL[name], codes(1024, var_factor=f)) for f in (1.0, 0.5, 0.25, 0.05)]
+    assert all(a < b for a, b in zip(up, up[1:], strict=False)), up
+    assert all(a < b for a, b in zip(down, down[1:], strict=False)), down
+
+
+def test_pointwise_only_sees_the_distance_to_the_prior_mean() -> None:
+    # E|z - y|² per element = mean (z - mu)² + sigma²: it rewards shrinking codes onto the mean.
+    z = codes(4096, var_factor=0.25)
+    expected = ((z - PRIOR.mean) ** 2).mean().item() + 2.0
+    assert value(Pointwise(), z) == pytest.approx(expected, rel=0.03)
+    collapsed = PRIOR.mean.expand(64, D)
+    assert value(Pointwise(), collapsed) < value(Pointwise(), codes(64)), "collapse onto the mean scores better"
+
+
+def test_moments_loss_is_zero_for_exact_moments() -> None:
+    # Codes with exactly the prior's mean and variance per dimension and Gaussian-like kurtosis ~3.
+    z = codes(100_000)
+    assert value(Moments(), z) < 1e-3
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_gradients_are_finite_and_nonzero(name) -> None:
+    z = codes(64, shift=1.0).requires_grad_(True)
+    ALL[name](z, PRIOR, generator=torch.Generator().manual_seed(0)).backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_gradients_finite_for_duplicate_codes() -> None:
+    z = torch.zeros(16, D, requires_grad=True)  # all distances 0: torch.cdist would give NaN here
+    MMD("imq")(z, PRIOR).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_deterministic_given_the_generator(name) -> None:
+    z = codes(64, shift=0.3)
+    assert value(ALL[name], z, seed=5) == value(ALL[name], z, seed=5)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_swd_agrees_with_pot_on_the_same_projections(p) -> None:
+    z, y = codes(200, shift=0.7, var_factor=1.5), codes(200, seed=9)
+    theta = random_directions(D, 64, torch.Generator().manual_seed(2), torch.device("cpu"))  # (D, L)
+    ours = sliced_wasserstein(z.double(), y.double(), theta.double(), p=p).item() ** (1 / p)
+    ref = ot.sliced_wasserstein_distance(
+        z.double().numpy(), y.double().numpy(), p=p, projections=theta.double().numpy()
+    )
+    assert ours == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_swd_of_one_dimensional_shift_is_the_shift() -> None:
+    # Every projection of a pure translation by c·1 moves all points by <theta, c·1>; SW_1 = E|<theta, c1>|.
+    y = codes(256)
+    theta = random_directions(D, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
+    shift = 0.5 * torch.ones(D)
+    expected = (shift @ theta).abs().mean().item()
+    assert sliced_wasserstein(y + shift, y, theta, p=1).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["imq", "rbf"])
+def test_mmd_agrees_with_a_direct_quadratic_reference(kernel) -> None:
+    z, y = codes(12, shift=0.5).double(), codes(15, seed=3).double()
+    c0 = base_scale(PRIOR)
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> float:
+        d2 = float(((a - b) ** 2).sum())
+        return sum((c0 * s) / (c0 * s + d2) if kernel == "imq" else np.exp(-d2 / (c0 * s)) for s in WAE_SCALES)
+
+    n, m = len(z), len(y)
+    kzz = sum(k(z[i], z[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    kyy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    kzy = sum(k(z[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    ours = mmd_unbiased(z, y, kernel, c0, WAE_SCALES).item()
+    assert ours == pytest.approx(kzz + kyy - 2 * kzy, rel=1e-9)
+
+
+def test_kernel_scale_follows_prior_variance_and_dimension() -> None:
+    assert base_scale(NormalPrior(64, variance=2.0)) == pytest.approx(2 * 64 * 2.0)
+    assert base_scale(NormalPrior(10, variance=[1.0] * 5 + [3.0] * 5)) == pytest.approx(2 * 10 * 2.0)
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_float32_under_mixed_precision(name) -> None:
+    z = codes(64, shift=0.5)
+    ref = value(ALL[name], z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ALL[name](z.bfloat16(), PRIOR, generator=torch.Generator().manual_seed(1))
+    assert out.dtype == torch.float32
+    assert out.item() == pytest.approx(ref, rel=0.05, abs=1e-3)  # only the bf16 rounding of z differs
+
+
+def test_no_matching_is_exactly_zero() -> None:
+    assert value(NoMatching(), codes(8, shift=5.0)) == 0.0
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="matching.weight must be >= 0"):
+        MMD(weight=-1)
+    with pytest.raises(ValueError, match="matching.kernel must be 'imq' or 'rbf'"):
+        MMD(kernel="cosine")
+    with pytest.raises(ValueError, match="matching.n_projections"):
+        SlicedWasserstein(n_projections=0)
+    with pytest.raises(ValueError, match="do not match prior.dim=8"):
+        MMD()(torch.zeros(4, 3), PRIOR)
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        MMD()(torch.zeros(1, D), PRIOR)

@@ -1,0 +1,128 @@
+"""End to end through the real entry points: tiny runs, TensorBoard contents, checkpoints, resume, sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nag.module import NAGModule
+from nag.train import train
+
+from .conftest import TINY
+
+SIDE = 16 + 2  # a 16-px image plus make_grid's 2-px padding
+GRID_SHAPES = {  # tag -> (height, width) of the PNG, for the tiny preset's callback sizes
+    "images/reconstructions": (2 * SIDE + 2, 8 * SIDE + 2),  # originals over reconstructions, 8 columns
+    "images/interpolation": (2 * SIDE + 2, 11 * SIDE + 2),  # 2 pairs x 11 steps
+    "images/samples": (2 * SIDE + 2, 8 * SIDE + 2),  # 16 samples, 8 per row
+    "images/probe_mean+100": (SIDE + 2, 8 * SIDE + 2),
+    "images/probe_mean-100": (SIDE + 2, 8 * SIDE + 2),
+}
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    (tb,) = {p.parent for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
+    ea = EventAccumulator(str(tb), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
+    ea.Reload()
+    return ea
+
+
+def test_tiny_run_logs_grids_scalars_and_a_reloadable_checkpoint(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg([*TINY, "prior=normal_mean-3"])
+    metrics = train(cfg)
+
+    for key in ("train/recon", "train/matching", "train/loss", "val/recon", "val/matching", "val/loss",
+                "test/loss", "latent/mmd", "latent/code_mean"):  # fmt: skip
+        assert key in metrics and metrics[key] == metrics[key], key  # present and not NaN
+    assert metrics["latent/prior_mean"] == pytest.approx(-3.0)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(metrics)
+
+    ea = events(tmp_path)
+    tags = ea.Tags()
+    for tag, (h, w) in GRID_SHAPES.items():
+        imgs = ea.Images(tag)
+        assert len(imgs) == cfg.trainer.max_epochs, f"{tag} must be drawn every validation epoch"
+        assert (imgs[-1].height, imgs[-1].width) == (h, w), tag
+    assert "latent/codes" in tags["histograms"]
+    for s in ("train/recon_step", "val/loss", "latent/mmd", "latent/code_variance", "latent/prior_variance"):
+        assert s in tags["scalars"], s
+
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file() and len(list((tmp_path / "checkpoints").glob("epoch*.ckpt"))) == 1
+    model = NAGModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    assert torch.all(model.prior.mean == -3) and torch.all(model.prior.variance == 2)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    z = model.prior.sample(4, generator=g())
+    assert z.mean().item() == pytest.approx(-3, abs=1.5)
+    with torch.no_grad():
+        assert torch.equal(model.sample(4, generator=g()), model.decode(z))
+
+
+def test_checkpoint_stores_a_non_default_prior(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg([*TINY, "prior=laplace", "prior.mean=1.5", "matching=swd", "trainer.max_epochs=1",
+                       "test=false", "logger=none"])  # fmt: skip
+    train(cfg)
+    model = NAGModule.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert type(model.prior).__name__ == "LaplacePrior" and torch.all(model.prior.mean == 1.5)
+    assert type(model.matching).__name__ == "SlicedWasserstein"
+
+
+def test_resume_continues_from_the_checkpoint(compose_cfg, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(compose_cfg([*TINY, "trainer.max_epochs=1", "test=false"], output_dir=first))
+    steps_per_epoch = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    second = tmp_path / "second"
+    train(compose_cfg([*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={first}/checkpoints/last.ckpt"],
+                      output_dir=second))  # fmt: skip
+    state = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 1 and state["global_step"] == 2 * steps_per_epoch
+
+
+def test_missing_checkpoint_is_explained(compose_cfg, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=.*nope.ckpt does not exist"):
+        train(compose_cfg([*TINY, f"ckpt_path={tmp_path}/nope.ckpt"]))
+
+
+def _run(args: list[str], cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([sys.executable, "-m", "nag.train", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cli_runs_from_any_directory(tmp_path: Path, cache_dir: Path) -> None:
+    r = _run([*TINY, "prior=normal_mean-3", "trainer.max_epochs=1"], tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "tensorboard").is_dir() and (run_dir / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_over_prior_means_gives_two_named_runs(tmp_path: Path, cache_dir: Path) -> None:
+    r = _run(["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-3,0"], tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").glob("*/*")
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [j.name for j in jobs] == ["0", "1"]
+    # TensorBoard run names carry the overrides (sorted by Hydra), so the two runs are told apart.
+    names = [[p.name for p in (j / "tensorboard").iterdir()] for j in jobs]
+    assert [len(n) for n in names] == [1, 1]
+    assert "prior.mean=-3," in names[0][0] and "prior.mean=0," in names[1][0], names
+    for j, mean in zip(jobs, (-3.0, 0.0), strict=True):
+        m = NAGModule.load_from_checkpoint(j / "checkpoints" / "last.ckpt", map_location="cpu")
+        assert torch.all(m.prior.mean == mean)
+
+
+@pytest.mark.slow
+def test_fast_dev_run_preset(tmp_path: Path, cache_dir: Path) -> None:
+    r = _run([*TINY, "debug=fdr"], tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "fast_dev_run" in r.stderr + r.stdout
