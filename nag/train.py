@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
+from nag.errors import MissingFileError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ``<paths.output_dir>/metrics.json``.
     """
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume.")
+        raise MissingFileError(f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume.")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -69,7 +70,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except UserInputError as e:  # a fixable input problem: its message (on stderr), not a stack trace
+        raise SystemExit(f"error: {e}") from None
     # A scalar for hyper-parameter sweepers (e.g. Optuna), chosen by `optimized_metric=...`.
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -100,11 +100,11 @@ def test_interrupted_build_leaves_nothing_that_is_trusted(tmp_path: Path) -> Non
     settings = {"dataset": "test"}
     with pytest.raises(KeyboardInterrupt):
         cache_mod.load_or_build(
-            tmp_path, "t", settings, 32, 16, len(ATTRIBUTE_NAMES), failing_fill, chunk_size=16, workers=1
+            tmp_path, "t", settings, range(32), 16, len(ATTRIBUTE_NAMES), failing_fill, chunk_size=16, workers=1
         )
     assert list(tmp_path.iterdir()) == [], "the partial build must be removed, not left to be trusted"
     ok = cache_mod.load_or_build(
-        tmp_path, "t", settings, 32, 16, len(ATTRIBUTE_NAMES),
+        tmp_path, "t", settings, range(32), 16, len(ATTRIBUTE_NAMES),
         lambda idx: render_faces(idx, seed=0, split=0, image_size=16), chunk_size=16, workers=1,
     )  # fmt: skip
     assert ok.images.shape == (32, 16, 16, 3) and ok.images[20].std() > 0
@@ -114,7 +114,7 @@ def test_parallel_build_equals_serial_build(tmp_path: Path) -> None:
     from functools import partial
 
     fill = partial(render_faces, seed=0, split=0, image_size=16)
-    args = (40, 16, len(ATTRIBUTE_NAMES), fill)
+    args = (range(40), 16, len(ATTRIBUTE_NAMES), fill)
     a = cache_mod.load_or_build(tmp_path / "a", "t", {}, *args, chunk_size=8, workers=1)
     b = cache_mod.load_or_build(tmp_path / "b", "t", {}, *args, chunk_size=8, workers=2)
     assert np.array_equal(a.images, b.images) and np.array_equal(a.attributes, b.attributes)

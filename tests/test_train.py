@@ -12,6 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nag.errors import MissingFileError
 from nag.module import NAGModule
 from nag.train import train
 
@@ -86,7 +87,7 @@ def test_resume_continues_from_the_checkpoint(compose_cfg, tmp_path: Path) -> No
 
 
 def test_missing_checkpoint_is_explained(compose_cfg, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"ckpt_path=.*nope.ckpt does not exist"):
+    with pytest.raises(MissingFileError, match=r"ckpt_path=.*nope.ckpt does not exist"):
         train(compose_cfg([*TINY, f"ckpt_path={tmp_path}/nope.ckpt"]))
 
 
@@ -123,6 +124,6 @@ def test_multirun_over_prior_means_gives_two_named_runs(tmp_path: Path, cache_di
 
 @pytest.mark.slow
 def test_fast_dev_run_preset(tmp_path: Path, cache_dir: Path) -> None:
-    r = _run([*TINY, "debug=fdr"], tmp_path, cache_dir)
+    r = _run(["debug=fdr", "data=synthetic_tiny"], tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "fast_dev_run" in r.stderr + r.stdout

@@ -1,0 +1,262 @@
+"""CelebA on disk: layouts, splits, attributes, the cache, bad files and bad metadata — on generated copies."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import nag.data.celeba as celeba_mod
+from nag.data.celeba import CelebA, preprocess
+from nag.data.celeba_layout import CelebAMetadataError, CelebANotFoundError, detect_layout
+
+from .celeba_fixtures import (
+    CELEBA_ATTRIBUTES,
+    HEIGHT,
+    OFFICIAL,
+    WIDTH,
+    attribute_table,
+    face_jpeg,
+    write_folder,
+    write_kaggle,
+    write_torchvision,
+)
+
+SIZES = {"train": 20, "val": 8, "test": 8}
+
+
+def make(root: Path, cache: Path, **kw) -> CelebA:
+    args = dict(root=str(root), image_size=16, crop=40, batch_size=4, cache_dir=str(cache)) | kw
+    dm = CelebA(**args)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+@pytest.mark.parametrize(
+    ("writer", "kind"),
+    [(write_torchvision, "torchvision"), (write_kaggle, "kaggle"), (write_folder, "folder")],
+)
+def test_each_layout_is_detected(tmp_path: Path, writer, kind) -> None:
+    writer(tmp_path)
+    assert detect_layout(tmp_path).kind == kind
+
+
+def test_torchvision_layout_is_also_found_in_the_celeba_folder_itself(tmp_path: Path) -> None:
+    base = write_torchvision(tmp_path)
+    layout = detect_layout(base)
+    assert layout.kind == "torchvision" and layout.partition_file == base / "list_eval_partition.txt"
+
+
+@pytest.mark.parametrize("writer", [write_torchvision, write_kaggle])
+def test_official_splits_and_attributes(tmp_path: Path, writer) -> None:
+    writer(tmp_path / "data")
+    dm = make(tmp_path / "data", tmp_path / "cache")
+    assert {s: len(dm.dataset(s)) for s in SIZES} == SIZES
+    assert dm.attribute_names == tuple(CELEBA_ATTRIBUTES)
+    table = attribute_table(list(OFFICIAL))
+    val_names = [n for n, s in OFFICIAL.items() if s == 1]
+    x, a = dm.dataset("val")[3]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+    assert torch.equal(a, torch.tensor((table[val_names[3]] > 0).astype(np.float32)))
+
+
+def test_cached_pixels_are_the_crop_and_antialiased_resize_of_the_jpeg(tmp_path: Path) -> None:
+    base = write_torchvision(tmp_path)
+    dm = make(tmp_path, tmp_path / "cache")
+    with Image.open(base / "img_align_celeba" / "000001.jpg") as im:
+        assert im.size == (WIDTH, HEIGHT)
+        expected = torch.from_numpy(preprocess(im, 40, 16)).permute(2, 0, 1).float() / 255
+    assert torch.equal(dm.dataset("train")[0][0], expected)
+
+
+def test_missing_partition_file_falls_back_to_official_ranges(tmp_path: Path, caplog) -> None:
+    write_torchvision(tmp_path, partition=False)
+    with caplog.at_level(logging.WARNING):
+        dm = make(tmp_path, tmp_path / "cache")
+    assert dm.index.split_source == "official ranges"
+    assert {s: len(dm.dataset(s)) for s in SIZES} == SIZES
+    assert "official index ranges" in caplog.text
+
+
+def test_missing_attribute_file_serves_images_without_attributes(tmp_path: Path) -> None:
+    write_torchvision(tmp_path, attributes=False)
+    dm = make(tmp_path, tmp_path / "cache")
+    x, a = dm.dataset("train")[0]
+    assert dm.attribute_names == () and a.shape == (0,) and x.shape == (3, 16, 16)
+
+
+def test_plain_folder_gets_a_seeded_disjoint_split(tmp_path: Path) -> None:
+    write_folder(tmp_path / "faces", n=40)
+    dm = make(tmp_path / "faces", tmp_path / "cache")
+    files = dm.index.files
+    assert [len(files[s]) for s in ("train", "val", "test")] == [32, 4, 4]
+    assert set(files["train"]).isdisjoint(files["val"]) and set(files["val"]).isdisjoint(files["test"])
+    again = CelebA(root=str(tmp_path / "faces"), cache_dir=str(tmp_path / "cache"), batch_size=4).index.files
+    other = CelebA(root=str(tmp_path / "faces"), cache_dir=str(tmp_path), batch_size=4, split_seed=1).index.files
+    assert again == files and other != files
+
+
+def test_cache_is_reused_and_rebuilt_when_crop_or_size_change(tmp_path: Path, monkeypatch) -> None:
+    write_torchvision(tmp_path / "data")
+    decoded: list[int] = []
+    real = celeba_mod.decode_images
+
+    def counting(items, **kw):
+        decoded.append(len(items))
+        return real(items, **kw)
+
+    monkeypatch.setattr(celeba_mod, "decode_images", counting)
+    make(tmp_path / "data", tmp_path / "cache")
+    assert sum(decoded) == 36
+    make(tmp_path / "data", tmp_path / "cache")
+    assert sum(decoded) == 36, "the second run must read the cache, not the JPEGs"
+    make(tmp_path / "data", tmp_path / "cache", crop=30)
+    assert sum(decoded) == 72, "a new crop is a new cache"
+    make(tmp_path / "data", tmp_path / "cache", image_size=32)
+    assert sum(decoded) == 108, "a new size is a new cache"
+
+
+def test_interrupted_cache_build_is_not_trusted(tmp_path: Path, monkeypatch) -> None:
+    write_torchvision(tmp_path / "data")
+    real = celeba_mod.decode_images
+
+    def interrupted(items, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(celeba_mod, "decode_images", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make(tmp_path / "data", tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir()), "no partial cache may remain"
+    monkeypatch.setattr(celeba_mod, "decode_images", real)
+    dm = make(tmp_path / "data", tmp_path / "cache")
+    assert dm.dataset("train")[0][0].std() > 0.05
+
+
+def test_corrupt_jpegs_are_skipped_counted_and_reported(tmp_path: Path, caplog) -> None:
+    base = write_torchvision(tmp_path / "data")
+    good = face_jpeg(0)
+    (base / "img_align_celeba" / "000005.jpg").write_bytes(good[: len(good) // 3])  # truncated
+    (base / "img_align_celeba" / "000006.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(RuntimeError, match=r"2 of 20 CelebA train images .* data.max_bad_fraction=0.001"):
+        make(tmp_path / "data", tmp_path / "cache")
+    with caplog.at_level(logging.WARNING):
+        dm = make(tmp_path / "data", tmp_path / "cache", max_bad_fraction=0.2)
+    assert len(dm.dataset("train")) == 18
+    assert "skipped 2 unreadable image(s) of 20" in caplog.text and "000005.jpg" in caplog.text
+
+
+def test_grayscale_and_odd_sized_images_are_converted(tmp_path: Path) -> None:
+    base = write_torchvision(tmp_path / "data")
+    (base / "img_align_celeba" / "000001.jpg").write_bytes(face_jpeg(0, mode="L"))
+    (base / "img_align_celeba" / "000002.jpg").write_bytes(face_jpeg(1, size=(23, 90)))
+    dm = make(tmp_path / "data", tmp_path / "cache", crop=148)  # crop larger than every image
+    gray, _ = dm.dataset("train")[0]
+    odd, _ = dm.dataset("train")[1]
+    assert gray.shape == odd.shape == (3, 16, 16)
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+    assert odd.std() > 0.02
+
+
+def test_no_celeba_message_lists_every_route(tmp_path: Path) -> None:
+    with pytest.raises(CelebANotFoundError) as e:
+        make(tmp_path / "nothing", tmp_path / "cache")
+    msg = str(e.value)
+    for part in (str(tmp_path / "nothing"), "celeba/img_align_celeba", "img_align_celeba/img_align_celeba",
+                 "list_eval_partition.csv", "data.download=true", "kaggle", "data=synthetic"):  # fmt: skip
+        assert part in msg, part
+
+
+def test_failed_download_explains_the_quota_and_manual_routes(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.datasets
+
+    class QuotaExceeded:  # what torchvision raises when Drive serves its quota page instead of the zip
+        def __init__(self, *a, **kw):
+            raise RuntimeError("The MD5 checksum of the download file img_align_celeba.zip does not match")
+
+    monkeypatch.setattr(torchvision.datasets, "CelebA", QuotaExceeded)
+    with pytest.raises(CelebANotFoundError, match=r"(?s)download failed.*quota.*kaggle datasets download"):
+        make(tmp_path / "data", tmp_path / "cache", download=True)
+
+
+def _partition(tmp_path: Path) -> Path:
+    return write_torchvision(tmp_path / "data") / "list_eval_partition.txt"
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (
+            lambda p: p.write_text(p.read_text().replace("000003.jpg 0", "000003.jpg")),
+            r"list_eval_partition.txt, line 3",
+        ),
+        (
+            lambda p: p.write_text(p.read_text().replace("000004.jpg 0", "000004.jpg 7")),
+            r"list_eval_partition.txt, line 4",
+        ),
+        (lambda p: p.write_text(p.read_text() + "999999.jpg 2\n"), r"line 37: lists 999999.jpg, which is not in"),
+        (lambda p: p.write_text(p.read_text().replace("000009.jpg 0\n", "")), r"does not list 1 image.*000009.jpg"),
+    ],
+    ids=["missing-column", "bad-split-id", "image-missing-on-disk", "image-not-listed"],
+)
+def test_bad_partition_files_name_file_and_line(tmp_path: Path, corrupt, message) -> None:
+    corrupt(_partition(tmp_path))
+    with pytest.raises(CelebAMetadataError, match=message):
+        make(tmp_path / "data", tmp_path / "cache")
+
+
+def test_bad_attribute_rows_name_file_and_line(tmp_path: Path) -> None:
+    attr = write_torchvision(tmp_path / "data") / "list_attr_celeba.txt"
+    lines = attr.read_text().splitlines(keepends=True)
+    lines[4] = lines[4].rsplit(" ", 3)[0] + "\n"  # drop values from the row of 000003.jpg
+    attr.write_text("".join(lines))
+    with pytest.raises(CelebAMetadataError, match=r"list_attr_celeba.txt, line 5: expected an image name and 40"):
+        make(tmp_path / "data", tmp_path / "cache")
+
+
+def test_kaggle_csv_malformed_row(tmp_path: Path) -> None:
+    write_kaggle(tmp_path)
+    csv = tmp_path / "list_attr_celeba.csv"
+    csv.write_text(
+        csv.read_text().replace("000002.jpg,-1", "000002.jpg,0", 1).replace("000002.jpg,1", "000002.jpg,0", 1)
+    )
+    with pytest.raises(CelebAMetadataError, match=r"list_attr_celeba.csv, line 3"):
+        make(tmp_path, tmp_path / "cache")
+
+
+@pytest.mark.slow
+def test_train_on_celeba_through_the_real_entry_point(tmp_path: Path, cache_dir: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    write_kaggle(tmp_path / "celeba")
+    args = ["debug=tiny", "data=celeba", f"data.root={tmp_path / 'celeba'}", "data.crop=40", "data.batch_size=4",
+            "trainer.max_epochs=1", "callbacks.interpolation.n_pairs=2", "callbacks.samples.n=8"]  # fmt: skip
+    env = {**os.environ, "NAG_CACHE_DIR": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "nag.train", *args], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = (tmp_path / "outputs").glob("*/*")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/recon"] > 0 and (run / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "cache").iterdir()) == ["test", "train", "val"]
+
+
+def test_missing_root_through_the_entry_point_is_one_clear_message(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "nag.train", "debug=fdr", f"data.root={tmp_path}/none"], cwd=tmp_path,
+                       env={**os.environ, "NAG_CACHE_DIR": str(tmp_path / "c")}, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr, "a missing dataset is a user error, not a crash"
+    assert r.stderr.count("No CelebA found") == 1
+    assert f"No CelebA found under data.root={tmp_path}/none" in r.stderr and "data=synthetic" in r.stderr
