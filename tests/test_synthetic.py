@@ -123,3 +123,20 @@ def test_parallel_build_equals_serial_build(tmp_path: Path) -> None:
 def test_split_smaller_than_batch_is_refused() -> None:
     with pytest.raises(ValueError, match=r"data.n_val=8 is smaller than data.batch_size=16"):
         SyntheticFaces(n_val=8, batch_size=16)
+
+
+def test_batched_reads_equal_item_reads_and_flip_only_mirrors(cache_dir: Path) -> None:
+    dm = SyntheticFaces(n_train=32, n_val=16, n_test=16, image_size=16, batch_size=16, cache_dir=str(cache_dir))
+    ds = dm.dataset("val")
+    x, a = ds.__getitems__([5, 2, 9])
+    assert torch.equal(x[1], ds[2][0]) and torch.equal(a[2], ds[9][1])
+    loader_x, _ = next(iter(dm.val_dataloader()))
+    assert torch.equal(loader_x, torch.stack([ds[i][0] for i in range(16)]))
+    ds.flip = True
+    torch.manual_seed(0)
+    flipped, _ = ds.__getitems__(list(range(16)))
+    ds.flip = False
+    plain, _ = ds.__getitems__(list(range(16)))
+    mirrored = [torch.equal(flipped[i], plain[i].flip(-1)) for i in range(16)]
+    unchanged = [torch.equal(flipped[i], plain[i]) for i in range(16)]
+    assert all(m or u for m, u in zip(mirrored, unchanged, strict=True)) and any(mirrored) and any(unchanged)
