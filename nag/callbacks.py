@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid
 
+from nag.figures import fixed_codes, image_grid, interpolation_grid, probe_tag, reconstruction_grid, translated
 from nag.matching import WAE_SCALES, base_scale, batch_moments, mmd_unbiased
 
 
@@ -67,8 +67,7 @@ class ReconstructionGrid(ValidationFigure):
         self.n = n
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        x = fixed_images(trainer, self.n).to(module.device)
-        return {"images/reconstructions": make_grid(torch.cat([x, module.reconstruct(x)]), nrow=self.n, pad_value=1)}
+        return {"images/reconstructions": reconstruction_grid(module, fixed_images(trainer, self.n).to(module.device))}
 
 
 class InterpolationGrid(ValidationFigure):
@@ -82,8 +81,7 @@ class InterpolationGrid(ValidationFigure):
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
         a = fixed_images(trainer, self.n_pairs).to(module.device)
         b = fixed_images(trainer, self.n_pairs, offset=self.n_pairs).to(module.device)
-        rows = module.interpolate(a, b, self.steps)  # (P, S, 3, H, W)
-        return {"images/interpolation": make_grid(rows.flatten(0, 1), nrow=self.steps, pad_value=1)}
+        return {"images/interpolation": interpolation_grid(module, a, b, self.steps)}
 
 
 class PriorSamples(ValidationFigure):
@@ -93,11 +91,9 @@ class PriorSamples(ValidationFigure):
         super().__init__(every_n_epochs)
         self.n, self.nrow, self.seed = n, nrow, seed
 
-    def codes(self, module: L.LightningModule) -> Tensor:
-        return module.prior.sample(self.n, generator=torch.Generator().manual_seed(self.seed))  # (n, d)
-
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        return {"images/samples": make_grid(module.decode(self.codes(module)), nrow=self.nrow, pad_value=1)}
+        z = fixed_codes(module.prior, self.n, self.seed).to(module.device)  # (n, d)
+        return {"images/samples": image_grid(module.decode(z), self.nrow)}
 
 
 class PriorProbes(PriorSamples):
@@ -110,9 +106,9 @@ class PriorProbes(PriorSamples):
         self.means = [float(m) for m in means]
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        centred = self.codes(module) - module.prior.mean  # (n, d)
+        z = fixed_codes(module.prior, self.n, self.seed).to(module.device)  # (n, d)
         return {
-            f"images/probe_mean{m:+g}": make_grid(module.decode(centred + m), nrow=self.nrow, pad_value=1)
+            f"images/{probe_tag(m)}": image_grid(module.decode(translated(z, module.prior, m)), self.nrow)
             for m in self.means
         }
 
