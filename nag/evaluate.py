@@ -26,11 +26,12 @@ import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
 from nag.data.datamodule import ImageDataModule
 from nag.errors import MissingFileError, UserInputError
-from nag.figures import fixed_codes, image_grid, interpolation_grid, probe_tag, reconstruction_grid, translated
+from nag.figures import fixed_codes, image_grid, probe_tag, reconstruction_grid, translated
 from nag.metrics import (
     diversity,
     error_by_attribute,
     inception_metrics,
+    interpolation_smoothness,
     latent_fit,
     multiscale_swd,
     reconstruction_metrics,
@@ -102,6 +103,7 @@ def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, se
     z = _batched(model.encode, real.test, dev)  # (N, d)
     x_hat = _batched(model.decode, z, dev)  # (N, 3, H, W)
     per_image = (x_hat - real.test).pow(2).flatten(1).mean(1)  # (N,)
+    rows = model.interpolate(real.test[:6].to(dev), real.test[6:12].to(dev), steps=11).cpu()  # (6, 11, 3, H, W)
     metrics = {
         "reconstruction": {
             **reconstruction_metrics(real.test, x_hat),
@@ -109,10 +111,11 @@ def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, se
         },
         "by_attribute": error_by_attribute(per_image, real.attributes, real.names) if real.names else {},
         "latent": latent_fit(z, prior, seed=seed),
+        "interpolation": interpolation_smoothness(rows),
     }
     figures = {
         "reconstructions": reconstruction_grid(model, real.test[:8].to(dev)).cpu(),
-        "interpolation": interpolation_grid(model, real.test[:6].to(dev), real.test[6:12].to(dev), steps=11).cpu(),
+        "interpolation": image_grid(rows.flatten(0, 1), nrow=11),
     }
     return Evaluation(metrics, figures)
 

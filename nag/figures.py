@@ -22,8 +22,7 @@ def reconstruction_grid(module: torch.nn.Module, x: Tensor) -> Tensor:
 
 def interpolation_grid(module: torch.nn.Module, a: Tensor, b: Tensor, steps: int = 11) -> Tensor:
     """Row r decodes (1 − t)·z(a_r) + t·z(b_r) for ``steps`` values of t from 0 to 1."""
-    rows = module.interpolate(a, b, steps)  # (P, S, 3, H, W)
-    return make_grid(rows.flatten(0, 1), nrow=steps, pad_value=PAD_VALUE)
+    return image_grid(module.interpolate(a, b, steps).flatten(0, 1), nrow=steps)  # rows: (P, S, 3, H, W)
 
 
 def image_grid(images: Tensor, nrow: int = 8) -> Tensor:

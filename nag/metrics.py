@@ -102,14 +102,12 @@ def laplacian_pyramid(x: Tensor, min_size: int = 16) -> list[Tensor]:
     return levels
 
 
-def _descriptors(level: Tensor, per_image: int, size: int, generator: torch.Generator) -> Tensor:
-    """Random ``size × size`` patches, normalised per channel over the set, ``(N·per_image, 3·size²)``."""
-    n, c, h, w = level.shape
-    size = min(size, h, w)
-    ys = torch.randint(h - size + 1, (n, per_image), generator=generator)
-    xs = torch.randint(w - size + 1, (n, per_image), generator=generator)
+def _descriptors(level: Tensor, ys: Tensor, xs: Tensor, size: int) -> Tensor:
+    """``size × size`` patches at ``(ys, xs)`` (each ``(N, P)``), normalised per channel over the set,
+    ``(N·P, 3·size²)``."""
+    n, c = level.shape[:2]
     patches = level.unfold(2, size, 1).unfold(3, size, 1)  # (N, C, h', w', size, size)
-    d = patches[torch.arange(n)[:, None], :, ys, xs]  # (N, per_image, C, size, size)
+    d = patches[torch.arange(n)[:, None], :, ys, xs]  # (N, P, C, size, size)
     d = d.reshape(-1, c, size, size)
     d = (d - d.mean(dim=(0, 2, 3), keepdim=True)) / (d.std(dim=(0, 2, 3), keepdim=True) + 1e-8)
     return d.flatten(1)
@@ -135,26 +133,40 @@ def multiscale_swd(
     g = torch.Generator().manual_seed(seed)
     out: dict[str, float] = {}
     for la, lb in zip(laplacian_pyramid(a[:n].float().cpu()), laplacian_pyramid(b[:n].float().cpu()), strict=True):
-        da = _descriptors(la, patches_per_image, patch_size, g)
-        db = _descriptors(lb, patches_per_image, patch_size, g)
+        h, w = la.shape[-2:]
+        size = min(patch_size, h, w)
+        # The same random patch positions in both sets: independent of the content, and identical sets then
+        # give exactly 0 (Progressive GAN draws them independently, which only adds noise).
+        ys = torch.randint(h - size + 1, (n, patches_per_image), generator=g)
+        xs = torch.randint(w - size + 1, (n, patches_per_image), generator=g)
+        da, db = _descriptors(la, ys, xs, size), _descriptors(lb, ys, xs, size)
         dists = [
             sliced_wasserstein(da, db, random_directions(da.shape[1], n_directions, g, da.device), p=1).item()
             for _ in range(repeats)
         ]
-        out[f"swd_{la.shape[-1]}"] = 1e3 * sum(dists) / repeats
+        out[f"swd_{w}"] = 1e3 * sum(dists) / repeats
     out["swd_mean"] = sum(out.values()) / len(out)
     return out
 
 
 def diversity(images: Tensor) -> float:
-    """Mean pairwise RMS pixel distance between different images of a set (0 when all are identical)."""
+    """Mean pairwise RMS pixel distance between different images of a set (exactly 0 when all are identical)."""
     x = images.flatten(1).float()  # (N, D)
-    n = len(x)
-    if n < 2:
-        raise ValueError(f"diversity needs at least 2 images, got {n}.")
-    sq = (x.pow(2).sum(1, keepdim=True) + x.pow(2).sum(1) - 2 * x @ x.T).clamp_min(0)  # (N, N)
-    rms = (sq / x.shape[1]).sqrt()
-    return (rms.sum() / (n * (n - 1))).item()
+    if len(x) < 2:
+        raise ValueError(f"diversity needs at least 2 images, got {len(x)}.")
+    # pdist takes the differences directly (no ||a||² + ||b||² − 2ab cancellation), each pair once.
+    return (torch.pdist(x) / x.shape[1] ** 0.5).mean().item()
+
+
+def interpolation_smoothness(rows: Tensor) -> dict[str, float]:
+    """How evenly decoded interpolation paths ``(P, S, 3, H, W)`` change from step to step.
+
+    For each path, the RMS pixel change of every step; ``step_ratio`` = largest step / mean step (1 = perfectly
+    even; a jump between two different faces halfway would give ≈ S − 1), averaged over paths and the worst.
+    """
+    steps = (rows[:, 1:] - rows[:, :-1]).flatten(2).pow(2).mean(2).sqrt()  # (P, S-1)
+    ratio = steps.max(1).values / steps.mean(1).clamp_min(1e-12)  # (P,)
+    return {"step_ratio": ratio.mean().item(), "worst_step_ratio": ratio.max().item(), "mean_step": steps.mean().item()}
 
 
 # --- FID / KID (torchmetrics), only with local Inception weights ------------------------------------------

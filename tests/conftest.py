@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,16 +31,37 @@ ComposeFn = Callable[..., DictConfig]
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
-    """Compose ``conf/train.yaml`` with overrides as ``python -m nag.train`` would, outputs under tmp_path."""
+    """Compose ``conf/<config>.yaml`` (default train) with overrides as ``python -m nag.<config>`` would, outputs
+    under tmp_path."""
 
-    def _compose(overrides: list[str] | None = None, output_dir: Path | None = None) -> DictConfig:
+    def _compose(
+        overrides: list[str] | None = None, output_dir: Path | None = None, config: str = "train"
+    ) -> DictConfig:
         overrides = [f"paths.cache_dir={cache_dir}", *(overrides or [])]
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            cfg = compose(config, overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir or tmp_path)
         return cfg
 
     return _compose
+
+
+def run_module(module: str, args: list[str], cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache."""
+    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def report_sweep(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """The report's three runs, tiny, trained once per session through the real multirun entry point."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    r = run_module("nag.train", ["-m", "experiment=report_plain,report_mean0,report_mean-3", *TINY,
+                                 "data.n_train=128", "trainer.max_epochs=1", "test=false"], cwd, cache_dir)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = (cwd / "multirun").glob("*/*")
+    return sweep

@@ -64,6 +64,13 @@ def test_default_model_is_the_reports_and_reloadable_from_hparams(compose_cfg) -
     assert torch.equal(clone.prior.mean, model.prior.mean)
 
 
+@pytest.mark.parametrize("sampler", options("sampler"))
+def test_every_sampler_composes_into_the_evaluate_config(compose_cfg, sampler) -> None:
+    cfg = compose_cfg([f"sampler={sampler}", "ckpt_path=x.ckpt"], config="evaluate")
+    s = instantiate(cfg.sampler)
+    assert hasattr(s, "fit") and hasattr(s, "sample") and cfg.get("prior") is None and cfg.get("data") is None
+
+
 def test_prior_overrides_from_the_command_line(compose_cfg) -> None:
     p = instantiate(compose_cfg(["prior=normal_mean-3"]).prior)
     assert isinstance(p, NormalPrior) and torch.all(p.mean == -3) and torch.all(p.variance == 2)

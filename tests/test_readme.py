@@ -15,10 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def train_commands() -> list[str]:
+def commands(entry: str) -> list[str]:
+    """Every ``python -m <entry> ...`` line of the README's bash blocks, without comments."""
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
     lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
-    return [ln[ln.index("python -m nag.train") :] for ln in lines if "python -m nag.train" in ln]
+    return [ln[ln.index(f"python -m {entry}") :] for ln in lines if f"python -m {entry} " in ln + " "]
 
 
 def expand(args: list[str]) -> list[list[str]]:
@@ -31,7 +32,8 @@ def expand(args: list[str]) -> list[list[str]]:
     return [list(c) for c in itertools.product(*choices)]
 
 
-COMMANDS = train_commands()
+COMMANDS = commands("nag.train")
+EVALUATE = commands("nag.evaluate")
 
 
 def test_readme_documents_the_main_commands() -> None:
@@ -55,3 +57,19 @@ def test_every_readme_training_command_composes(compose_cfg, command) -> None:
         cfg = compose_cfg(overrides)
         instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
         instantiate(cfg.data)
+
+
+@pytest.mark.parametrize("command", EVALUATE)
+def test_every_readme_evaluate_command_composes(compose_cfg, command) -> None:
+    cfg = compose_cfg(shlex.split(command)[3:], config="evaluate")
+    assert cfg.ckpt_path.endswith("last.ckpt")
+    instantiate(cfg.sampler)
+    if cfg.get("prior") is not None:
+        cfg.model.latent_dim = 8  # filled from the checkpoint at run time
+        instantiate(cfg.prior)
+
+
+def test_readme_documents_evaluation_and_reproduction() -> None:
+    assert len(EVALUATE) >= 3 and any("sampler=gmm" in c for c in EVALUATE)
+    assert "python -m nag.report multirun/<date>/<time>" in README
+    assert "experiment=report_plain,report_mean0,report_mean-3" in README

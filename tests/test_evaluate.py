@@ -1,0 +1,116 @@
+"""nag.evaluate, nag.report and the notebook, end to end on the report's three runs (tiny)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nag.evaluate import evaluate
+from nag.report import role_of
+
+from .conftest import run_module
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["n_eval=32", "n_samples=32", "n_fit=64"]
+
+
+def run_dirs(sweep: Path) -> dict[str, Path]:
+    from omegaconf import OmegaConf
+
+    return {role_of(OmegaConf.load(p)): p.parent.parent for p in sweep.glob("*/.hydra/config.yaml")}
+
+
+def test_sweep_holds_the_three_roles(report_sweep: Path) -> None:
+    assert set(run_dirs(report_sweep)) == {"plain", "mean0", "mean-3"}
+
+
+def test_evaluate_cli_writes_metrics_figures_and_tensorboard(report_sweep: Path, tmp_path: Path, cache_dir) -> None:
+    ckpt = run_dirs(report_sweep)["mean0"] / "checkpoints" / "last.ckpt"
+    out = tmp_path / "ev"
+    r = run_module("nag.evaluate", [f"ckpt_path={ckpt}", *SMALL, f"hydra.run.dir={out}"], tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["setup"]["prior"].startswith("NormalPrior(mean=0, variance=2")
+    assert m["setup"]["sampler"] == "prior" and m["setup"]["n_test"] == 32
+    keys = [("reconstruction", "psnr"), ("latent", "mmd"), ("samples", "swd_mean"), ("samples", "diversity"),
+            ("real_baseline", "swd_mean"), ("interpolation", "step_ratio")]  # fmt: skip
+    for section, key in keys:
+        assert isinstance(m[section][key], float), (section, key)
+    assert set(m["probes"]) == {"+100", "-100"} and m["inception"] == {}
+    assert "Smiling" in m["by_attribute"]
+    for png in ("reconstructions", "interpolation", "samples", "probe_mean+100", "probe_mean-100"):
+        assert (out / f"{png}.png").stat().st_size > 100, png
+    ea = EventAccumulator(str(out / "tensorboard"))
+    ea.Reload()
+    assert "images/samples" in ea.Tags()["images"] and "samples/swd_mean" in ea.Tags()["scalars"]
+    assert "FID/KID skipped" in r.stdout + r.stderr
+
+
+def test_evaluate_any_model_from_any_prior_and_ex_post(report_sweep: Path, compose_cfg, tmp_path: Path) -> None:
+    ckpt = run_dirs(report_sweep)["plain"] / "checkpoints" / "last.ckpt"
+    far = evaluate(
+        compose_cfg([f"ckpt_path={ckpt}", *SMALL, "prior=normal_mean0", "prior.mean=100"], config="evaluate")
+    )
+    assert far["setup"]["prior"].startswith("NormalPrior(mean=100")
+    gmm = evaluate(compose_cfg([f"ckpt_path={ckpt}", *SMALL, "sampler=gmm", "sampler.n_components=2"],
+                               output_dir=tmp_path / "gmm", config="evaluate"))  # fmt: skip
+    assert gmm["setup"]["sampler"] == "gmm2"
+    # The latent fit is measured against the prior asked for: codes near 0 are ~100 away from N(100, 2).
+    assert far["latent"]["mean_error"] > 90 and gmm["latent"]["mean_error"] < 10
+    assert gmm["samples"]["diversity"] > 0 and gmm["samples"] != far["samples"]
+
+
+def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path, cache_dir) -> None:
+    r = run_module("nag.evaluate", [f"ckpt_path={tmp_path}/none.ckpt"], tmp_path, cache_dir)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"ckpt_path={tmp_path}/none.ckpt does not exist" in r.stderr
+
+
+def test_report_regenerates_figures_and_judges_six_findings(report_sweep: Path, tmp_path: Path, cache_dir) -> None:
+    out = tmp_path / "report"
+    r = run_module("nag.report", [str(report_sweep), "--out", str(out), "--n-eval", "32", "--n-samples", "32"],
+                   tmp_path, cache_dir)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (out / "report.md").read_text()
+    rows = [
+        ln for ln in md.splitlines() if ln.startswith("| ") and ("**supported**" in ln or "**not supported**" in ln)
+    ]
+    assert len(rows) == 6
+    for png in ("reconstructions", "interpolation", "samples_matched_N0", "probe_mean+100", "probe_mean-100",
+                "samples_plain_N0", "plain_vs_matched_N-3", "samples_plain_gmm"):  # fmt: skip
+        assert (out / f"{png}.png").is_file() and f"({png}.png)" in md
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["findings"]) == 6 and "code_mean" in m["plain_reconstruction"]["latent"]
+    assert "where the plain autoencoder's codes live" in md
+
+
+def test_report_without_the_runs_says_how_to_make_them(tmp_path: Path, cache_dir) -> None:
+    r = run_module("nag.report", [str(tmp_path)], tmp_path, cache_dir)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "experiment=report_plain,report_mean0,report_mean-3" in r.stderr
+
+
+def test_notebook_runs_on_the_tiny_sweep(report_sweep: Path, cache_dir) -> None:
+    nb = nbformat.read(ROOT / "notebooks" / "reproduce_report.ipynb", as_version=4)
+    env = {"NAG_RUN_DIR": str(report_sweep), "NAG_N_EVAL": "32", "NAG_N_SAMPLES": "32", "NAG_CACHE_DIR": str(cache_dir)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()  # fmt: skip
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert text.count("supported") >= 6 and "plain codes: mean" in text
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 8
