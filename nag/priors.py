@@ -86,8 +86,11 @@ class Prior(nn.Module):
         return f"dim={self.dim}, mean≈{m.mean().item():.3g}, variance≈{v.mean().item():.3g}"
 
 
-class NormalPrior(Prior):
-    """Diagonal Gaussian N(mean, diag(variance)); mean and variance are scalars or per-dimension lists.
+class LocationScalePrior(Prior):
+    """A product of independent copies of one standardised law, shifted and scaled per dimension:
+    z = mean + sqrt(variance) · ε, with ε of mean 0 and variance 1.
+
+    Subclasses give the law: ``_standard_noise`` (ε), ``distribution`` and its constant ``KURTOSIS``.
 
     Args:
         dim: Latent dimension.
@@ -95,16 +98,18 @@ class NormalPrior(Prior):
         variance: Variance (not standard deviation), one value or ``dim`` values, > 0.
     """
 
+    KURTOSIS: float
+
     def __init__(self, dim: int, mean: Scalar = 0.0, variance: Scalar = 1.0) -> None:
         super().__init__(dim)
         self.register_buffer("loc", _per_dim(mean, self.dim, "prior.mean"))
         self.register_buffer("var", _per_dim(variance, self.dim, "prior.variance", positive=True))
 
-    def distribution(self) -> Distribution:
-        return Independent(Normal(self.loc, self.var.sqrt()), 1)
+    def _standard_noise(self, n: int, generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
 
     def _draw(self, n: int, generator: torch.Generator | None) -> Tensor:
-        eps = torch.randn(n, self.dim, generator=generator, device=self._noise_device(generator))  # (n, d)
+        eps = self._standard_noise(n, generator)  # (n, d), mean 0, variance 1
         return self.loc.to(eps.device) + self.var.sqrt().to(eps.device) * eps
 
     @property
@@ -117,46 +122,39 @@ class NormalPrior(Prior):
 
     @property
     def kurtosis(self) -> Tensor:
-        return torch.full_like(self.loc, 3.0)
+        return torch.full_like(self.loc, self.KURTOSIS)
 
 
-class LaplacePrior(Prior):
+class NormalPrior(LocationScalePrior):
+    """Diagonal Gaussian N(mean, diag(variance)); mean and variance are scalars or per-dimension lists."""
+
+    KURTOSIS = 3.0
+
+    def distribution(self) -> Distribution:
+        return Independent(Normal(self.loc, self.var.sqrt()), 1)
+
+    def _standard_noise(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(n, self.dim, generator=generator, device=self._noise_device(generator))
+
+
+class LaplacePrior(LocationScalePrior):
     """Product of independent Laplace distributions, parameterised by mean and *variance* (= 2·scale²).
 
     Heavier-tailed than the Gaussian (kurtosis 6): a prior whose moments differ beyond the second,
     which the ``moments`` matching loss can tell apart from a Gaussian of the same variance.
     """
 
-    def __init__(self, dim: int, mean: Scalar = 0.0, variance: Scalar = 1.0) -> None:
-        super().__init__(dim)
-        self.register_buffer("loc", _per_dim(mean, self.dim, "prior.mean"))
-        self.register_buffer("var", _per_dim(variance, self.dim, "prior.variance", positive=True))
-
-    @property
-    def scale(self) -> Tensor:
-        return (self.var / 2).sqrt()
+    KURTOSIS = 6.0
 
     def distribution(self) -> Distribution:
-        return Independent(Laplace(self.loc, self.scale), 1)
+        return Independent(Laplace(self.loc, (self.var / 2).sqrt()), 1)
 
-    def _draw(self, n: int, generator: torch.Generator | None) -> Tensor:
-        # Inverse CDF on u ~ U(-1/2, 1/2); clamp away from ±1/2 so log never sees 0.
+    def _standard_noise(self, n: int, generator: torch.Generator | None) -> Tensor:
+        # Inverse CDF on u ~ U(-1/2, 1/2), clamped away from ±1/2 so log never sees 0; a standard Laplace has
+        # variance 2, hence the 1/sqrt(2).
         u = torch.rand(n, self.dim, generator=generator, device=self._noise_device(generator)) - 0.5
         u = u.clamp(-0.5 + 1e-7, 0.5 - 1e-7)
-        eps = -torch.sign(u) * torch.log1p(-2 * u.abs())  # (n, d), standard Laplace
-        return self.loc.to(eps.device) + self.scale.to(eps.device) * eps
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
-
-    @property
-    def variance(self) -> Tensor:
-        return self.var
-
-    @property
-    def kurtosis(self) -> Tensor:
-        return torch.full_like(self.loc, 6.0)
+        return -torch.sign(u) * torch.log1p(-2 * u.abs()) / 2**0.5
 
 
 class GaussianMixturePrior(Prior):
@@ -224,4 +222,4 @@ def describe(prior: Prior) -> str:
     return f"{type(prior).__name__}(dim={prior.dim}, |mean|={m.norm().item():.3g}, avg variance={v.mean().item():.3g})"
 
 
-__all__ = ["Prior", "NormalPrior", "LaplacePrior", "GaussianMixturePrior", "describe"]
+__all__ = ["Prior", "LocationScalePrior", "NormalPrior", "LaplacePrior", "GaussianMixturePrior", "describe"]
