@@ -1,0 +1,144 @@
+"""One-time uint8 caches of decoded/rendered image splits, shared by every dataset.
+
+A cache is a directory ``<cache_dir>/<name>-<key>/`` holding ``images.npy`` (N, H, W, 3) uint8,
+``attributes.npy`` (N, A) uint8 and ``meta.json``. It is built in a temporary sibling directory and renamed
+into place only when complete, so an interrupted build never leaves a directory that is later trusted
+(a rename within one file system is atomic). The key is a hash of every setting that changes the pixels,
+so changing e.g. the crop or the size builds a new cache instead of serving stale images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+# Bump when the on-disk format changes, so old caches are rebuilt rather than misread.
+CACHE_FORMAT = 1
+
+# fill(items) -> (images (n, H, W, 3) uint8, attributes (n, A) uint8, positions of unusable images among the
+# items). It receives one chunk of the work items (e.g. indices or file paths) at a time and runs in worker
+# processes, so it must be picklable (a module-level function or a partial of one) and its items small.
+FillFn = Callable[[Sequence[Any]], tuple[np.ndarray, np.ndarray, list[int]]]
+
+
+def cache_key(settings: dict[str, Any]) -> str:
+    """Short stable hash of the settings that determine a cache's contents."""
+    blob = json.dumps({"format": CACHE_FORMAT, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class CachedSplit:
+    """A built cache: memory-mapped images and attributes plus its metadata."""
+
+    path: Path
+    images: np.ndarray  # (N, H, W, 3) uint8, memory-mapped
+    attributes: np.ndarray  # (N, A) uint8
+    meta: dict[str, Any]
+
+
+def open_cache(path: Path) -> CachedSplit:
+    meta = json.loads((path / "meta.json").read_text())
+    images = np.load(path / "images.npy", mmap_mode="r")
+    attributes = np.load(path / "attributes.npy")
+    if images.shape[0] != meta["n"] or attributes.shape[0] != meta["n"]:
+        raise RuntimeError(f"cache {path} is inconsistent with its meta.json; delete the directory to rebuild it.")
+    return CachedSplit(path, images, attributes, meta)
+
+
+def load_or_build(
+    cache_dir: str | os.PathLike,
+    name: str,
+    settings: dict[str, Any],
+    items: Sequence[Any],
+    image_size: int,
+    n_attributes: int,
+    fill: FillFn,
+    chunk_size: int = 256,
+    workers: int | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> CachedSplit:
+    """Return the cache for ``settings``, building it first if it does not exist.
+
+    Args:
+        cache_dir: Parent directory of all caches.
+        name: Human-readable prefix of the cache directory (e.g. ``synthetic-train``).
+        settings: Everything that determines the pixels; hashed into the directory name.
+        items: One work item per image (an index, a path, ...), handed to ``fill`` in chunks.
+        image_size: Side of the (square) images.
+        n_attributes: Width of the attribute array (0 for none).
+        fill: Produces the images and attributes of a chunk of items (runs in worker processes).
+        chunk_size: Items per ``fill`` call.
+        workers: Worker processes; default all cores. 1 builds in this process.
+        extra_meta: Stored in ``meta.json`` next to the settings (e.g. attribute names).
+    """
+    root = Path(cache_dir).expanduser()
+    final = root / f"{name}-{cache_key(settings)}"
+    if (final / "meta.json").exists():
+        return open_cache(final)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    try:
+        n = len(items)
+        bad = _build(tmp, items, image_size, n_attributes, fill, chunk_size, workers, desc=f"caching {name}")
+        meta = {"n": n, "settings": settings, "bad_indices": bad, "format": CACHE_FORMAT, **(extra_meta or {})}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process finished the same cache first: keep theirs.
+            if not (final / "meta.json").exists():
+                raise
+            log.info("cache %s was built concurrently by another process; using it", final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("cached %d images in %s", len(items), final)
+    return open_cache(final)
+
+
+def _build(
+    tmp: Path,
+    items: Sequence[Any],
+    image_size: int,
+    n_attributes: int,
+    fill: FillFn,
+    chunk_size: int,
+    workers: int | None,
+    desc: str,
+) -> list[int]:
+    n = len(items)
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3))
+    attributes = np.zeros((n, n_attributes), dtype=np.uint8)
+    starts = range(0, n, chunk_size)
+    chunks = [list(items[i : i + chunk_size]) for i in starts]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    bad: list[int] = []
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = pool.map(fill, chunks) if pool else map(fill, chunks)
+        with tqdm(total=n, desc=desc, unit="img", disable=None) as bar:
+            for start, (img, att, bad_local) in zip(starts, results, strict=True):
+                images[start : start + len(img)], attributes[start : start + len(img)] = img, att
+                bad += [start + j for j in bad_local]
+                bar.update(len(img))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    images.flush()
+    del images
+    np.save(tmp / "attributes.npy", attributes)
+    return bad

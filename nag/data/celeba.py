@@ -1,0 +1,173 @@
+"""CelebA (``data=celeba``): any on-disk layout, official splits, a one-time uint8 cache per split.
+
+The first use of a split decodes every JPEG once (all cores, with a progress bar): RGB conversion, a centre
+crop of ``crop`` pixels and an antialiased resize to ``image_size``. Later epochs and runs memory-map the
+cache and never touch a JPEG. Unreadable or truncated images are skipped and counted; more than
+``max_bad_fraction`` of a split aborts with an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from nag.data.cache import CachedSplit, load_or_build
+from nag.data.celeba_layout import CelebAIndex, CelebANotFoundError, index_celeba, not_found_message
+from nag.data.datamodule import ImageDataModule
+from nag.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+# Bump when the decoding/preprocessing changes the pixels, so existing caches are rebuilt.
+DECODER_VERSION = 1
+
+
+class CelebADecodeError(UserInputError, RuntimeError):
+    """More than ``data.max_bad_fraction`` of a split's images could not be decoded."""
+
+
+def preprocess(image: Image.Image, crop: int, image_size: int) -> np.ndarray:
+    """RGB, centre crop (at most the short side, so small or odd-sized images work), antialiased resize."""
+    image = image.convert("RGB")
+    side = min(crop, *image.size)
+    image = TF.center_crop(image, [side, side])
+    image = TF.resize(image, [image_size, image_size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return np.array(image, dtype=np.uint8)
+
+
+def decode_images(
+    items: Sequence[tuple[str, np.ndarray]], crop: int, image_size: int
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Cache fill function: decode ``(path, attributes)`` items; unreadable files are reported, not raised."""
+    images = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
+    bad: list[int] = []
+    for j, (path, _) in enumerate(items):
+        try:
+            with Image.open(path) as im:
+                images[j] = preprocess(im, crop, image_size)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            bad.append(j)  # unreadable/truncated: counted and skipped by the caller
+    n_attr = len(items[0][1]) if items else 0
+    attributes = np.stack([a for _, a in items]) if n_attr else np.zeros((len(items), 0), np.uint8)
+    return images, attributes, bad
+
+
+class CelebA(ImageDataModule):
+    """CelebA from whichever copy the user has.
+
+    Args:
+        root: Folder holding CelebA in a known layout (see :mod:`nag.data.celeba_layout`).
+        crop: Side of the centre crop before resizing (148 as in many VAE papers; 140 is the WAE/RAE choice).
+        download: Try torchvision's Google Drive download into ``root`` when no copy is found.
+        max_bad_fraction: Abort when more than this fraction of a split's images cannot be decoded.
+        split_fractions: Train/val/test fractions of the seeded split (used only without official split info).
+        split_seed: Seed of that split.
+        **kwargs: See :class:`~nag.data.datamodule.ImageDataModule` (``image_size``, ``batch_size``, ``flip``...).
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        crop: int = 148,
+        download: bool = False,
+        max_bad_fraction: float = 0.001,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if crop < 1:
+            raise ValueError(f"data.crop must be a positive number of pixels, got {crop}.")
+        if not 0 <= max_bad_fraction < 1:
+            raise ValueError(f"data.max_bad_fraction must be in [0, 1), got {max_bad_fraction}.")
+        self.root = Path(str(root)).expanduser()
+        self.crop, self.download = crop, download
+        self.max_bad_fraction = max_bad_fraction
+        self.split_fractions, self.split_seed = tuple(split_fractions), split_seed
+        self._index: CelebAIndex | None = None
+
+    @property
+    def index(self) -> CelebAIndex:
+        """The layout, splits and attributes found under ``root`` (read once)."""
+        if self._index is None:
+            try:
+                self._index = index_celeba(self.root, self.split_fractions, self.split_seed)
+            except CelebANotFoundError:
+                if not self.download:
+                    raise
+                download_celeba(self.root)
+                self._index = index_celeba(self.root, self.split_fractions, self.split_seed)
+            ix = self._index
+            sizes = {s: len(f) for s, f in ix.files.items()}
+            log.info("CelebA: %s layout in %s, splits %s from the %s", ix.layout.kind, ix.layout.image_dir, sizes,
+                     ix.split_source)  # fmt: skip
+            for note in ix.notes:
+                log.warning("CelebA: %s", note)
+            for split, n in sizes.items():
+                if n < self.batch_size:
+                    raise ValueError(
+                        f"the CelebA {split} split under data.root={self.root} has {n} images, fewer than "
+                        f"data.batch_size={self.batch_size}."
+                    )
+            self.attribute_names = ix.attribute_names
+        return self._index
+
+    def build_split(self, split: str) -> CachedSplit:
+        ix = self.index
+        files = ix.files[split]
+        settings = {
+            "dataset": "celeba", "decoder": DECODER_VERSION, "layout": ix.layout.kind,
+            "image_dir": str(ix.layout.image_dir.resolve()), "split": split, "crop": self.crop,
+            "image_size": self.image_size, "split_source": ix.split_source,
+            "files": hashlib.sha256("\n".join(files).encode()).hexdigest(), "attributes": list(ix.attribute_names),
+        }  # fmt: skip
+        items = [(str(ix.layout.image_dir / f), a) for f, a in zip(files, ix.attributes[split], strict=True)]
+        cached = load_or_build(
+            self.cache_dir,
+            f"celeba-{split}",
+            settings,
+            items=items,
+            image_size=self.image_size,
+            n_attributes=len(ix.attribute_names),
+            fill=partial(decode_images, crop=self.crop, image_size=self.image_size),
+            extra_meta={"attribute_names": list(ix.attribute_names)},
+        )
+        self._check_bad(split, files, cached.meta["bad_indices"])
+        return cached
+
+    def _check_bad(self, split: str, files: list[str], bad: list[int]) -> None:
+        if not bad:
+            return
+        first = ", ".join(str(self.index.layout.image_dir / files[i]) for i in bad[:5])
+        fraction = len(bad) / len(files)
+        if fraction > self.max_bad_fraction:
+            raise CelebADecodeError(
+                f"{len(bad)} of {len(files)} CelebA {split} images ({fraction:.1%}) could not be decoded, more than "
+                f"data.max_bad_fraction={self.max_bad_fraction}. First: {first}. Re-extract the archive, or raise "
+                "data.max_bad_fraction to train on the rest."
+            )
+        log.warning("CelebA %s: skipped %d unreadable image(s) of %d; first: %s", split, len(bad), len(files), first)
+
+
+def download_celeba(root: Path) -> None:
+    """torchvision's CelebA download into ``root/celeba``; on failure, say why and what to do instead."""
+    from torchvision.datasets import CelebA as TorchvisionCelebA
+
+    log.info("CelebA: trying torchvision's download into %s (about 1.4 GB from Google Drive)", root / "celeba")
+    try:
+        TorchvisionCelebA(str(root), split="all", download=True)
+    except Exception as e:  # gdown missing, Drive quota page, checksum mismatch, no network...
+        raise CelebANotFoundError(
+            f"data.download=true: torchvision's CelebA download failed ({type(e).__name__}: {e}). Google Drive "
+            "often refuses it once the file's daily quota is used up (the 'zip' saved is then an HTML quota page, "
+            "and the checksum fails). Download it by hand instead:\n" + not_found_message(root)
+        ) from e

@@ -1,0 +1,148 @@
+"""Serving cached uint8 splits as float tensors: the part every dataset shares.
+
+A dataset module only says how to build each split's cache (``build_split``); this base class turns the
+caches into ``(image (3, H, W) float in [0, 1], attributes (A,) float)`` items and Lightning data loaders.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from nag.data.cache import CachedSplit
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+class CachedImages(Dataset):
+    """Items of a cached split, skipping the images that were unusable when the cache was built.
+
+    ``ds[i]`` is one ``(image (3, H, W), attributes (A,))`` pair. The data module's loaders fetch whole batches
+    at once through ``__getitems__`` (one fancy-indexed read of the memory map and one conversion per batch,
+    instead of per image), with :func:`keep_batch` as their ``collate_fn``.
+
+    Args:
+        split: The cache.
+        flip: Random horizontal flip (training augmentation).
+    """
+
+    def __init__(self, split: CachedSplit, flip: bool = False) -> None:
+        self.images = split.images  # (N, H, W, 3) uint8, memory-mapped
+        self.attributes = torch.from_numpy(split.attributes.astype(np.float32))  # (N, A)
+        bad = np.asarray(split.meta.get("bad_indices", []), dtype=np.int64)
+        self.index = np.setdiff1d(np.arange(split.images.shape[0]), bad)
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        j = self.index[np.asarray(indices, dtype=np.int64)]  # (B,) rows of the cache
+        x = torch.from_numpy(self.images[j]).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
+        if self.flip:
+            flip = torch.rand(len(j)) < 0.5
+            x[flip] = x[flip].flip(-1)
+        return x, self.attributes[j]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x, a = self.__getitems__([i])
+        return x[0], a[0]
+
+
+def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """``collate_fn`` for loaders over :class:`CachedImages`: ``__getitems__`` already built the batch."""
+    return batch
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base data module over cached splits.
+
+    Args:
+        image_size: Side of the square images served.
+        batch_size: Batch size of every loader.
+        num_workers: Loader worker processes (0 reads in the main process, enough for cached uint8 arrays).
+        cache_dir: Where split caches live.
+        flip: Random horizontal flips on the training split only.
+        pin_memory: Pin host memory (useful on GPU).
+    """
+
+    attribute_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        cache_dir: str = "~/.cache/nag",
+        flip: bool = False,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 2:
+            raise ValueError(f"data.batch_size must be >= 2 (batch norm and the matching losses need it), got {batch_size}.")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}.")
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.cache_dir = os.path.expanduser(str(cache_dir))
+        self.flip, self.pin_memory = flip, pin_memory
+        self.datasets: dict[str, CachedImages] = {}
+        self._caches: dict[str, CachedSplit] = {}
+
+    def build_split(self, split: str) -> CachedSplit:
+        """Return the cache of ``split`` ('train', 'val' or 'test'), building it if it does not exist."""
+        raise NotImplementedError
+
+    def split_cache(self, split: str) -> CachedSplit:
+        """``build_split`` once per split and module (prepare_data and setup share the result)."""
+        if split not in self._caches:
+            self._caches[split] = self.build_split(split)
+        return self._caches[split]
+
+    def prepare_data(self) -> None:
+        for split in SPLITS:
+            self.split_cache(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in SPLITS:
+            if split not in self.datasets:
+                self.datasets[split] = CachedImages(self.split_cache(split), flip=self.flip and split == "train")
+
+    def dataset(self, split: str) -> CachedImages:
+        self.setup()
+        return self.datasets[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.dataset(split)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            # Full training batches only: a last batch of 1 breaks batch norm and the unbiased MMD.
+            drop_last=shuffle and len(ds) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=keep_batch,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def fixed_batch(self, split: str, n: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+        """The same ``n`` items every call (indices ``offset .. offset+n-1``): inputs for comparable figures."""
+        ds = self.dataset(split)
+        if offset + n > len(ds):
+            raise ValueError(f"the {split} split has {len(ds)} images; {offset + n} were asked for a fixed batch.")
+        items = [ds[i] for i in range(offset, offset + n)]
+        return torch.stack([x for x, _ in items]), torch.stack([a for _, a in items])
