@@ -121,7 +121,9 @@ def _build(
     desc: str,
 ) -> list[int]:
     n = len(items)
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3))
+    images = np.lib.format.open_memmap(
+        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3)
+    )
     attributes = np.zeros((n, n_attributes), dtype=np.uint8)
     starts = range(0, n, chunk_size)
     chunks = [list(items[i : i + chunk_size]) for i in starts]

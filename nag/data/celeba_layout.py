@@ -197,7 +197,9 @@ def _official_split(name: str) -> int:
     return min(bisect_left(OFFICIAL_ENDS, number), 2)
 
 
-def index_celeba(root: str | Path, split_fractions: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0) -> CelebAIndex:
+def index_celeba(
+    root: str | Path, split_fractions: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0
+) -> CelebAIndex:
     """Detect the layout under ``root``, read its metadata, check it against the images, assign splits."""
     layout = detect_layout(root)
     on_disk = _images_in(layout.image_dir)

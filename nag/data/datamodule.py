@@ -84,7 +84,9 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 2:
-            raise ValueError(f"data.batch_size must be >= 2 (batch norm and the matching losses need it), got {batch_size}.")
+            raise ValueError(
+                f"data.batch_size must be >= 2 (batch norm and the matching losses need it), got {batch_size}."
+            )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}.")
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers

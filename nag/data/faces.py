@@ -73,8 +73,9 @@ def attributes(params: dict[str, np.ndarray]) -> np.ndarray:
     has_hair = not bald
     values = {
         "Pale_Skin": tone == 0, "Dark_Skin": tone >= 4,
-        "Black_Hair": has_hair and hair == 0, "Brown_Hair": has_hair and hair == 1, "Blond_Hair": has_hair and hair == 2,
-        "Gray_Hair": has_hair and hair == 3, "Red_Hair": has_hair and hair == 4, "Bald": bald,
+        "Black_Hair": has_hair and hair == 0, "Brown_Hair": has_hair and hair == 1,
+        "Blond_Hair": has_hair and hair == 2, "Gray_Hair": has_hair and hair == 3, "Red_Hair": has_hair and hair == 4,
+        "Bald": bald,
         "Long_Hair": bool(params["long"]), "Bangs": bool(params["bangs"]), "Smiling": bool(params["smiling"]),
         "Eyeglasses": bool(params["eyeglasses"]), "Sunglasses": bool(params["sunglasses"]),
         "No_Beard": not bool(params["beard"]), "Wearing_Hat": bool(params["hat"]),
@@ -148,7 +149,9 @@ def render(params: list[dict[str, np.ndarray]], size: int) -> np.ndarray:
     cv.paint(cv.coverage(back, val("long") * has_hair), hair * 0.9)
     # Ears and face, with a little horizontal shading for roundness.
     for side in (-1.0, 1.0):
-        cv.paint(cv.coverage(_ellipse(x, y, cx + side * 0.49 * s * asp, cy + 0.02 * s, 0.08 * s, 0.14 * s)), skin * 0.92)
+        cv.paint(
+            cv.coverage(_ellipse(x, y, cx + side * 0.49 * s * asp, cy + 0.02 * s, 0.08 * s, 0.14 * s)), skin * 0.92
+        )
     face = _ellipse(x, y, cx, cy, 0.48 * s * asp, 0.62 * s)
     shade = 1.0 - 0.18 * np.clip(((x - cx) / (0.48 * s * asp)) ** 2, 0, 1)
     cv.paint(cv.coverage(face), np.clip(skin[:, None, None, :] * shade[..., None], 0, 1))

@@ -20,7 +20,9 @@ from nag.data.faces import ATTRIBUTE_NAMES, attributes, render, sample_params
 RENDERER_VERSION = 1
 
 
-def render_faces(indices: Sequence[int], seed: int, split: int, image_size: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def render_faces(
+    indices: Sequence[int], seed: int, split: int, image_size: int
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Cache fill function: images and attributes of the given face indices (none is ever unusable)."""
     params = [sample_params(seed, split, i) for i in indices]
     return render(params, image_size), np.stack([attributes(p) for p in params]), []
@@ -37,7 +39,9 @@ class SyntheticFaces(ImageDataModule):
 
     attribute_names = ATTRIBUTE_NAMES
 
-    def __init__(self, n_train: int = 20000, n_val: int = 1000, n_test: int = 1000, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, n_train: int = 20000, n_val: int = 1000, n_test: int = 1000, seed: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         for split, n in self.sizes.items():
