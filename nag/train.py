@@ -58,14 +58,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     try:
-        metrics = train(cfg)
+        return optimized(train(cfg), cfg.get("optimized_metric"))
     except UserInputError as e:  # a fixable input problem: its message (on stderr), not a stack trace
         raise SystemExit(f"error: {e}") from None
-    # A scalar for hyper-parameter sweepers (e.g. Optuna), chosen by `optimized_metric=...`.
-    key = cfg.get("optimized_metric")
-    return metrics.get(key) if key else None
+
+
+def optimized(metrics: dict[str, float], keys: str | list[str] | None) -> float | tuple[float, ...] | None:
+    """What a hyper-parameter sweeper (Optuna) optimises: one metric, or a tuple for a multi-objective search."""
+    if keys is None:
+        return None
+    names = [keys] if isinstance(keys, str) else list(keys)
+    missing = [k for k in names if k not in metrics]
+    if missing:
+        raise UserInputError(
+            f"optimized_metric names {missing}, which the run did not log; it logged {sorted(metrics)}."
+        )
+    values = tuple(metrics[k] for k in names)
+    return values[0] if isinstance(keys, str) else values
 
 
 if __name__ == "__main__":
