@@ -127,3 +127,35 @@ def test_fast_dev_run_preset(tmp_path: Path, cache_dir: Path) -> None:
     r = _run(["debug=fdr", "data=synthetic_tiny"], tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "fast_dev_run" in r.stderr + r.stdout
+
+
+def test_optimized_metric_single_multi_and_missing() -> None:
+    from nag.errors import UserInputError
+    from nag.train import optimized
+
+    metrics = {"val/recon": 0.1, "latent/mmd": 0.02}
+    assert optimized(metrics, None) is None
+    assert optimized(metrics, "val/recon") == 0.1
+    assert optimized(metrics, ["val/recon", "latent/mmd"]) == (0.1, 0.02)
+    with pytest.raises(UserInputError, match=r"optimized_metric names \['val/fid'\]"):
+        optimized(metrics, ["val/fid"])
+
+
+@pytest.mark.slow
+def test_optuna_search_writes_a_pareto_front(tmp_path: Path, cache_dir: Path) -> None:
+    import yaml
+
+    r = _run(["-m", "hparams_search=optuna", *TINY, "trainer.max_epochs=1", "test=false", "hydra.sweeper.n_trials=2"],
+             tmp_path, cache_dir)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").glob("*/*")
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1"]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    (best, *_) = result["solutions"]
+    assert set(best["params"]) == {"matching.weight", "model.optimizer.lr"} and len(best["values"]) == 2
+    assert 0.01 <= best["params"]["matching.weight"] <= 100
+
+
+def test_cluster_launcher_composes(compose_cfg) -> None:
+    cfg = compose_cfg([*TINY, "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=60"])
+    assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min == 60
