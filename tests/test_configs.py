@@ -87,3 +87,9 @@ def test_latent_dim_mismatch_is_reported(compose_cfg) -> None:
 def test_tiny_preset_is_small(compose_cfg) -> None:
     cfg = compose_cfg(TINY)
     assert cfg.data.image_size == 16 and cfg.data.n_train <= 256 and cfg.trainer.max_epochs <= 2
+
+
+def test_run_directories_of_each_entry_point(compose_cfg) -> None:
+    assert compose_cfg([]).hydra.run.dir.startswith("outputs/2")
+    assert compose_cfg([]).hydra.sweep.dir.startswith("multirun/")
+    assert compose_cfg(["ckpt_path=x.ckpt"], config="evaluate").hydra.run.dir.startswith("outputs/evaluate/")
