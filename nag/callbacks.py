@@ -33,8 +33,9 @@ def fixed_images(trainer: L.Trainer, n: int, offset: int = 0) -> Tensor:
 
 
 class ValidationFigure(L.Callback):
-    """Base class: at each validation epoch end (not during the sanity check) call ``figures`` under
-    ``torch.no_grad`` with the module in eval mode, and add the returned grids to TensorBoard.
+    """Base class: at each validation epoch end (not during the sanity check, and only with a TensorBoard
+    logger) call ``figures`` under ``torch.no_grad`` with the module in eval mode, and add the returned grids
+    to TensorBoard.
 
     Args:
         every_n_epochs: Draw every n-th validation epoch.
@@ -49,14 +50,13 @@ class ValidationFigure(L.Callback):
         raise NotImplementedError
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
-            return
         writer = tensorboard_writer(trainer)
+        if writer is None or trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
+            return  # nothing to draw into, or not this epoch
         with torch.no_grad():
             grids = self.figures(trainer, pl_module)
-        if writer is not None:
-            for tag, grid in grids.items():
-                writer.add_image(tag, grid.float().cpu(), global_step=trainer.global_step)
+        for tag, grid in grids.items():
+            writer.add_image(tag, grid.float().cpu(), global_step=trainer.global_step)
 
 
 class ReconstructionGrid(ValidationFigure):

@@ -110,31 +110,35 @@ class NAGModule(L.LightningModule):
 
     # --- training ---------------------------------------------------------------------------------------
 
-    def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
-        """Named loss terms of a batch: ``recon`` (per-pixel MSE), ``matching`` and ``loss``."""
+    def loss_terms(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Named loss terms of a batch: ``recon`` (per-pixel MSE), ``matching`` and ``loss``; ``generator``
+        fixes the prior samples (and projections) the matching term draws."""
         z = self.encode(x)  # (B, d)
         x_hat = self.decode(z)  # (B, 3, H, W)
         recon = F.mse_loss(x_hat.float(), x.float())
-        matching = self.matching(z, self.prior)
+        matching = self.matching(z, self.prior, generator=generator)
         return {"recon": recon, "matching": matching, "loss": recon + self.matching.weight * matching}
 
-    def _step(self, batch: tuple[Tensor, Tensor] | Tensor, stage: str) -> Tensor:
+    def _step(self, batch: tuple[Tensor, Tensor] | Tensor, stage: str, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
-        terms = self.loss_terms(x)
         on_step = stage == "train"
+        # Validation/test draw the same prior samples for the same batch every epoch, so val/loss (which picks
+        # the best checkpoint) changes only when the model does.
+        generator = None if on_step else torch.Generator().manual_seed(batch_idx)
+        terms = self.loss_terms(x, generator)
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=True, prog_bar=name == "loss",
                      batch_size=x.shape[0])  # fmt: skip
         return terms["loss"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train", batch_idx)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._step(batch, "val", batch_idx)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._step(batch, "test", batch_idx)
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())

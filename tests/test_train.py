@@ -159,3 +159,15 @@ def test_optuna_search_writes_a_pareto_front(tmp_path: Path, cache_dir: Path) ->
 def test_cluster_launcher_composes(compose_cfg) -> None:
     cfg = compose_cfg([*TINY, "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=60"])
     assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min == 60
+
+
+def test_validation_loss_is_deterministic_for_a_fixed_model(compose_cfg) -> None:
+    import lightning as L
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg([*TINY, "matching=swd"])
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    dm = instantiate(cfg.data)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    first, second = trainer.validate(model, dm, verbose=False), trainer.validate(model, dm, verbose=False)
+    assert first[0]["val/matching"] == second[0]["val/matching"] > 0
