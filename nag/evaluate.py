@@ -94,13 +94,18 @@ def _batched(fn, x: Tensor, device: torch.device, batch: int = 256) -> Tensor:
     return torch.cat([fn(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
 
 
+def encode_test_split(model: NAGModule, real: RealImages) -> Tensor:
+    """Codes of the real test images, ``(N, d)`` on the CPU."""
+    return _batched(model.encode, real.test, model.device)
+
+
 @torch.no_grad()
 def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, seed: int = 0) -> Evaluation:
     """Reconstruction error (overall and by attribute), the fit of the test codes to ``prior``, and the
     reconstruction and interpolation figures."""
     model.eval()
     dev = model.device
-    z = _batched(model.encode, real.test, dev)  # (N, d)
+    z = encode_test_split(model, real)  # (N, d)
     x_hat = _batched(model.decode, z, dev)  # (N, 3, H, W)
     per_image = (x_hat - real.test).pow(2).flatten(1).mean(1)  # (N,)
     rows = model.interpolate(real.test[:6].to(dev), real.test[6:12].to(dev), steps=11).cpu()  # (6, 11, 3, H, W)

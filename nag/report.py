@@ -24,8 +24,9 @@ from torchvision.utils import save_image
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
 from nag.errors import UserInputError
-from nag.evaluate import RealImages, evaluate_reconstruction, evaluate_sampling, load_model
+from nag.evaluate import RealImages, encode_test_split, evaluate_reconstruction, evaluate_sampling, load_model
 from nag.findings import Finding, assess
+from nag.metrics import latent_fit
 from nag.module import NAGModule
 from nag.priors import NormalPrior
 from nag.samplers import GaussianMixtureSampler
@@ -116,8 +117,8 @@ def evaluate_runs(
         "real_baseline": real.baseline(seed),
         "matched0_reconstruction": recon_m0.metrics,
         "plain_reconstruction": evaluate_reconstruction(models["plain"], real, n0, seed).metrics,
-        "plain_latent_vs_N-3": evaluate_reconstruction(models["plain"], real, n3, seed).metrics["latent"],
-        "matched-3_latent": evaluate_reconstruction(models["mean-3"], real, n3, seed).metrics["latent"],
+        "plain_latent_vs_N-3": latent_fit(encode_test_split(models["plain"], real), n3, seed),
+        "matched-3_latent": latent_fit(encode_test_split(models["mean-3"], real), n3, seed),
         **{k: ev.metrics for k, ev in evals.items()},
     }
     figures = {
