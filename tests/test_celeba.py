@@ -260,3 +260,17 @@ def test_missing_root_through_the_entry_point_is_one_clear_message(tmp_path: Pat
     assert "Traceback" not in r.stderr, "a missing dataset is a user error, not a crash"
     assert r.stderr.count("No CelebA found") == 1
     assert f"No CelebA found under data.root={tmp_path}/none" in r.stderr and "data=synthetic" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"split_fractions": [0.9, 0.1]}, "data.split_fractions must be three positive numbers"),
+        ({"split_fractions": [0.9, 0.1, 0.0]}, "data.split_fractions must be three positive numbers"),
+        ({"max_bad_fraction": 1.5}, r"data.max_bad_fraction must be in \[0, 1\)"),
+        ({"crop": 0}, "data.crop must be a positive number"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(tmp_path: Path, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        CelebA(root=str(tmp_path), **kwargs)

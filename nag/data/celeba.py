@@ -87,6 +87,8 @@ class CelebA(ImageDataModule):
         super().__init__(**kwargs)
         if crop < 1:
             raise ValueError(f"data.crop must be a positive number of pixels, got {crop}.")
+        if len(split_fractions) != 3 or min(split_fractions) <= 0:
+            raise ValueError(f"data.split_fractions must be three positive numbers, got {list(split_fractions)}.")
         if not 0 <= max_bad_fraction < 1:
             raise ValueError(f"data.max_bad_fraction must be in [0, 1), got {max_bad_fraction}.")
         self.root = Path(str(root)).expanduser()

@@ -174,7 +174,9 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray]]
     return tuple(names), rows
 
 
-def _check_agreement(partition_file: Path, listed: dict[str, tuple[int, int]], on_disk: Sequence[str], image_dir: Path):
+def _check_agreement(
+    partition_file: Path, listed: dict[str, tuple[int, int]], on_disk: Sequence[str], image_dir: Path
+) -> None:
     disk = set(on_disk)
     missing = [(line, name) for name, (_, line) in listed.items() if name not in disk]
     if missing:
@@ -200,7 +202,9 @@ def _official_split(name: str) -> int:
 def index_celeba(
     root: str | Path, split_fractions: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0
 ) -> CelebAIndex:
-    """Detect the layout under ``root``, read its metadata, check it against the images, assign splits."""
+    """Detect the layout under ``root``, read its metadata, check it against the images, assign splits.
+
+    ``split_fractions`` (three positive numbers) and ``split_seed`` are used only for the seeded split."""
     layout = detect_layout(root)
     on_disk = _images_in(layout.image_dir)
     notes: list[str] = []
@@ -215,8 +219,6 @@ def index_celeba(
         if layout.kind != "folder":
             notes.append("no partition file: official index ranges used for the split")
     else:
-        if len(split_fractions) != 3 or min(split_fractions) <= 0:
-            raise ValueError(f"data.split_fractions must be three positive numbers, got {list(split_fractions)}.")
         p = np.asarray(split_fractions, dtype=float) / sum(split_fractions)
         order = np.random.default_rng(split_seed).permutation(len(on_disk))
         bounds = np.round(np.cumsum(p) * len(on_disk)).astype(int)
