@@ -8,6 +8,9 @@ keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class UserInputError(Exception):
     """Bad input from the user: config values, files on disk. The message names the key or file."""
@@ -15,3 +18,12 @@ class UserInputError(Exception):
 
 class MissingFileError(UserInputError, FileNotFoundError):
     """A file named in the config does not exist."""
+
+
+@contextmanager
+def reported_as_exit() -> Iterator[None]:
+    """Around an entry point's work: a :class:`UserInputError` becomes its message on stderr and exit status 1."""
+    try:
+        yield
+    except UserInputError as e:
+        raise SystemExit(f"error: {e}") from None

@@ -25,7 +25,7 @@ from torchvision.utils import save_image
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
 from nag.data.datamodule import ImageDataModule
-from nag.errors import MissingFileError, UserInputError
+from nag.errors import MissingFileError, UserInputError, reported_as_exit
 from nag.figures import fixed_codes, image_grid, probe_tag, reconstruction_grid, translated
 from nag.metrics import (
     diversity,
@@ -245,10 +245,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reported_as_exit():
         evaluate(cfg)
-    except UserInputError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

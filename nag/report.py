@@ -23,7 +23,7 @@ from torchvision.utils import save_image
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
-from nag.errors import UserInputError
+from nag.errors import UserInputError, reported_as_exit
 from nag.evaluate import RealImages, encode_test_split, evaluate_reconstruction, evaluate_sampling, load_model
 from nag.findings import Finding, assess
 from nag.metrics import latent_fit
@@ -249,10 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-samples", type=int, default=500, help="generated images per sampling setting")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with reported_as_exit():
         build_report(args.root, args.out or args.root / "report", args.n_eval, args.n_samples)
-    except UserInputError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
-from nag.errors import MissingFileError, UserInputError
+from nag.errors import MissingFileError, UserInputError, reported_as_exit
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
-    try:
+    with reported_as_exit():
         return optimized(train(cfg), cfg.get("optimized_metric"))
-    except UserInputError as e:  # a fixable input problem: its message (on stderr), not a stack trace
-        raise SystemExit(f"error: {e}") from None
 
 
 def optimized(metrics: dict[str, float], keys: str | list[str] | None) -> float | tuple[float, ...] | None:
