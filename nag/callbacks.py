@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from nag.figures import fixed_codes, image_grid, interpolation_grid, probe_tag, reconstruction_grid, translated
-from nag.matching import WAE_SCALES, base_scale, batch_moments, mmd_unbiased
+from nag.metrics import latent_fit
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -138,20 +138,16 @@ class LatentDiagnostics(L.Callback):
                 pl_module.encode(fixed_images(trainer, min(self.batch_size, n - i), offset=i).to(pl_module.device))
                 for i in range(0, n, self.batch_size)
             ]).float()  # fmt: skip  # (n, d)
-            prior = pl_module.prior
-            y = prior.sample(n, generator=torch.Generator().manual_seed(self.seed)).to(z)
-            mean, var, kurt = batch_moments(z)
-            stats = {
-                "latent/code_mean": mean.mean(),
-                "latent/code_variance": var.mean(),
-                "latent/code_kurtosis": kurt.mean(),
-                "latent/prior_mean": prior.mean.mean(),
-                "latent/prior_variance": prior.variance.mean(),
-                "latent/prior_kurtosis": prior.kurtosis.mean(),
-                "latent/mmd": mmd_unbiased(z, y, "imq", base_scale(prior), WAE_SCALES),
-            }
+            fit = latent_fit(z, pl_module.prior, seed=self.seed)  # the same measure nag.evaluate reports
+        prior = pl_module.prior
+        stats = {
+            **{f"latent/{k}": fit[k] for k in ("code_mean", "code_variance", "code_kurtosis", "mmd")},
+            "latent/prior_mean": prior.mean.mean().item(),
+            "latent/prior_variance": prior.variance.mean().item(),
+            "latent/prior_kurtosis": prior.kurtosis.mean().item(),
+        }
         for name, value in stats.items():
-            pl_module.log(name, value.float(), on_epoch=True)
+            pl_module.log(name, float(value), on_epoch=True)
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_histogram("latent/codes", z.cpu(), global_step=trainer.global_step)
