@@ -24,7 +24,14 @@ from torchvision.utils import save_image
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
 from nag.errors import UserInputError, reported_as_exit
-from nag.evaluate import RealImages, encode_test_split, evaluate_reconstruction, evaluate_sampling, load_model
+from nag.evaluate import (
+    RealImages,
+    encode_test_split,
+    evaluate_reconstruction,
+    evaluate_sampling,
+    load_model,
+    run_config,
+)
 from nag.findings import Finding, assess
 from nag.metrics import latent_fit
 from nag.module import NAGModule
@@ -61,12 +68,10 @@ def find_runs(root: Path) -> dict[str, Run]:
     """The newest run of each role under ``root`` (a run dir, a sweep dir or any folder above them)."""
     runs: dict[str, Run] = {}
     for ckpt in sorted(root.rglob("checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime):
-        cfg_path = ckpt.parent.parent / ".hydra" / "config.yaml"
-        if cfg_path.is_file():
-            cfg = OmegaConf.load(cfg_path)
-            role = role_of(cfg)
-            if role is not None:
-                runs[role] = Run(role, ckpt.parent.parent, cfg)
+        cfg = run_config(ckpt)
+        role = role_of(cfg) if cfg is not None else None
+        if role is not None:
+            runs[role] = Run(role, ckpt.parent.parent, cfg)
     missing = [r for r in ROLES if r not in runs]
     if missing:
         found = ", ".join(f"{r}: {run.path}" for r, run in runs.items()) or "none"
