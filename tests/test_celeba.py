@@ -25,6 +25,7 @@ from .celeba_fixtures import (
     write_kaggle,
     write_torchvision,
 )
+from .conftest import run_module
 
 SIZES = {"train": 20, "val": 8, "test": 8}
 
@@ -229,18 +230,13 @@ def test_kaggle_csv_malformed_row(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_on_celeba_through_the_real_entry_point(tmp_path: Path, cache_dir: Path) -> None:
+def test_train_on_celeba_through_the_real_entry_point(tmp_path: Path) -> None:
     import json
-    import os
-    import subprocess
-    import sys
 
     write_kaggle(tmp_path / "celeba")
     args = ["debug=tiny", "data=celeba", f"data.root={tmp_path / 'celeba'}", "data.crop=40", "data.batch_size=4",
             "trainer.max_epochs=1", "callbacks.interpolation.n_pairs=2", "callbacks.samples.n=8"]  # fmt: skip
-    env = {**os.environ, "NAG_CACHE_DIR": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-m", "nag.train", *args], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=600)  # fmt: skip
+    r = run_module("nag.train", args, tmp_path, tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = (tmp_path / "outputs").glob("*/*")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -249,13 +245,7 @@ def test_train_on_celeba_through_the_real_entry_point(tmp_path: Path, cache_dir:
 
 
 def test_missing_root_through_the_entry_point_is_one_clear_message(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "nag.train", "debug=fdr", f"data.root={tmp_path}/none"], cwd=tmp_path,
-                       env={**os.environ, "NAG_CACHE_DIR": str(tmp_path / "c")}, capture_output=True, text=True,
-                       timeout=300)  # fmt: skip
+    r = run_module("nag.train", ["debug=fdr", f"data.root={tmp_path}/none"], tmp_path, tmp_path / "c")
     assert r.returncode == 1
     assert "Traceback" not in r.stderr, "a missing dataset is a user error, not a crash"
     assert r.stderr.count("No CelebA found") == 1

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from nag.errors import MissingFileError
 from nag.module import NAGModule
 from nag.train import train
 
-from .conftest import TINY
+from .conftest import TINY, run_module
 
 SIDE = 16 + 2  # a 16-px image plus make_grid's 2-px padding
 GRID_SHAPES = {  # tag -> (height, width) of the PNG, for the tiny preset's callback sizes
@@ -91,15 +88,9 @@ def test_missing_checkpoint_is_explained(compose_cfg, tmp_path: Path) -> None:
         train(compose_cfg([*TINY, f"ckpt_path={tmp_path}/nope.ckpt"]))
 
 
-def _run(args: list[str], cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run([sys.executable, "-m", "nag.train", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
-
-
 @pytest.mark.slow
 def test_cli_runs_from_any_directory(tmp_path: Path, cache_dir: Path) -> None:
-    r = _run([*TINY, "prior=normal_mean-3", "trainer.max_epochs=1"], tmp_path, cache_dir)
+    r = run_module("nag.train", [*TINY, "prior=normal_mean-3", "trainer.max_epochs=1"], tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -108,7 +99,9 @@ def test_cli_runs_from_any_directory(tmp_path: Path, cache_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_multirun_over_prior_means_gives_two_named_runs(tmp_path: Path, cache_dir: Path) -> None:
-    r = _run(["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-3,0"], tmp_path, cache_dir)
+    r = run_module(
+        "nag.train", ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-3,0"], tmp_path, cache_dir
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").glob("*/*")
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -124,7 +117,7 @@ def test_multirun_over_prior_means_gives_two_named_runs(tmp_path: Path, cache_di
 
 @pytest.mark.slow
 def test_fast_dev_run_preset(tmp_path: Path, cache_dir: Path) -> None:
-    r = _run(["debug=fdr", "data=synthetic_tiny"], tmp_path, cache_dir)
+    r = run_module("nag.train", ["debug=fdr", "data=synthetic_tiny"], tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "fast_dev_run" in r.stderr + r.stdout
 
@@ -145,8 +138,8 @@ def test_optimized_metric_single_multi_and_missing() -> None:
 def test_optuna_search_writes_a_pareto_front(tmp_path: Path, cache_dir: Path) -> None:
     import yaml
 
-    r = _run(["-m", "hparams_search=optuna", *TINY, "trainer.max_epochs=1", "test=false", "hydra.sweeper.n_trials=2"],
-             tmp_path, cache_dir)  # fmt: skip
+    args = ["-m", "hparams_search=optuna", *TINY, "trainer.max_epochs=1", "test=false", "hydra.sweeper.n_trials=2"]
+    r = run_module("nag.train", args, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").glob("*/*")
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1"]
