@@ -23,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import CelebA as TorchvisionCelebA
 
+from nag import CONF_DIR
 from nag.data.celeba import CelebA
 from nag.data.faces import render, sample_params
 from nag.module import NAGModule
@@ -78,18 +81,17 @@ def images_per_second(loader: DataLoader, epochs: int = 1) -> float:
     return n / (time.perf_counter() - start)
 
 
+def report_model(image_size: int) -> NAGModule:
+    """The default model of ``conf/`` (the report's autoencoder, WAE-MMD to N(−3, 2)) at ``image_size``."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"data.image_size={image_size}", "prior=normal_mean-3", "matching=mmd_imq"])
+    return instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+
+
 def loader_share(dm: CelebA, image_size: int, steps: int) -> tuple[float, float]:
     """Train the report AE (WAE-MMD) for ``steps`` batches; return (loader share of the time, s per step)."""
     torch.manual_seed(0)
-    net = dict(image_size=image_size, latent_dim=64, channels=[32, 64, 128], kernel_size=4, hidden_dim=512)
-    model = NAGModule(
-        latent_dim=64,
-        encoder={"_target_": "nag.nets.Encoder", **net},
-        decoder={"_target_": "nag.nets.Decoder", **net},
-        prior={"_target_": "nag.priors.NormalPrior", "dim": 64, "mean": -3.0, "variance": 2.0},
-        matching={"_target_": "nag.matching.MMD", "kernel": "imq"},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
-    )
+    model = report_model(image_size)
     opt = model.configure_optimizers()
     wait = total = 0.0
     done = 0
