@@ -12,6 +12,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
+from nag.figures import fixed_codes
 from nag.priors import Prior
 
 
@@ -25,7 +26,7 @@ class PriorSampler:
         return self
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
-        return self.prior.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
+        return fixed_codes(self.prior, n, seed).cpu()
 
 
 class GaussianMixtureSampler:
