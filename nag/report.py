@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
@@ -37,6 +36,7 @@ from nag.metrics import latent_fit
 from nag.module import NAGModule
 from nag.priors import NormalPrior
 from nag.samplers import GaussianMixtureSampler
+from nag.trusted import build_stored
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
     """Evaluate the three runs under ``root``; write figures, ``metrics.json`` and ``report.md`` into ``out``."""
     start = time.perf_counter()
     runs = find_runs(root)
-    real = RealImages.load(instantiate(runs["mean0"].cfg.data), n_eval=n_eval, n_fit=5000)
+    data = build_stored(runs["mean0"].cfg.data, f"{runs['mean0'].path}/.hydra/config.yaml data")
+    real = RealImages.load(data, n_eval=n_eval, n_fit=5000)
     metrics, figures = evaluate_runs(runs, real, n_samples, seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, grid in figures.items():
