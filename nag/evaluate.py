@@ -16,7 +16,6 @@ from typing import Any
 
 import hydra
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -25,7 +24,7 @@ from torchvision.utils import save_image
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
 from nag.data.datamodule import ImageDataModule
-from nag.errors import MissingFileError, UserInputError, reported_as_exit
+from nag.errors import UserInputError, instantiate, reported_as_exit
 from nag.figures import fixed_codes, image_grid, probe_tag, reconstruction_grid, translated
 from nag.metrics import (
     diversity,
@@ -39,6 +38,8 @@ from nag.metrics import (
 from nag.module import NAGModule
 from nag.priors import Prior, describe
 from nag.samplers import PriorSampler
+from nag.schema import validate
+from nag.trusted import build_stored
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,10 @@ class RealImages:
 
 
 def load_model(ckpt_path: str | Path, device: str = "auto") -> NAGModule:
-    if not Path(ckpt_path).is_file():
-        raise MissingFileError(f"ckpt_path={ckpt_path} does not exist; give a .ckpt written by nag.train.")
+    """A trained model from a checkpoint, read safely (see ``NAGModule.load_from_checkpoint``), in eval mode."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return NAGModule.load_from_checkpoint(ckpt_path, map_location=device).eval()
+    return NAGModule.load_from_checkpoint(ckpt_path, map_location=device, _key="ckpt_path").eval()
 
 
 @torch.no_grad()
@@ -182,10 +182,24 @@ def evaluate_model(
     return Evaluation(metrics, {**rec.figures, **gen.figures}, gen.samples)
 
 
+def run_config_path(ckpt_path: str | Path) -> Path:
+    """``<run dir>/.hydra/config.yaml`` of the run a checkpoint (``<run dir>/checkpoints/*.ckpt``) belongs to."""
+    return Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
+
+
 def run_config(ckpt_path: str | Path) -> DictConfig | None:
-    """The training run's composed config (``<run dir>/.hydra/config.yaml`` above ``checkpoints/``), if any."""
-    path = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
-    return OmegaConf.load(path) if path.is_file() else None
+    """The training run's composed config, if any. Read from disk: build what it names only through
+    :func:`nag.trusted.build_stored`."""
+    path = run_config_path(ckpt_path)
+    if not path.is_file():
+        return None
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # YAML errors come in many types
+        raise UserInputError(f"{path} is not a readable run config ({type(e).__name__}: {e}).") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserInputError(f"{path} is not a run config (a mapping).")
+    return cfg
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -225,7 +239,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                     f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to evaluate on, e.g. data=synthetic"
                 )
             cfg.data = train_cfg.data  # its ${paths.*} now resolve against this run's paths
-    datamodule = instantiate(cfg.data)
+    validate(cfg)
+    datamodule = build_stored(cfg.data, f"data (from {run_config_path(cfg.ckpt_path)} unless given)")
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
     ev = evaluate_model(
         model,

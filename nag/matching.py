@@ -100,6 +100,9 @@ class PriorMatching(nn.Module):
         weight: λ, the factor of this term in the training loss (>= 0).
     """
 
+    #: The fewest codes a batch must hold for the distance to be defined (data splits are checked against it).
+    min_batch: int = 1
+
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
         if weight < 0:
@@ -164,6 +167,8 @@ class MMD(SampleMatching):
         weight: λ.
     """
 
+    min_batch = 2  # the within-set U-statistic needs pairs
+
     def __init__(self, kernel: str = "imq", scales: Sequence[float] = WAE_SCALES, weight: float = 1.0) -> None:
         super().__init__(weight)
         if kernel not in ("imq", "rbf"):
@@ -217,6 +222,8 @@ class Moments(PriorMatching):
         mean_weight, variance_weight, kurtosis_weight: Factors of the three terms.
         weight: λ.
     """
+
+    min_batch = 2  # a variance needs two codes
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ checkpoint self-contained: ``NAGModule.load_from_checkpoint(path)`` rebuilds the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -17,8 +18,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from nag.checkpoint import CheckpointError, read_checkpoint
+from nag.errors import DivergenceError
 from nag.matching import PriorMatching
 from nag.priors import Prior
+from nag.trusted import UntrustedConfigError, check_config
+
+#: The hyper-parameters a checkpoint may carry: exactly the arguments of ``NAGModule.__init__`` (all of them
+#: define the run, so resuming may change none).
+HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler")
 
 
 def _plain(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
@@ -53,17 +61,18 @@ class NAGModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            {
-                "latent_dim": latent_dim,
-                "encoder": _plain(encoder),
-                "decoder": _plain(decoder),
-                "prior": _plain(prior),
-                "matching": _plain(matching),
-                "optimizer": _plain(optimizer),
-                "scheduler": _plain(scheduler),
-            }
-        )
+        hparams = {
+            "latent_dim": latent_dim,
+            "encoder": _plain(encoder),
+            "decoder": _plain(decoder),
+            "prior": _plain(prior),
+            "matching": _plain(matching),
+            "optimizer": _plain(optimizer),
+            "scheduler": _plain(scheduler),
+        }
+        # The same configs come back from every checkpoint: nothing outside nag.trusted's allow-list is built.
+        check_config(hparams, "model")
+        self.save_hyperparameters(hparams)
         self.encoder = instantiate(self.hparams.encoder)
         self.decoder = instantiate(self.hparams.decoder)
         self.prior: Prior = instantiate(self.hparams.prior)
@@ -75,6 +84,54 @@ class NAGModule(L.LightningModule):
         ):
             if dim != latent_dim:
                 raise ValueError(f"{key} latent dimension {dim} differs from model.latent_dim={latent_dim}.")
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, strict: bool = True, **kwargs: Any
+    ) -> NAGModule:
+        """Rebuild a trained model from a checkpoint written by ``nag.train``, safely.
+
+        Unlike Lightning's generic loader, this reads the file with torch's ``weights_only`` unpickler, accepts
+        only ``NAGModule``'s own hyper-parameters (Lightning's ``_instantiator`` hook, for one, names code to
+        call), builds nothing outside :mod:`nag.trusted`'s allow-list, and reports a checkpoint of another
+        architecture in one message instead of a state-dict dump.
+
+        Args:
+            checkpoint_path: The ``.ckpt`` file.
+            map_location: Device of the returned model (default: CPU).
+            strict: Require the state dict to match exactly.
+            **kwargs: Hyper-parameters to replace (e.g. ``prior={...}``), checked like the stored ones.
+        """
+        ckpt = read_checkpoint(checkpoint_path, map_location="cpu", key=kwargs.pop("_key", "checkpoint"))
+        hparams = {**ckpt["hyper_parameters"], **kwargs}
+        unknown = sorted(set(hparams) - set(HPARAM_KEYS))
+        if unknown:
+            raise UntrustedConfigError(
+                f"checkpoint {checkpoint_path} stores unexpected hyper-parameters {unknown}; nag checkpoints hold "
+                f"only {list(HPARAM_KEYS)}. Refused."
+            )
+        check_config(hparams, f"checkpoint {checkpoint_path} hyper_parameters")
+        model = cls(**hparams)
+        model.load_weights(ckpt["state_dict"], str(checkpoint_path), strict=strict)
+        return model.to(map_location if map_location is not None else "cpu")
+
+    def load_weights(self, state_dict: Mapping[str, Tensor], source: str, strict: bool = True) -> None:
+        """``load_state_dict`` with one readable message when the weights belong to another architecture."""
+        own = self.state_dict()
+        mismatched = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if mismatched or (strict and (missing or unexpected)):
+            detail = "; ".join(
+                f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for what, keys in (("different shapes", mismatched), ("missing", missing), ("unexpected", unexpected))
+                if keys
+            )
+            raise CheckpointError(
+                f"{source} holds weights of another architecture than the configured model ({detail}). "
+                "Use the model/data settings it was trained with (its run's .hydra/config.yaml)."
+            )
+        self.load_state_dict(state_dict, strict=strict)
 
     # --- the API that callbacks, evaluation and notebooks use -------------------------------------------
 
@@ -126,10 +183,27 @@ class NAGModule(L.LightningModule):
         # the best checkpoint) changes only when the model does.
         generator = None if on_step else torch.Generator().manual_seed(batch_idx)
         terms = self.loss_terms(x, generator)
+        if not torch.isfinite(terms["loss"]):
+            raise DivergenceError(self._divergence_message(terms, stage))
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=True, prog_bar=name == "loss",
                      batch_size=x.shape[0])  # fmt: skip
         return terms["loss"]
+
+    def _divergence_message(self, terms: dict[str, Tensor], stage: str) -> str:
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        bad = [k for k in ("recon", "matching") if not torch.isfinite(terms[k])]
+        what = (
+            f"the {' and the '.join(bad)} term{'s are' if len(bad) > 1 else ' is'} non-finite"
+            if bad
+            else f"matching.weight × matching overflows (weight {self.matching.weight:g})"
+        )
+        where = {"train": "training", "val": "validation", "test": "testing"}[stage]
+        return (
+            f"training diverged: in {where} at step {self.global_step} (epoch {self.current_epoch}) {what} "
+            f"(recon={values['recon']:.4g}, matching={values['matching']:.4g}). Lower model.optimizer.lr or "
+            "matching.weight, or check the prior's mean and variance."
+        )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train", batch_idx)
