@@ -17,4 +17,20 @@ def run_name(overrides: str) -> str:
     return re.sub(r"[/\\:*?\"<>| ]", "_", overrides) or "default"
 
 
+def fresh_dir(path: str) -> str:
+    """``path``, or ``path_1``, ``path_2``, ...: the first that does not exist yet, created on the spot so that
+    two runs started in the same second never share a run dir (the mkdir is the atomic claim). Registered
+    with OmegaConf's per-config cache, so one run resolves it once."""
+    base = Path(path)
+    for i in range(10_000):
+        candidate = base if i == 0 else base.with_name(f"{base.name}_{i}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return str(candidate)
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free run directory next to {path}")
+
+
 OmegaConf.register_new_resolver("nag.run_name", run_name, replace=True)
+OmegaConf.register_new_resolver("nag.fresh_dir", fresh_dir, use_cache=True, replace=True)

@@ -1,27 +1,31 @@
 """Training entry point: ``python -m nag.train [overrides]``.
 
 ``main`` is a thin ``@hydra.main`` wrapper; ``train(cfg)`` does the work and is what tests and notebooks call.
+Only OmegaConf/Hydra are imported at module level: the config is validated (:mod:`nag.schema`) before torch and
+Lightning load, so a mistyped value is reported in a second or two, not after the imports.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
-from nag.errors import MissingFileError, UserInputError, reported_as_exit
+from nag.errors import DivergenceError, UserInputError, instantiate, reported_as_exit
+from nag.resume import checkpoint_to_continue, expand_resume
+from nag.schema import validate
+from nag.sweep import run_job
 
 log = logging.getLogger(__name__)
 
 
-def _instantiate_all(group: DictConfig | None) -> list[Any]:
+def _build_all(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a mapping of ``_target_`` configs (callbacks, loggers), skipping nulls."""
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
@@ -30,26 +34,52 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the model described by ``cfg``; return the final metrics.
 
     The metrics (the trainer's last logged values, plus ``test/*`` when ``cfg.test``) are also written to
-    ``<paths.output_dir>/metrics.json``.
+    ``<paths.output_dir>/metrics.json``. Everything the user can get wrong is checked before any data is built:
+    the config's types and ranges, the checkpoint to continue from, the split sizes.
     """
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise MissingFileError(f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume.")
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    validate(cfg)
+    import lightning as L
 
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    from nag.checkpoint import read_checkpoint
+    from nag.resume import check_same_model, continue_logging
+    from nag.trusted import check_config
+
+    ckpt_path = checkpoint_to_continue(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
     model: L.LightningModule = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
-    callbacks = _instantiate_all(cfg.get("callbacks"))
-    loggers = _instantiate_all(cfg.get("logger"))
+    if ckpt_path:
+        ckpt = read_checkpoint(ckpt_path)
+        check_config(ckpt["hyper_parameters"], f"{ckpt_path} hyper_parameters")  # named code is refused, not compared
+        check_same_model(ckpt["hyper_parameters"], dict(model.hparams), ckpt_path)
+        model.load_weights(ckpt["state_dict"], ckpt_path)
+        if cfg.get("resume"):
+            with open_dict(cfg):
+                continue_logging(cfg, int(ckpt.get("global_step", 0)))
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    datamodule.check_split_sizes(model.matching.min_batch)
+    callbacks = _build_all(cfg.get("callbacks"))
+    loggers = _build_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     log.info("prior: %s | matching: %s", model.prior, model.matching)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except DivergenceError as e:
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        kept = f" The last good checkpoint is {last}." if last.is_file() else " No checkpoint had been written yet."
+        error = DivergenceError(f"{e}{kept}")
+        error.global_step = trainer.global_step  # type: ignore[attr-defined]  (for the failure record)
+        raise error from None
+    except Exception as e:
+        e.global_step = trainer.global_step  # type: ignore[attr-defined]
+        raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and not trainer.fast_dev_run:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
@@ -58,9 +88,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
+def _main(cfg: DictConfig) -> float | tuple[float, ...] | None:
+    return run_job(cfg, lambda: optimized(train(cfg), cfg.get("optimized_metric")))
+
+
+def main() -> None:
+    """``python -m nag.train``: ``resume=<run dir>`` is expanded into that run's own command first."""
     with reported_as_exit():
-        return optimized(train(cfg), cfg.get("optimized_metric"))
+        sys.argv[1:] = expand_resume(sys.argv[1:])
+    _main()
 
 
 def optimized(metrics: dict[str, float], keys: str | list[str] | None) -> float | tuple[float, ...] | None:

@@ -1,0 +1,121 @@
+"""Jobs that fail cleanly: a failure record in the job dir, and a sweep that goes on.
+
+In a single run a :class:`~nag.errors.UserInputError` ends the program with its message (exit status 1) and a
+bug keeps its traceback. In a multirun (``-m``) either one is recorded in ``<job dir>/failure.json`` (the
+message, its type and the training step reached) and logged, and Hydra goes on with the next job; at the end
+:class:`SweepSummary` prints one line per job and exits non-zero if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from nag.artifacts import write_json_atomic
+from nag.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+FAILURE = "failure.json"
+METRICS = "metrics.json"
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def write_failure(out_dir: Path, error: BaseException) -> None:
+    """``<out_dir>/failure.json``: what went wrong and how far training got."""
+    write_json_atomic(
+        out_dir / FAILURE,
+        {
+            "status": "failed",
+            "error": str(error),
+            "type": type(error).__name__,
+            "step": getattr(error, "global_step", None),
+        },
+    )
+
+
+def _failed_value(cfg: DictConfig) -> float | tuple[float, ...] | None:
+    """What a failed job returns to a sweeper: NaN (Optuna marks the trial failed) or nothing."""
+    keys = cfg.get("optimized_metric")
+    if keys is None:
+        return None
+    return math.nan if isinstance(keys, str) else tuple(math.nan for _ in keys)
+
+
+def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
+    """Run one Hydra job's work with the failure policy above."""
+    out = Path(cfg.paths.output_dir)
+    try:
+        result = job()
+    except UserInputError as e:
+        write_failure(out, e)
+        if in_multirun():
+            log.error("job failed: %s", e)
+            return _failed_value(cfg)
+        raise SystemExit(f"error: {e}") from None
+    except Exception as e:
+        write_failure(out, e)
+        if in_multirun():
+            log.exception("job failed with an unexpected error (a bug: please report it)")
+            return _failed_value(cfg)
+        raise
+    (out / FAILURE).unlink(missing_ok=True)  # e.g. a failed run resumed successfully
+    return result
+
+
+def job_status(job_dir: Path) -> tuple[str, str]:
+    """``("ok", "")``, ``("failed", reason)`` or ``("incomplete", "")`` for a job directory."""
+    failure = job_dir / FAILURE
+    if failure.is_file():
+        try:
+            record = json.loads(failure.read_text())
+            return "failed", str(record.get("error", "")).splitlines()[0]
+        except (OSError, ValueError):
+            return "failed", f"unreadable {FAILURE}"
+    if (job_dir / METRICS).is_file():
+        return "ok", ""
+    return "incomplete", ""
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, one line per job (ok / failed and why); exit status 1 if any failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        jobs = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order) if sweep.is_dir() else []
+        if not jobs:
+            return
+        lines, failed = [], 0
+        for job in jobs:
+            status, reason = job_status(job)
+            failed += status != "ok"
+            overrides = _overrides(job)
+            lines.append(f"  {job.name:>4}  {status:<10} {overrides}{'  — ' + reason if reason else ''}")
+        print(f"sweep {sweep}: {len(jobs) - failed} of {len(jobs)} job(s) ok\n" + "\n".join(lines), flush=True)
+        if failed:
+            raise SystemExit(1)
+
+
+def _job_order(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)
+
+
+def _overrides(job: Path) -> str:
+    try:
+        from omegaconf import OmegaConf
+
+        return " ".join(str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+    except Exception:  # an unreadable record must not hide the others
+        return "?"
