@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class UserInputError(Exception):
@@ -20,6 +21,14 @@ class MissingFileError(UserInputError, FileNotFoundError):
     """A file named in the config does not exist."""
 
 
+class ConfigError(UserInputError, ValueError):
+    """A config value of the wrong type or out of range; the message names the key."""
+
+
+class DivergenceError(UserInputError, FloatingPointError):
+    """The loss or the weights became non-finite: the run stops at once, keeping its last good checkpoint."""
+
+
 @contextmanager
 def reported_as_exit() -> Iterator[None]:
     """Around an entry point's work: a :class:`UserInputError` becomes its message on stderr and exit status 1."""
@@ -27,3 +36,17 @@ def reported_as_exit() -> Iterator[None]:
         yield
     except UserInputError as e:
         raise SystemExit(f"error: {e}") from None
+
+
+def instantiate(cfg: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, except that a constructor's :class:`UserInputError` (a value out of range,
+    named by its key) is raised as itself instead of wrapped in Hydra's ``InstantiationException``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(cfg, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserInputError):
+            raise e.__cause__ from None
+        raise
