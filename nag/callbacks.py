@@ -7,6 +7,7 @@ They read only the module's public API: ``encode``, ``decode``, ``interpolate``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import lightning as L
@@ -17,6 +18,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from nag.figures import fixed_codes, image_grid, interpolation_grid, probe_tag, reconstruction_grid, translated
 from nag.metrics import latent_fit
+
+log = logging.getLogger(__name__)
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -30,6 +33,21 @@ def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
 def fixed_images(trainer: L.Trainer, n: int, offset: int = 0) -> Tensor:
     """Validation images ``offset .. offset+n-1`` of the trainer's data module, ``(n, 3, H, W)``."""
     return trainer.datamodule.fixed_batch("val", n, offset)[0]
+
+
+def n_val_images(trainer: L.Trainer) -> int:
+    return len(trainer.datamodule.dataset("val"))
+
+
+class SmallSplitNote:
+    """Says once per callback that a figure uses fewer validation images than configured."""
+
+    _noted = False
+
+    def note_once(self, message: str) -> None:
+        if not self._noted:
+            self._noted = True
+            log.warning("%s: %s", type(self).__name__, message)
 
 
 class ValidationFigure(L.Callback):
@@ -59,28 +77,41 @@ class ValidationFigure(L.Callback):
             writer.add_image(tag, grid.float().cpu(), global_step=trainer.global_step)
 
 
-class ReconstructionGrid(ValidationFigure):
-    """``images/reconstructions``: n validation originals (top row) above their reconstructions."""
+class ReconstructionGrid(ValidationFigure, SmallSplitNote):
+    """``images/reconstructions``: n validation originals (top row) above their reconstructions (fewer when
+    the validation split is smaller)."""
 
     def __init__(self, n: int = 8, every_n_epochs: int = 1) -> None:
         super().__init__(every_n_epochs)
         self.n = n
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        return {"images/reconstructions": reconstruction_grid(module, fixed_images(trainer, self.n).to(module.device))}
+        n = min(self.n, n_val_images(trainer))
+        if n < self.n:
+            self.note_once(f"the validation split has {n} image(s); reconstructing {n} instead of {self.n}")
+        return {"images/reconstructions": reconstruction_grid(module, fixed_images(trainer, n).to(module.device))}
 
 
-class InterpolationGrid(ValidationFigure):
+class InterpolationGrid(ValidationFigure, SmallSplitNote):
     """``images/interpolation``: row b decodes z = (1 − i/(steps−1))·z_A + (i/(steps−1))·z_B, i = 0..steps−1,
-    between fixed validation batches A and B (columns 0 and steps−1 reconstruct A and B)."""
+    between fixed validation batches A (images 0..P−1) and B (images P..2P−1), so columns 0 and steps−1
+    reconstruct A and B. P = n_pairs, or half the validation split when that is smaller (none below 2 images)."""
 
     def __init__(self, n_pairs: int = 6, steps: int = 11, every_n_epochs: int = 1) -> None:
         super().__init__(every_n_epochs)
         self.n_pairs, self.steps = n_pairs, steps
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        a = fixed_images(trainer, self.n_pairs).to(module.device)
-        b = fixed_images(trainer, self.n_pairs, offset=self.n_pairs).to(module.device)
+        pairs = min(self.n_pairs, n_val_images(trainer) // 2)
+        if pairs < self.n_pairs:
+            self.note_once(
+                f"the validation split has {n_val_images(trainer)} image(s): "
+                + (f"interpolating {pairs} pair(s) instead of {self.n_pairs}" if pairs else "no interpolation grid")
+            )
+        if pairs == 0:
+            return {}
+        a = fixed_images(trainer, pairs).to(module.device)
+        b = fixed_images(trainer, pairs, offset=pairs).to(module.device)
         return {"images/interpolation": interpolation_grid(module, a, b, self.steps)}
 
 
@@ -113,7 +144,7 @@ class PriorProbes(PriorSamples):
         }
 
 
-class LatentDiagnostics(L.Callback):
+class LatentDiagnostics(L.Callback, SmallSplitNote):
     """How well held-out codes match the prior, every validation epoch.
 
     Logs a histogram ``latent/codes`` of n validation codes and the scalars ``latent/code_{mean,variance,
@@ -132,7 +163,10 @@ class LatentDiagnostics(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        n = min(self.n, len(trainer.datamodule.dataset("val")))
+        n = min(self.n, n_val_images(trainer))
+        if n < 2:
+            self.note_once(f"the validation split has {n} image; the code statistics need at least 2")
+            return
         with torch.no_grad():
             z = torch.cat([
                 pl_module.encode(fixed_images(trainer, min(self.batch_size, n - i), offset=i).to(pl_module.device))

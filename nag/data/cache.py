@@ -9,6 +9,7 @@ so changing e.g. the crop or the size builds a new cache instead of serving stal
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -23,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from nag.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +54,31 @@ class CachedSplit:
     meta: dict[str, Any]
 
 
+class CacheDamagedError(RuntimeError):
+    """A cache directory whose files are missing, truncated or inconsistent (it is rebuilt)."""
+
+
 def open_cache(path: Path) -> CachedSplit:
-    meta = json.loads((path / "meta.json").read_text())
-    images = np.load(path / "images.npy", mmap_mode="r")
-    attributes = np.load(path / "attributes.npy")
-    if images.shape[0] != meta["n"] or attributes.shape[0] != meta["n"]:
-        raise RuntimeError(f"cache {path} is inconsistent with its meta.json; delete the directory to rebuild it.")
+    """Open a built cache; :class:`CacheDamagedError` when any file is missing, truncated or disagrees."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        images = np.load(path / "images.npy", mmap_mode="r")
+        attributes = np.load(path / "attributes.npy")
+        n = meta["n"]
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise CacheDamagedError(f"{type(e).__name__}: {e}") from None
+    if images.shape[0] != n or attributes.shape[0] != n or images.dtype != np.uint8 or images.ndim != 4:
+        raise CacheDamagedError(
+            f"images {images.shape} / attributes {attributes.shape} disagree with meta.json (n={n})"
+        )
     return CachedSplit(path, images, attributes, meta)
+
+
+def _unwritable(root: Path, e: OSError) -> UserInputError:
+    return UserInputError(
+        f"cannot write the dataset cache in {root} ({e.strerror or e}). Set data.cache_dir (paths.cache_dir) "
+        "or the NAG_CACHE_DIR environment variable to a writable folder."
+    )
 
 
 def load_or_build(
@@ -71,8 +92,9 @@ def load_or_build(
     chunk_size: int = 256,
     workers: int | None = None,
     extra_meta: dict[str, Any] | None = None,
+    rebuild: bool = False,
 ) -> CachedSplit:
-    """Return the cache for ``settings``, building it first if it does not exist.
+    """Return the cache for ``settings``, building it first if it does not exist or is damaged.
 
     Args:
         cache_dir: Parent directory of all caches.
@@ -85,29 +107,53 @@ def load_or_build(
         chunk_size: Items per ``fill`` call.
         workers: Worker processes; default all cores. 1 builds in this process.
         extra_meta: Stored in ``meta.json`` next to the settings (e.g. attribute names).
+        rebuild: Build afresh even if a cache exists (it is replaced atomically once the new one is complete).
     """
     root = Path(cache_dir).expanduser()
     final = root / f"{name}-{cache_key(settings)}"
-    if (final / "meta.json").exists():
-        return open_cache(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    if final.exists() and not rebuild:
+        try:
+            return open_cache(final)
+        except CacheDamagedError as e:
+            log.warning("cache %s is damaged (%s); rebuilding it", final, e)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    except OSError as e:
+        raise _unwritable(root, e) from None
     try:
         n = len(items)
         bad = _build(tmp, items, image_size, n_attributes, fill, chunk_size, workers, desc=f"caching {name}")
         meta = {"n": n, "settings": settings, "bad_indices": bad, "format": CACHE_FORMAT, **(extra_meta or {})}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same cache first: keep theirs.
-            if not (final / "meta.json").exists():
-                raise
-            log.info("cache %s was built concurrently by another process; using it", final)
+        _move_into_place(tmp, final)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            raise _unwritable(root, e) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("cached %d images in %s", len(items), final)
     return open_cache(final)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the complete ``tmp`` onto ``final``; an existing (damaged or stale) ``final`` is moved aside first.
+
+    Every state in between is safe: a missing ``final`` is rebuilt by the next run, a leftover aside directory
+    is only ever deleted.
+    """
+    if final.exists():
+        aside = final.with_name(f".{final.name}.{os.getpid()}.old")
+        os.rename(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        # Another process finished the same cache first: keep theirs.
+        if not (final / "meta.json").exists():
+            raise
+        log.info("cache %s was built concurrently by another process; using it", final)
 
 
 def _build(

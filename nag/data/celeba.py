@@ -23,7 +23,7 @@ from torchvision.transforms import functional as TF
 from nag.data.cache import CachedSplit, load_or_build
 from nag.data.celeba_layout import CelebAIndex, CelebANotFoundError, index_celeba, not_found_message
 from nag.data.datamodule import ImageDataModule
-from nag.errors import UserInputError
+from nag.errors import ConfigError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,16 @@ def decode_images(
     return images, attributes, bad
 
 
+def _decodes(path: str) -> bool:
+    """Whether the image at ``path`` decodes completely now."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
 class CelebA(ImageDataModule):
     """CelebA from whichever copy the user has.
 
@@ -85,12 +95,15 @@ class CelebA(ImageDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if crop < 1:
-            raise ValueError(f"data.crop must be a positive number of pixels, got {crop}.")
+        if crop < self.image_size:
+            raise ConfigError(
+                f"data.crop={crop} is smaller than data.image_size={self.image_size}: the crop would be upscaled; "
+                f"use data.crop >= {self.image_size}."
+            )
         if len(split_fractions) != 3 or min(split_fractions) <= 0:
-            raise ValueError(f"data.split_fractions must be three positive numbers, got {list(split_fractions)}.")
+            raise ConfigError(f"data.split_fractions must be three positive numbers, got {list(split_fractions)}.")
         if not 0 <= max_bad_fraction < 1:
-            raise ValueError(f"data.max_bad_fraction must be in [0, 1), got {max_bad_fraction}.")
+            raise ConfigError(f"data.max_bad_fraction must be in [0, 1), got {max_bad_fraction}.")
         self.root = Path(str(root)).expanduser()
         self.crop, self.download = crop, download
         self.max_bad_fraction = max_bad_fraction
@@ -114,14 +127,21 @@ class CelebA(ImageDataModule):
                      ix.split_source)  # fmt: skip
             for note in ix.notes:
                 log.warning("CelebA: %s", note)
-            for split, n in sizes.items():
-                if n < self.batch_size:
-                    raise ValueError(
-                        f"the CelebA {split} split under data.root={self.root} has {n} images, fewer than "
-                        f"data.batch_size={self.batch_size}."
-                    )
             self.attribute_names = ix.attribute_names
         return self._index
+
+    def split_sizes(self) -> dict[str, int]:
+        return {split: len(files) for split, files in self.index.files.items()}
+
+    def split_size_hint(self, split: str) -> str:
+        ix = self.index
+        if ix.split_source == "seeded split":
+            return (
+                f"{sum(self.split_sizes().values())} images under data.root={self.root} are split by "
+                f"data.split_fractions={list(self.split_fractions)}: give the {split} split a larger fraction, "
+                "or add images."
+            )
+        return f"The {split} split comes from the {ix.split_source} under data.root={self.root}."
 
     def build_split(self, split: str) -> CachedSplit:
         ix = self.index
@@ -133,7 +153,8 @@ class CelebA(ImageDataModule):
             "files": hashlib.sha256("\n".join(files).encode()).hexdigest(), "attributes": list(ix.attribute_names),
         }  # fmt: skip
         items = [(str(ix.layout.image_dir / f), a) for f, a in zip(files, ix.attributes[split], strict=True)]
-        cached = load_or_build(
+        build = partial(
+            load_or_build,
             self.cache_dir,
             f"celeba-{split}",
             settings,
@@ -143,6 +164,13 @@ class CelebA(ImageDataModule):
             fill=partial(decode_images, crop=self.crop, image_size=self.image_size),
             extra_meta={"attribute_names": list(ix.attribute_names)},
         )
+        cached = build()
+        # The cache remembers which files could not be decoded; a user who repaired them gets them back.
+        repaired = [items[i][0] for i in cached.meta["bad_indices"] if _decodes(items[i][0])]
+        if repaired:
+            log.warning("CelebA %s: %d image(s) unreadable when the cache was built now decode (first: %s); "
+                        "rebuilding the cache", split, len(repaired), repaired[0])  # fmt: skip
+            cached = build(rebuild=True)
         self._check_bad(split, files, cached.meta["bad_indices"])
         return cached
 

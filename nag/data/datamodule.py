@@ -6,15 +6,18 @@ caches into ``(image (3, H, W) float in [0, 1], attributes (A,) float)`` items a
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from nag.data.cache import CachedSplit
+from nag.errors import ConfigError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -54,6 +57,30 @@ class CachedImages(Dataset):
         return x[0], a[0]
 
 
+class BalancedBatchSampler(BatchSampler):
+    """Evaluation batches of near-equal size (they differ by at most one) instead of full batches plus a remainder.
+
+    65 images at batch size 64 become batches of 33 and 32, not 64 and 1: every image is used and, whenever there
+    are two images or more, no batch holds fewer than two, so a matching distance needing pairs (the unbiased MMD)
+    is defined on every batch (at batch sizes 2 and 3 a batch may exceed the batch size by one to ensure that).
+    The constructor is ``BatchSampler``'s, so Lightning can re-create it around a distributed sampler.
+    """
+
+    def _n_batches(self, n: int) -> int:
+        return max(1, min(math.ceil(n / self.batch_size), n // 2))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = list(self.sampler)
+        if not indices:
+            return
+        for chunk in np.array_split(np.asarray(indices), self._n_batches(len(indices))):
+            yield chunk.tolist()
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        return self._n_batches(n) if n else 0
+
+
 def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """``collate_fn`` for loaders over :class:`CachedImages`: ``__getitems__`` already built the batch."""
     return batch
@@ -84,11 +111,11 @@ class ImageDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"data.batch_size must be >= 2 (batch norm and the matching losses need it), got {batch_size}."
             )
         if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}.")
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}.")
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.cache_dir = os.path.expanduser(str(cache_dir))
         self.flip, self.pin_memory = flip, pin_memory
@@ -98,6 +125,34 @@ class ImageDataModule(L.LightningDataModule):
     def build_split(self, split: str) -> CachedSplit:
         """Return the cache of ``split`` ('train', 'val' or 'test'), building it if it does not exist."""
         raise NotImplementedError
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images in each split, known before any image is decoded or rendered."""
+        raise NotImplementedError
+
+    def check_split_sizes(self, min_eval_batch: int = 1) -> None:
+        """Refuse, before any decoding, splits too small to train or evaluate on.
+
+        Args:
+            min_eval_batch: The fewest images a validation/test batch may hold (the matching distance's
+                ``min_batch``).
+        """
+        sizes = self.split_sizes()
+        if sizes["train"] < self.batch_size:
+            raise ConfigError(
+                f"the training split has {sizes['train']} images, fewer than data.batch_size={self.batch_size}: "
+                f"lower data.batch_size to at most {max(sizes['train'], 2)} or add images."
+            )
+        for split in ("val", "test"):
+            if sizes[split] < max(1, min_eval_batch):
+                raise ConfigError(
+                    f"the {split} split has {sizes[split]} image(s); at least {max(1, min_eval_batch)} are needed "
+                    f"(the matching distance compares pairs of codes). {self.split_size_hint(split)}"
+                )
+
+    def split_size_hint(self, split: str) -> str:
+        """How to make ``split`` larger (the config key to change)."""
+        return ""
 
     def split_cache(self, split: str) -> CachedSplit:
         """``build_split`` once per split and module (prepare_data and setup share the result)."""
@@ -120,17 +175,19 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(split)
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
+        common = {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self.pin_memory,
+            "collate_fn": keep_batch,
+        }
+        if shuffle:
             # Full training batches only: a last batch of 1 breaks batch norm and the unbiased MMD.
-            drop_last=shuffle and len(ds) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            collate_fn=keep_batch,
-        )
+            return DataLoader(ds, batch_size=self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size,
+                              **common)  # fmt: skip
+        # Evaluation uses every image, in batches of near-equal size.
+        sampler = BalancedBatchSampler(torch.utils.data.SequentialSampler(ds), self.batch_size, drop_last=False)
+        return DataLoader(ds, batch_sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -44,10 +44,14 @@ class SyntheticFaces(ImageDataModule):
     ) -> None:
         super().__init__(**kwargs)
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
-        for split, n in self.sizes.items():
-            if n < self.batch_size:
-                raise ValueError(f"data.n_{split}={n} is smaller than data.batch_size={self.batch_size}.")
         self.seed = seed
+        self.check_split_sizes()
+
+    def split_sizes(self) -> dict[str, int]:
+        return dict(self.sizes)
+
+    def split_size_hint(self, split: str) -> str:
+        return f"Raise data.n_{split}."
 
     def build_split(self, split: str) -> CachedSplit:
         split_id = SPLITS.index(split)
