@@ -49,9 +49,16 @@ def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
     return _compose
 
 
-def run_module(module: str, args: list[str], cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
-    """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache."""
-    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "HYDRA_FULL_ERROR": "1"}
+def run_module(
+    module: str, args: list[str], cwd: Path, cache_dir: Path, full_error: bool = True
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache; ``full_error=False`` shows what
+    a user sees (without HYDRA_FULL_ERROR)."""
+    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir)}
+    if full_error:
+        env["HYDRA_FULL_ERROR"] = "1"
+    else:
+        env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)  # fmt: skip
 

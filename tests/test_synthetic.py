@@ -120,9 +120,32 @@ def test_parallel_build_equals_serial_build(tmp_path: Path) -> None:
     assert np.array_equal(a.images, b.images) and np.array_equal(a.attributes, b.attributes)
 
 
-def test_split_smaller_than_batch_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"data.n_val=8 is smaller than data.batch_size=16"):
-        SyntheticFaces(n_val=8, batch_size=16)
+def test_training_split_smaller_than_a_batch_is_refused_small_eval_splits_are_not() -> None:
+    from nag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"training split has 8 images, fewer than data.batch_size=16"):
+        SyntheticFaces(n_train=8, batch_size=16)
+    dm = SyntheticFaces(n_train=16, n_val=1, n_test=3, batch_size=16)  # nothing is rendered yet
+    dm.check_split_sizes(min_eval_batch=1)
+    with pytest.raises(ConfigError, match=r"the val split has 1 image\(s\); at least 2 .* Raise data.n_val"):
+        dm.check_split_sizes(min_eval_batch=2)
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 4, 16, 64])
+def test_evaluation_batches_use_every_image_in_near_equal_batches(batch_size: int) -> None:
+    from torch.utils.data import SequentialSampler
+
+    from nag.data.datamodule import BalancedBatchSampler
+
+    for n in range(1, 300):
+        sampler = BalancedBatchSampler(SequentialSampler(range(n)), batch_size, drop_last=False)
+        batches = list(sampler)
+        sizes = [len(b) for b in batches]
+        assert len(batches) == len(sampler)
+        assert [i for b in batches for i in b] == list(range(n)), "every image once, in order"
+        assert max(sizes) - min(sizes) <= 1, sizes
+        assert n < 2 or min(sizes) >= 2, f"n={n}: a batch of one (the unbiased MMD is undefined on it)"
+        assert max(sizes) <= max(batch_size, 3), sizes
 
 
 def test_batched_reads_equal_item_reads_and_flip_only_mirrors(cache_dir: Path) -> None:

@@ -53,7 +53,7 @@ def test_tiny_run_logs_grids_scalars_and_a_reloadable_checkpoint(compose_cfg, tm
         assert s in tags["scalars"], s
 
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file() and len(list((tmp_path / "checkpoints").glob("epoch*.ckpt"))) == 1
+    assert ckpt.is_file() and len(list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))) == 1
     model = NAGModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
     assert torch.all(model.prior.mean == -3) and torch.all(model.prior.variance == 2)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
