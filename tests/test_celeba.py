@@ -265,3 +265,79 @@ def test_missing_root_through_the_entry_point_is_one_clear_message(tmp_path: Pat
 def test_bad_settings_are_refused_at_construction(tmp_path: Path, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         CelebA(root=str(tmp_path), **kwargs)
+
+
+def test_a_repaired_jpeg_is_used_on_the_next_run(tmp_path: Path, caplog) -> None:
+    base = write_torchvision(tmp_path / "data")
+    broken = base / "img_align_celeba" / "000006.jpg"
+    broken.write_bytes(b"this is not a jpeg")
+    with pytest.raises(RuntimeError, match=r"1 of 20 CelebA train images"):
+        make(tmp_path / "data", tmp_path / "cache")
+    broken.write_bytes(face_jpeg(5))  # the user re-extracts the file
+    with caplog.at_level(logging.WARNING):
+        dm = make(tmp_path / "data", tmp_path / "cache")
+    assert len(dm.dataset("train")) == 20
+    assert "1 image(s) unreadable when the cache was built now decode" in caplog.text
+    x, _ = dm.dataset("train")[5]  # 000006.jpg is the sixth training image
+    expected = preprocess(Image.open(broken), 40, 16)
+    assert torch.equal(x, torch.from_numpy(expected).permute(2, 0, 1).float() / 255)
+    assert len(list((tmp_path / "cache").glob("celeba-train-*"))) == 1, "the stale cache was replaced, not kept"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / "images.npy").write_bytes((d / "images.npy").read_bytes()[:1000]),  # truncated
+        lambda d: (d / "images.npy").unlink(),  # deleted
+        lambda d: (d / "meta.json").write_text('{"n": 20, "sett'),  # torn metadata
+        lambda d: (d / "meta.json").write_text('{"n": 7}'),  # metadata that disagrees with the arrays
+        lambda d: (d / "attributes.npy").write_bytes(b"garbage"),
+    ],
+    ids=["truncated", "deleted", "torn-meta", "wrong-n", "garbage-attributes"],
+)
+def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(tmp_path: Path, caplog, damage) -> None:
+    write_torchvision(tmp_path / "data")
+    first = make(tmp_path / "data", tmp_path / "cache").dataset("train").images.copy()
+    (cache,) = (tmp_path / "cache").glob("celeba-train-*")
+    damage(cache)
+    with caplog.at_level(logging.WARNING):
+        dm = make(tmp_path / "data", tmp_path / "cache")
+    assert f"cache {cache} is damaged" in caplog.text and "rebuilding it" in caplog.text
+    assert np.array_equal(dm.dataset("train").images, first)
+    assert [p.name for p in (tmp_path / "cache").glob("*train*")] == [cache.name], "no leftovers beside it"
+
+
+def test_an_unwritable_cache_dir_is_one_message(tmp_path: Path) -> None:
+    from nag.errors import UserInputError
+
+    write_torchvision(tmp_path / "data")
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(UserInputError, match=r"cannot write the dataset cache in .*afile/cache .*NAG_CACHE_DIR"):
+        make(tmp_path / "data", tmp_path / "afile" / "cache")
+
+
+@pytest.mark.slow
+def test_a_handful_of_photos_trains_with_small_validation_and_test_splits(tmp_path: Path, caplog) -> None:
+    """30 photos of one's own (seeded split 24/3/3) at batch size 4: evaluation batches of 3, figures from 3
+    validation images (1 interpolation pair), each said once."""
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    write_folder(tmp_path / "photos", n=30)
+    args = ["debug=tiny", "data=celeba", f"data.root={tmp_path / 'photos'}", "data.crop=40", "data.batch_size=4",
+            "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
+    r = run_module("nag.train", args, tmp_path, tmp_path / "cache")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/loss"] > 0 and metrics["val/matching"] == metrics["val/matching"]  # finite, not NaN
+    (tb,) = (run / "tensorboard").iterdir()
+    ea = EventAccumulator(str(tb), size_guidance={"images": 0})
+    ea.Reload()
+    side = 16 + 2
+    assert (ea.Images("images/interpolation")[-1].height, ea.Images("images/interpolation")[-1].width) == (
+        side + 2, 11 * side + 2)  # fmt: skip
+    assert ea.Images("images/reconstructions")[-1].width == 3 * side + 2
+    log = (run / "train.log").read_text()
+    assert log.count("interpolating 1 pair(s) instead of 2") == 1 and log.count("reconstructing 3 instead of 8") == 1
