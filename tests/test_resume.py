@@ -20,8 +20,8 @@ from nag.resume import expand_resume, override_key
 
 from .conftest import TINY, run_module
 
-STEPS_PER_EPOCH = 2048 // 16  # data.n_train=2048 at the tiny preset's batch size 16
-EVERY = 10  # callbacks.last_checkpoint.every_n_train_steps
+STEPS_PER_EPOCH = 4096 // 16  # data.n_train=4096 at the tiny preset's batch size 16
+EVERY = 50  # callbacks.last_checkpoint.every_n_train_steps
 
 
 def _global_step(ckpt: Path) -> int:
@@ -40,7 +40,7 @@ def _logged_steps(run_dir: Path, tag: str = "train/loss_step") -> list[int]:
 @pytest.mark.slow
 def test_kill_minus_9_mid_epoch_then_resume_in_place(tmp_path: Path, cache_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    args = [*TINY, "data.n_train=2048", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
+    args = [*TINY, "data.n_train=4096", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
             "trainer.max_epochs=2", "test=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "nag.train", *args], cwd=tmp_path, env=env,
@@ -49,6 +49,7 @@ def test_kill_minus_9_mid_epoch_then_resume_in_place(tmp_path: Path, cache_dir: 
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.15)  # some steps past the checkpoint: their logged events must not show twice after the resume
     os.kill(proc.pid, signal.SIGKILL)  # as the OOM killer or a preempting scheduler would
     proc.wait()
     saved = _global_step(last)
@@ -69,7 +70,7 @@ def test_kill_minus_9_mid_epoch_then_resume_in_place(tmp_path: Path, cache_dir: 
     # The original .hydra/ is untouched; the resumed command's config is beside it.
     assert not any(o.startswith("resume=") for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     resumed = OmegaConf.load(run_dir / ".hydra" / "resume" / "overrides.yaml")
-    assert f"resume={run_dir}" in resumed and "data.n_train=2048" in resumed
+    assert f"resume={run_dir}" in resumed and "data.n_train=4096" in resumed
 
 
 def test_expand_resume_keeps_the_run_overrides_and_lets_new_ones_win(tmp_path: Path) -> None:
