@@ -39,6 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     validate(cfg)
     import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from nag.checkpoint import read_checkpoint
     from nag.resume import check_same_model, continue_logging
@@ -78,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and not trainer.fast_dev_run:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = next((c.best_model_path for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), "")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 

@@ -11,6 +11,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
+from nag.schema import validate
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -52,9 +54,10 @@ def test_ci_runs_the_readme_install_and_test_commands() -> None:
 def test_every_readme_training_command_composes(compose_cfg, command) -> None:
     args = shlex.split(command)[3:]  # after "python -m nag.train"
     for overrides in expand(args):
-        if any(o.startswith("ckpt_path=") for o in overrides):
-            overrides = [o for o in overrides if not o.startswith("ckpt_path=")]  # a placeholder path
+        # placeholder paths of runs and checkpoints that do not exist here
+        overrides = [o for o in overrides if not o.startswith(("ckpt_path=", "resume="))]
         cfg = compose_cfg(overrides)
+        validate(cfg)
         instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
         instantiate(cfg.data)
 
