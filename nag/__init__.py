@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-#: The Hydra config tree (``conf/`` next to the package; found from any working directory).
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: The Hydra config tree, shipped inside the package (``nag/conf`` links to the top-level ``conf/``).
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def run_name(overrides: str) -> str:

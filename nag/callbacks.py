@@ -16,8 +16,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from nag.figures import fixed_codes, image_grid, interpolation_grid, probe_tag, reconstruction_grid, translated
-from nag.metrics import latent_fit
+from nag.figures import image_grid, interpolation_grid, probe_tag, reconstruction_grid
+from nag.latent_fit import latent_fit
+from nag.priors import fixed_draw, translated
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class PriorSamples(ValidationFigure):
         self.n, self.nrow, self.seed = n, nrow, seed
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        z = fixed_codes(module.prior, self.n, self.seed).to(module.device)  # (n, d)
+        z = fixed_draw(module.prior, self.n, self.seed).to(module.device)  # (n, d)
         return {"images/samples": image_grid(module.decode(z), self.nrow)}
 
 
@@ -137,7 +138,7 @@ class PriorProbes(PriorSamples):
         self.means = [float(m) for m in means]
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
-        z = fixed_codes(module.prior, self.n, self.seed).to(module.device)  # (n, d)
+        z = fixed_draw(module.prior, self.n, self.seed).to(module.device)  # (n, d)
         return {
             f"images/{probe_tag(m)}": image_grid(module.decode(translated(z, module.prior, m)), self.nrow)
             for m in self.means

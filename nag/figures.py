@@ -1,7 +1,8 @@
 """Image grids of a trained module, shared by the TensorBoard callbacks, ``nag.evaluate`` and ``nag.report``.
 
 Each function returns a ``(3, H, W)`` grid in [0, 1] (``torchvision.utils.make_grid``) and needs only the
-module's public API (``reconstruct``, ``interpolate``, ``decode``) and a prior.
+module's public API (``reconstruct``, ``interpolate``, ``decode``). Which codes to decode is the prior's
+business (:func:`nag.priors.fixed_draw`, :func:`nag.priors.translated`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torchvision.utils import make_grid
-
-from nag.priors import Prior
 
 PAD_VALUE = 1.0  # white separators between faces
 
@@ -27,16 +26,6 @@ def interpolation_grid(module: torch.nn.Module, a: Tensor, b: Tensor, steps: int
 
 def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
     return make_grid(images, nrow=nrow, pad_value=PAD_VALUE)
-
-
-def fixed_codes(prior: Prior, n: int, seed: int = 0) -> Tensor:
-    """The same ``n`` draws of ``prior`` on every call (noise drawn on the CPU, so on every device too)."""
-    return prior.sample(n, generator=torch.Generator().manual_seed(seed))
-
-
-def translated(codes: Tensor, prior: Prior, mean: float) -> Tensor:
-    """Draws of ``prior`` moved so the distribution's mean is ``mean`` in every dimension (the report's probes)."""
-    return codes - prior.mean.to(codes) + mean
 
 
 def probe_tag(mean: float) -> str:

@@ -222,4 +222,17 @@ def describe(prior: Prior) -> str:
     return f"{type(prior).__name__}(dim={prior.dim}, |mean|={m.norm().item():.3g}, avg variance={v.mean().item():.3g})"
 
 
-__all__ = ["Prior", "LocationScalePrior", "NormalPrior", "LaplacePrior", "GaussianMixturePrior", "describe"]
+__all__ = [
+    "Prior", "LocationScalePrior", "NormalPrior", "LaplacePrior", "GaussianMixturePrior", "describe", "fixed_draw",
+    "translated",
+]  # fmt: skip
+
+
+def fixed_draw(prior: Prior, n: int, seed: int = 0) -> Tensor:
+    """The same ``n`` draws of ``prior`` on every call (noise drawn on the CPU, so on every device too)."""
+    return prior.sample(n, generator=torch.Generator().manual_seed(seed))
+
+
+def translated(codes: Tensor, prior: Prior, mean: float) -> Tensor:
+    """Draws of ``prior`` moved so the distribution's mean is ``mean`` in every dimension (the report's probes)."""
+    return codes - prior.mean.to(codes) + mean

@@ -88,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     return run_job(cfg, lambda: optimized(train(cfg), cfg.get("optimized_metric")))
 

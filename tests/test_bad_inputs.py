@@ -95,15 +95,28 @@ CASES = [
     Case([*CELEBA], ["the val split has 1 image(s)", "data.split_fractions=[0.8, 0.1, 0.1]"], _ten_photos),
     Case([*CELEBA, "data.split_fractions=[1,2]"], ["data.split_fractions=[1, 2] must be three fractions"]),
     Case([*CELEBA, "data.max_bad_fraction=2"], ["data.max_bad_fraction=2 must be < 1"]),
-    Case(["paths.cache_dir={tmp}/afile/cache"], ["cannot write the dataset cache in {tmp}/afile/cache",
-                                                  "NAG_CACHE_DIR"], _a_file),  # fmt: skip
+    Case(
+        ["paths.cache_dir={tmp}/afile/cache"],
+        ["cannot write the dataset cache in {tmp}/afile/cache", "NAG_CACHE_DIR"],
+        _a_file,
+    ),  # fmt: skip
     Case(["prior.mean=1e30"], ["training diverged", "at step 0", "matching term is non-finite"]),
     Case(["model.optimizer.lr=1e6"], ["training diverged", "in training at step 1", "recon and the matching"]),
     Case([], ["ckpt_path is required"], module="nag.evaluate", tiny=False),
-    Case(["ckpt_path={tmp}/notes.ckpt"], ["ckpt_path={tmp}/notes.ckpt is not a readable checkpoint"], _text,
-         module="nag.evaluate", tiny=False),  # fmt: skip
-    Case(["ckpt_path={tmp}/crafted.ckpt"], ["matching._target_='builtins.open' is not on nag's allow-list"], _crafted,
-         module="nag.evaluate", tiny=False),  # fmt: skip
+    Case(
+        ["ckpt_path={tmp}/notes.ckpt"],
+        ["ckpt_path={tmp}/notes.ckpt is not a readable checkpoint"],
+        _text,
+        module="nag.evaluate",
+        tiny=False,
+    ),  # fmt: skip
+    Case(
+        ["ckpt_path={tmp}/crafted.ckpt"],
+        ["matching._target_='builtins.open' is not on nag's allow-list"],
+        _crafted,
+        module="nag.evaluate",
+        tiny=False,
+    ),  # fmt: skip
     Case(["ckpt_path={ckpt}", "n_samples=0"], ["n_samples=0 must be >= 2"], module="nag.evaluate", tiny=False),
 ]
 

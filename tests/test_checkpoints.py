@@ -34,15 +34,32 @@ def _canary(tmp: Path) -> str:
 CRAFTED = [
     ("matching", lambda t: {"_target_": "builtins.open", "file": _canary(t), "mode": "w"}, "builtins.open"),
     ("prior", lambda t: {"_target_": "os.system", "command": f"touch {_canary(t)}"}, "os.system"),
-    ("optimizer", lambda t: {"_target_": "torch.optim.Adam", "_partial_": True,
-                             "lr": {"_target_": "torch.load", "f": _canary(t), "weights_only": False}},
-     "optimizer.lr._target_='torch.load'"),  # fmt: skip
-    ("prior", lambda t: {"_target_": "nag.priors.NormalPrior",
-                         "_args_": [{"_target_": "subprocess.run", "args": ["touch", _canary(t)]}]},
-     "prior._args_[0]._target_='subprocess.run'"),  # fmt: skip
-    ("scheduler", lambda t: {"_target_": "torch.optim.lr_scheduler.LambdaLR", "_partial_": True,
-                             "lr_lambda": {"_target_": "builtins.eval", "_args_": ["lambda e: 1"]}},
-     "builtins.eval"),  # fmt: skip
+    (
+        "optimizer",
+        lambda t: {
+            "_target_": "torch.optim.Adam",
+            "_partial_": True,
+            "lr": {"_target_": "torch.load", "f": _canary(t), "weights_only": False},
+        },
+        "optimizer.lr._target_='torch.load'",
+    ),  # fmt: skip
+    (
+        "prior",
+        lambda t: {
+            "_target_": "nag.priors.NormalPrior",
+            "_args_": [{"_target_": "subprocess.run", "args": ["touch", _canary(t)]}],
+        },
+        "prior._args_[0]._target_='subprocess.run'",
+    ),  # fmt: skip
+    (
+        "scheduler",
+        lambda t: {
+            "_target_": "torch.optim.lr_scheduler.LambdaLR",
+            "_partial_": True,
+            "lr_lambda": {"_target_": "builtins.eval", "_args_": ["lambda e: 1"]},
+        },
+        "builtins.eval",
+    ),  # fmt: skip
     ("matching", lambda t: {"_target_": "nag.matching.squared_distances"}, "is not a subclass of PriorMatching"),
     ("matching", lambda t: {"_target_": "nag.train.main"}, "nag.train.main' is not on nag's allow-list"),
     ("encoder", lambda t: {"_target_": "nag.nets.__builtins__"}, "allow-list"),
@@ -226,8 +243,10 @@ def test_metrics_json_never_holds_nan(tmp_path: Path) -> None:
     [
         {"_target_": "os.system", "command": "touch {canary}"},
         # an interpolation that decodes into a target only when resolved: checked after resolution
-        {"_target_": "nag.data.synthetic.SyntheticFaces",
-         "cache_dir": "${oc.decode:'{_target_: os.system, command: touch {canary}}'}"},  # fmt: skip
+        {
+            "_target_": "nag.data.synthetic.SyntheticFaces",
+            "cache_dir": "${oc.decode:'{_target_: os.system, command: touch {canary}}'}",
+        },  # fmt: skip
     ],
 )
 def test_a_run_config_from_disk_cannot_name_code(tmp_path: Path, data: dict) -> None:

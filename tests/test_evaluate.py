@@ -11,8 +11,8 @@ import pytest
 from nbclient import NotebookClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nag.analysis.report import find_runs
 from nag.evaluate import evaluate
-from nag.report import role_of
 
 from .conftest import run_module
 
@@ -22,13 +22,29 @@ SMALL = ["n_eval=32", "n_samples=32", "n_fit=64"]
 
 
 def run_dirs(sweep: Path) -> dict[str, Path]:
+    return {role: run.path for role, run in find_runs(sweep).items()}
+
+
+def test_roles_are_read_from_what_the_checkpoints_store(report_sweep: Path, tmp_path: Path) -> None:
+    import shutil
+
     from omegaconf import OmegaConf
 
-    return {role_of(OmegaConf.load(p)): p.parent.parent for p in sweep.glob("*/.hydra/config.yaml")}
+    from nag.analysis.runs import Run, role_of
 
-
-def test_sweep_holds_the_three_roles(report_sweep: Path) -> None:
-    assert set(run_dirs(report_sweep)) == {"plain", "mean0", "mean-3"}
+    runs = find_runs(report_sweep)
+    roles = {r: role_of(run.load(best=False)) for r, run in runs.items()}
+    assert roles["plain"].plain and not roles["mean0"].plain and not roles["mean-3"].plain
+    assert (roles["mean0"].normal_mean, roles["mean-3"].normal_mean) == (0.0, -3.0)
+    assert roles["mean0"].variance == roles["mean-3"].variance == 2.0
+    # A run whose config claims to be the plain autoencoder is what its checkpoint says it is.
+    liar = tmp_path / "liar"
+    shutil.copytree(runs["mean0"].path, liar)
+    cfg = OmegaConf.load(liar / ".hydra" / "config.yaml")
+    cfg.matching = {"_target_": "nag.matching.NoMatching", "weight": 0.0}
+    OmegaConf.save(cfg, liar / ".hydra" / "config.yaml")
+    role = role_of(Run(liar).load(best=False))
+    assert not role.plain and role.normal_mean == 0.0
 
 
 def test_evaluate_cli_writes_metrics_figures_and_tensorboard(report_sweep: Path, tmp_path: Path, cache_dir) -> None:

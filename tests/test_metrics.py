@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from nag.metrics import (
+from nag.analysis.metrics import (
     _blur,
     diversity,
     error_by_attribute,
@@ -20,8 +20,8 @@ from nag.metrics import (
     multiscale_swd,
     reconstruction_metrics,
 )
+from nag.analysis.samplers import GaussianMixtureSampler, PriorSampler
 from nag.priors import NormalPrior
-from nag.samplers import GaussianMixtureSampler, PriorSampler
 
 
 def faces(n: int, seed: int = 0, size: int = 32) -> torch.Tensor:

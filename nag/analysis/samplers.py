@@ -12,8 +12,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
-from nag.figures import fixed_codes
-from nag.priors import Prior
+from nag.priors import Prior, fixed_draw
 
 
 class PriorSampler:
@@ -26,7 +25,7 @@ class PriorSampler:
         return self
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
-        return fixed_codes(self.prior, n, seed).cpu()
+        return fixed_draw(self.prior, n, seed).cpu()
 
 
 class GaussianMixtureSampler:

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from nag.matching import WAE_SCALES, base_scale, batch_moments, mmd_unbiased, random_directions, sliced_wasserstein
-from nag.priors import Prior
+from nag.latent_fit import latent_fit  # noqa: F401  (re-exported: one of the evaluation's metrics)
+from nag.matching import random_directions, sliced_wasserstein
 
 log = logging.getLogger(__name__)
 
@@ -49,30 +49,6 @@ def error_by_attribute(per_image_mse: Tensor, attributes: Tensor, names: Sequenc
             p, a = per_image_mse[present].mean().item(), per_image_mse[~present].mean().item()
             out[name] = {"present": p, "absent": a, "ratio": p / a, "n_present": n, "frequency": n / len(present)}
     return out
-
-
-# --- latent fit -------------------------------------------------------------------------------------------
-
-
-def latent_fit(z: Tensor, prior: Prior, seed: int = 0, n_projections: int = 128) -> dict[str, float]:
-    """How well codes ``(N, d)`` match ``prior``: MMD² (unbiased, multi-scale IMQ), sliced W2, and the mean
-    absolute errors of the per-dimension mean, variance and kurtosis; plus the codes' own statistics."""
-    z = z.float()
-    g = torch.Generator().manual_seed(seed)
-    y = prior.sample(len(z), generator=g).to(z)
-    theta = random_directions(z.shape[1], n_projections, g, z.device)
-    mean, var, kurt = batch_moments(z)
-    return {
-        "mmd": mmd_unbiased(z, y, "imq", base_scale(prior), WAE_SCALES).item(),
-        "swd": sliced_wasserstein(z, y, theta, p=2).sqrt().item(),
-        "mean_error": (mean - prior.mean.to(z)).abs().mean().item(),
-        "variance_error": (var - prior.variance.to(z)).abs().mean().item(),
-        "kurtosis_error": (kurt - prior.kurtosis.to(z)).abs().mean().item(),
-        "code_mean": mean.mean().item(),
-        "code_variance": var.mean().item(),
-        "code_kurtosis": kurt.mean().item(),
-        "code_norm": z.norm(dim=1).mean().item(),
-    }
 
 
 # --- sample quality: multi-scale sliced Wasserstein on a Laplacian pyramid (Karras et al. 2018) -------------

@@ -1,0 +1,238 @@
+"""Evaluating a trained model (the body of ``python -m nag.evaluate``, used by ``nag.report`` and ``nag.compare``).
+
+Samples any checkpoint from any prior (``prior=normal_mean-3``, ``prior=normal_mean0 prior.mean=100``) or from
+an ex-post density fitted to its training codes (``sampler=gmm``), and writes ``metrics.json``, PNG figures and
+TensorBoard entries into its own run dir. ``evaluate_model`` is the importable core used by ``nag.report`` and
+the notebook.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, open_dict
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import save_image
+
+import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
+from nag.analysis.metrics import (
+    diversity,
+    error_by_attribute,
+    inception_metrics,
+    interpolation_smoothness,
+    latent_fit,
+    multiscale_swd,
+    reconstruction_metrics,
+)
+from nag.analysis.runs import Run
+from nag.analysis.samplers import PriorSampler
+from nag.artifacts import write_json_atomic
+from nag.data.datamodule import ImageDataModule
+from nag.errors import UserInputError, instantiate
+from nag.figures import image_grid, probe_tag, reconstruction_grid
+from nag.module import NAGModule
+from nag.priors import Prior, describe, fixed_draw, translated
+from nag.schema import validate
+from nag.trusted import build_stored
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """Nested metrics (JSON-ready), figure grids ``(3, H, W)`` and the generated images."""
+
+    metrics: dict[str, Any]
+    figures: dict[str, Tensor] = field(default_factory=dict)
+    samples: Tensor | None = None
+
+
+@dataclass
+class RealImages:
+    """The real references of a data module, loaded once and shared by every evaluation on it.
+
+    ``test`` (with ``attributes``) is what reconstructions and samples are compared with; ``val`` is a
+    disjoint real set of the same size for the real-vs-real baseline; ``train`` is what ex-post samplers fit.
+    """
+
+    test: Tensor
+    attributes: Tensor
+    names: tuple[str, ...]
+    val: Tensor
+    train: Tensor
+
+    @classmethod
+    def load(cls, dm: ImageDataModule, n_eval: int = 1000, n_fit: int = 5000) -> RealImages:
+        def first(split: str, n: int) -> tuple[Tensor, Tensor]:
+            return dm.fixed_batch(split, min(n, len(dm.dataset(split))))
+
+        x, attrs = first("test", n_eval)
+        if len(x) < 12:
+            raise UserInputError(f"evaluation needs at least 12 test images (n_eval={n_eval}, test split {len(x)}).")
+        return cls(x, attrs, tuple(dm.attribute_names), first("val", len(x))[0], first("train", n_fit)[0])
+
+    def baseline(self, seed: int = 0) -> dict[str, float]:
+        """Real vs real: the floor of the sample-quality SWD and the real diversity."""
+        return {**multiscale_swd(self.val, self.test, seed=seed), "diversity": diversity(self.test)}
+
+
+def load_model(ckpt_path: str | Path, device: str = "auto") -> NAGModule:
+    """A trained model from a checkpoint, read safely (see ``NAGModule.load_from_checkpoint``), in eval mode."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return NAGModule.load_from_checkpoint(ckpt_path, map_location=device, _key="ckpt_path").eval()
+
+
+@torch.no_grad()
+def _batched(fn, x: Tensor, device: torch.device, batch: int = 256) -> Tensor:
+    return torch.cat([fn(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
+
+
+def encode_test_split(model: NAGModule, real: RealImages) -> Tensor:
+    """Codes of the real test images, ``(N, d)`` on the CPU."""
+    return _batched(model.encode, real.test, model.device)
+
+
+@torch.no_grad()
+def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, seed: int = 0) -> Evaluation:
+    """Reconstruction error (overall and by attribute), the fit of the test codes to ``prior``, and the
+    reconstruction and interpolation figures."""
+    model.eval()
+    dev = model.device
+    z = encode_test_split(model, real)  # (N, d)
+    x_hat = _batched(model.decode, z, dev)  # (N, 3, H, W)
+    per_image = (x_hat - real.test).pow(2).flatten(1).mean(1)  # (N,)
+    rows = model.interpolate(real.test[:6].to(dev), real.test[6:12].to(dev), steps=11).cpu()  # (6, 11, 3, H, W)
+    metrics = {
+        "reconstruction": {
+            **reconstruction_metrics(real.test, x_hat),
+            "swd_mean": multiscale_swd(x_hat, real.test, seed=seed)["swd_mean"],
+        },
+        "by_attribute": error_by_attribute(per_image, real.attributes, real.names) if real.names else {},
+        "latent": latent_fit(z, prior, seed=seed),
+        "interpolation": interpolation_smoothness(rows),
+    }
+    figures = {
+        "reconstructions": reconstruction_grid(model, real.test[:8].to(dev)).cpu(),
+        "interpolation": image_grid(rows.flatten(0, 1), nrow=11),
+    }
+    return Evaluation(metrics, figures)
+
+
+@torch.no_grad()
+def evaluate_sampling(
+    model: NAGModule,
+    real: RealImages,
+    prior: Prior,
+    sampler: Any = None,
+    n_samples: int = 1000,
+    probes: Sequence[float] = (100.0, -100.0),
+    seed: int = 0,
+) -> Evaluation:
+    """Quality and diversity of decoded samples of ``sampler`` (default: ``prior`` itself), and of the prior
+    translated to each mean in ``probes``."""
+    model.eval()
+    dev = model.device
+    sampler = (sampler if sampler is not None else PriorSampler()).fit(_batched(model.encode, real.train, dev), prior)
+    samples = _batched(model.decode, sampler.sample(n_samples, seed=seed), dev)
+    metrics: dict[str, Any] = {
+        "samples": {**multiscale_swd(samples, real.test, seed=seed), "diversity": diversity(samples)},
+        "probes": {},
+    }
+    figures = {"samples": image_grid(samples[:64])}
+    noise = fixed_draw(prior, min(n_samples, 256), seed)
+    for mean in probes:
+        probe = _batched(model.decode, translated(noise, prior, mean), dev)
+        metrics["probes"][f"{mean:+g}"] = {**multiscale_swd(probe, real.test, seed=seed), "diversity": diversity(probe)}
+        figures[probe_tag(mean)] = image_grid(probe[:16])
+    return Evaluation(metrics, figures, samples)
+
+
+def evaluate_model(
+    model: NAGModule,
+    real: RealImages,
+    prior: Prior | None = None,
+    sampler: Any = None,
+    n_samples: int = 1000,
+    probes: Sequence[float] = (100.0, -100.0),
+    fid_weights: str | None = None,
+    seed: int = 0,
+) -> Evaluation:
+    """Everything: reconstruction, latent fit, samples, probes, the real baseline and (with weights) FID/KID.
+
+    ``prior`` defaults to the model's own; ``sampler`` to sampling that prior.
+    """
+    prior = prior if prior is not None else model.prior
+    rec = evaluate_reconstruction(model, real, prior, seed)
+    gen = evaluate_sampling(model, real, prior, sampler, n_samples, probes, seed)
+    name = sampler.name if sampler is not None else "prior"
+    metrics = {
+        "setup": {"prior": describe(prior), "sampler": name, "n_test": len(real.test), "n_samples": n_samples},
+        **rec.metrics,
+        **gen.metrics,
+        "real_baseline": real.baseline(seed),
+        "inception": inception_metrics(real.test, gen.samples, fid_weights),
+    }
+    return Evaluation(metrics, {**rec.figures, **gen.figures}, gen.samples)
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """``{"a": {"b": 1}} -> {"a/b": 1.0}`` for the numeric leaves (TensorBoard scalars)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}/"))
+        elif isinstance(v, int | float):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def write_outputs(ev: Evaluation, out_dir: Path) -> None:
+    """metrics.json, one PNG per figure, and the same into TensorBoard under ``out_dir/tensorboard``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "metrics.json", ev.metrics)
+    with SummaryWriter(str(out_dir / "tensorboard")) as writer:
+        for name, grid in ev.figures.items():
+            save_image(grid, out_dir / f"{name}.png")
+            writer.add_image(f"images/{name}", grid)
+        for key, value in flatten(ev.metrics).items():
+            writer.add_scalar(key, value)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
+    if not cfg.get("ckpt_path"):
+        raise UserInputError("ckpt_path is required: python -m nag.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
+    model = load_model(cfg.ckpt_path, cfg.device)
+    with open_dict(cfg):
+        cfg.model.latent_dim = model.hparams.latent_dim  # what prior configs interpolate
+        run = Run(Path(cfg.ckpt_path).resolve().parent.parent)  # <run dir>/checkpoints/<name>.ckpt
+        if cfg.get("data") is None:
+            if run.cfg is None or "data" not in run.cfg:
+                raise UserInputError(
+                    f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to evaluate on, e.g. data=synthetic"
+                )
+            cfg.data = run.cfg.data  # its ${paths.*} now resolve against this run's paths
+    validate(cfg)
+    datamodule = build_stored(cfg.data, f"data (from {run.path}/.hydra/config.yaml unless given)")
+    prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
+    ev = evaluate_model(
+        model,
+        RealImages.load(datamodule, cfg.n_eval, cfg.n_fit),
+        prior=prior,
+        sampler=instantiate(cfg.sampler),
+        n_samples=cfg.n_samples,
+        probes=tuple(cfg.probes),
+        fid_weights=cfg.metrics.fid.weights_path,
+        seed=cfg.seed,
+    )
+    ev.metrics["setup"]["ckpt_path"] = str(cfg.ckpt_path)
+    write_outputs(ev, Path(cfg.paths.output_dir))
+    log.info("evaluation written to %s", cfg.paths.output_dir)
+    return ev.metrics
