@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -11,10 +12,32 @@ from omegaconf import OmegaConf
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
+#: Longest TensorBoard run name kept as is (a file name may have 255 bytes; TensorBoard's UI wants far fewer).
+RUN_NAME_LIMIT = 96
+
+
 def run_name(overrides: str) -> str:
-    """A TensorBoard run name from Hydra's ``job.override_dirname`` ('' → 'default'); path separators and
-    characters TensorBoard cannot show in a directory name become '_'."""
-    return re.sub(r"[/\\:*?\"<>| ]", "_", overrides) or "default"
+    """A TensorBoard run name from Hydra's ``job.override_dirname`` ('' → 'default').
+
+    Path separators and characters TensorBoard cannot show in a directory name become '_'. A name longer than
+    :data:`RUN_NAME_LIMIT` is shortened readably: each key to its last part (``prior.mean=-3`` → ``mean=-3``),
+    long values cut, and a hash of the full overrides appended so names stay unique within a sweep. The full
+    overrides are logged in the run's hparams.
+    """
+    name = re.sub(r"[/\\:*?\"<>| ]", "_", overrides) or "default"
+    if len(name.encode()) <= RUN_NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    parts = []
+    for part in name.split(","):
+        key, _, value = part.partition("=")
+        short = key.rsplit(".", 1)[-1]
+        parts.append(f"{short}={value[:16]}" if value else short[:24])
+    short_name = ",".join(parts)
+    budget = RUN_NAME_LIMIT - len(digest) - 1
+    if len(short_name.encode()) > budget:
+        short_name = short_name.encode()[:budget].decode(errors="ignore")
+    return f"{short_name}~{digest}"
 
 
 def fresh_dir(path: str) -> str:

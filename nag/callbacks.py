@@ -186,3 +186,46 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_histogram("latent/codes", z.cpu(), global_step=trainer.global_step)
+
+
+#: Final metrics shown in TensorBoard's HParams tab, as ``hparams/<name>``.
+SUMMARY_METRICS = ("val/recon", "val/loss", "latent/mmd", "latent/code_mean", "latent/code_variance",
+                   "latent/code_kurtosis")  # fmt: skip
+#: Overrides that are paths or per-invocation, not hyper-parameters.
+NOT_HPARAMS = ("ckpt_path", "resume", "paths.", "data.root", "data.cache_dir", "hydra.")
+
+
+class HParamsSummary(L.Callback):
+    """At the end of training, log the run's overrides as hparams with its final metrics, so TensorBoard's
+    HParams tab lists the jobs of a sweep as one sortable table (``tensorboard --logdir multirun/<date>/<time>``).
+
+    Args:
+        overrides: The job's command-line overrides (``${hydra:overrides.task}``); each becomes one hparam,
+            their joined text another (``overrides``), since the run's name may be shortened.
+    """
+
+    def __init__(self, overrides: Sequence[str] = ()) -> None:
+        self.overrides = [str(o) for o in overrides]
+
+    def params(self) -> dict[str, float | str]:
+        out: dict[str, float | str] = {}
+        for o in self.overrides:
+            key, sep, value = o.lstrip("+~").partition("=")
+            if sep and not key.startswith(NOT_HPARAMS):
+                out[key] = _number_or_text(value)
+        out["overrides"] = " ".join(o for o in self.overrides if not o.lstrip("+~").startswith(NOT_HPARAMS))
+        return out
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {f"hparams/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()
+                   if k in SUMMARY_METRICS and torch.isfinite(v)}  # fmt: skip
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(self.params(), metrics)
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value

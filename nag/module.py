@@ -72,7 +72,8 @@ class NAGModule(L.LightningModule):
         }
         # The same configs come back from every checkpoint: nothing outside nag.trusted's allow-list is built.
         check_config(hparams, "model")
-        self.save_hyperparameters(hparams)
+        # logger=False: the run's hparams go to TensorBoard once, with its final metrics (callbacks.HParamsSummary).
+        self.save_hyperparameters(hparams, logger=False)
         self.encoder = instantiate(self.hparams.encoder)
         self.decoder = instantiate(self.hparams.decoder)
         self.prior: Prior = instantiate(self.hparams.prior)

@@ -75,7 +75,8 @@ class RealImages:
         x, attrs = first("test", n_eval)
         if len(x) < 12:
             raise UserInputError(f"evaluation needs at least 12 test images (n_eval={n_eval}, test split {len(x)}).")
-        return cls(x, attrs, tuple(dm.attribute_names), first("val", len(x))[0], first("train", n_fit)[0])
+        train = first("train", n_fit)[0] if n_fit > 0 else x.new_zeros(0, *x.shape[1:])  # only ex-post samplers fit
+        return cls(x, attrs, tuple(dm.attribute_names), first("val", len(x))[0], train)
 
     def baseline(self, seed: int = 0) -> dict[str, float]:
         """Real vs real: the floor of the sample-quality SWD and the real diversity."""
@@ -139,7 +140,10 @@ def evaluate_sampling(
     translated to each mean in ``probes``."""
     model.eval()
     dev = model.device
-    sampler = (sampler if sampler is not None else PriorSampler()).fit(_batched(model.encode, real.train, dev), prior)
+    sampler = sampler if sampler is not None else PriorSampler()
+    # Only an ex-post density needs the training codes; sampling the prior does not encode anything.
+    codes = _batched(model.encode, real.train, dev) if sampler.needs_codes else real.train.new_zeros(0, prior.dim)
+    sampler = sampler.fit(codes, prior)
     samples = _batched(model.decode, sampler.sample(n_samples, seed=seed), dev)
     metrics: dict[str, Any] = {
         "samples": {**multiscale_swd(samples, real.test, seed=seed), "diversity": diversity(samples)},

@@ -19,6 +19,7 @@ class PriorSampler:
     """Sample the prior (the model's own, or the one given to ``nag.evaluate``). ``fit`` only stores it."""
 
     name = "prior"
+    needs_codes = False
 
     def fit(self, codes: Tensor, prior: Prior) -> PriorSampler:
         self.prior = prior
@@ -37,6 +38,8 @@ class GaussianMixtureSampler:
         covariance_type: scikit-learn's ``full``, ``diag``, ``tied`` or ``spherical``.
         seed: Seed of the fit and of sampling.
     """
+
+    needs_codes = True
 
     def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0) -> None:
         if n_components < 1:
