@@ -75,13 +75,19 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
     return result
 
 
+def one_line(message: str, limit: int = 300) -> str:
+    """A (possibly multi-line) error message on one line, for tables and summaries."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def job_status(job_dir: Path) -> tuple[str, str]:
     """``("ok", "")``, ``("failed", reason)`` or ``("incomplete", "")`` for a job directory."""
     failure = job_dir / FAILURE
     if failure.is_file():
         try:
             record = json.loads(failure.read_text())
-            return "failed", str(record.get("error", "")).splitlines()[0]
+            return "failed", one_line(str(record.get("error", "")))
         except (OSError, ValueError):
             return "failed", f"unreadable {FAILURE}"
     if (job_dir / METRICS).is_file():

@@ -24,6 +24,7 @@ from nag.errors import UserInputError
 from nag.matching import NoMatching
 from nag.module import NAGModule
 from nag.priors import NormalPrior
+from nag.sweep import one_line
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Run:
     @property
     def reason(self) -> str:
         """Why a failed run failed (the first line of its message)."""
-        return str((self.failure or {}).get("error", "")).splitlines()[0] if self.failure else ""
+        return one_line(str(self.failure.get("error", ""))) if self.failure else ""
 
     @property
     def last_ckpt(self) -> Path:
