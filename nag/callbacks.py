@@ -72,6 +72,8 @@ class ValidationFigure(L.Callback):
         writer = tensorboard_writer(trainer)
         if writer is None or trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return  # nothing to draw into, or not this epoch
+        if not trainer.is_global_zero:
+            return  # under DDP, one process draws
         with torch.no_grad():
             grids = self.figures(trainer, pl_module)
         for tag, grid in grids.items():
@@ -162,8 +164,8 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
         self.n, self.batch_size, self.seed = n, batch_size, seed
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return  # under DDP, one process measures (the model is the same on every process)
         n = min(self.n, n_val_images(trainer))
         if n < 2:
             self.note_once(f"the validation split has {n} image; the code statistics need at least 2")
@@ -182,7 +184,7 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
             "latent/prior_kurtosis": prior.kurtosis.mean().item(),
         }
         for name, value in stats.items():
-            pl_module.log(name, float(value), on_epoch=True)
+            pl_module.log(name, float(value), on_epoch=True, rank_zero_only=True)
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_histogram("latent/codes", z.cpu(), global_step=trainer.global_step)

@@ -98,16 +98,21 @@ class PriorMatching(nn.Module):
 
     Args:
         weight: λ, the factor of this term in the training loss (>= 0).
+        global_batch: Under multi-process (DDP) training, compute the distance on the codes of all processes
+            (gathered with their gradients) rather than on this process's share: MMD and SWD estimated on a
+            small per-process batch are noisier, and a sum of per-process distances is not the distance of the
+            global batch.
     """
 
     #: The fewest codes a batch must hold for the distance to be defined (data splits are checked against it).
     min_batch: int = 1
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, global_batch: bool = True) -> None:
         super().__init__()
         if weight < 0:
             raise ValueError(f"matching.weight must be >= 0, got {weight}.")
         self.weight = float(weight)
+        self.global_batch = bool(global_batch)
 
     def forward(self, z: Tensor, prior: Prior, generator: torch.Generator | None = None) -> Tensor:
         if z.dim() != 2 or z.shape[1] != prior.dim:
@@ -125,8 +130,8 @@ class PriorMatching(nn.Module):
 class NoMatching(PriorMatching):
     """The plain autoencoder: no pull on the codes (the prior still draws the sample grids)."""
 
-    def __init__(self, weight: float = 0.0) -> None:
-        super().__init__(weight)
+    def __init__(self, weight: float = 0.0, **kwargs: bool) -> None:
+        super().__init__(weight, **kwargs)
 
     def compute(self, z: Tensor, prior: Prior, generator: torch.Generator | None) -> Tensor:
         return z.new_zeros(())
@@ -169,8 +174,10 @@ class MMD(SampleMatching):
 
     min_batch = 2  # the within-set U-statistic needs pairs
 
-    def __init__(self, kernel: str = "imq", scales: Sequence[float] = WAE_SCALES, weight: float = 1.0) -> None:
-        super().__init__(weight)
+    def __init__(
+        self, kernel: str = "imq", scales: Sequence[float] = WAE_SCALES, weight: float = 1.0, **kwargs: bool
+    ) -> None:
+        super().__init__(weight, **kwargs)
         if kernel not in ("imq", "rbf"):
             raise ValueError(f"matching.kernel must be 'imq' or 'rbf', got {kernel!r}.")
         if len(scales) == 0 or min(scales) <= 0:
@@ -194,8 +201,8 @@ class SlicedWasserstein(SampleMatching):
         weight: λ.
     """
 
-    def __init__(self, n_projections: int = 50, p: float = 2.0, weight: float = 1.0) -> None:
-        super().__init__(weight)
+    def __init__(self, n_projections: int = 50, p: float = 2.0, weight: float = 1.0, **kwargs: bool) -> None:
+        super().__init__(weight, **kwargs)
         if n_projections < 1:
             raise ValueError(f"matching.n_projections must be >= 1, got {n_projections}.")
         if p < 1:
@@ -231,8 +238,9 @@ class Moments(PriorMatching):
         variance_weight: float = 1.0,
         kurtosis_weight: float = 0.1,
         weight: float = 1.0,
+        **kwargs: bool,
     ) -> None:
-        super().__init__(weight)
+        super().__init__(weight, **kwargs)
         self.term_weights = (float(mean_weight), float(variance_weight), float(kurtosis_weight))
 
     def compute(self, z: Tensor, prior: Prior, generator: torch.Generator | None) -> Tensor:

@@ -38,6 +38,22 @@ def _plain(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
     return dict(cfg)
 
 
+def gather_codes(z: Tensor) -> Tensor:
+    """The codes of every process of a distributed run, ``(W·B, d)``, in rank order; ``z`` itself otherwise.
+
+    Differentiable: ``torch.distributed.nn``'s all-gather sends back to each process the *sum* over processes of
+    the gradients for its share. Every process computes the same distance of the global batch, so that sum is
+    W times the distance's gradient, and DDP's averaging of the parameter gradients over the W processes gives
+    exactly the gradient of a single process holding the whole batch.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z.contiguous()), dim=0)
+
+
 class NAGModule(L.LightningModule):
     """Autoencoder with a prior-matching term: ``loss = recon + matching.weight * matching(z, prior)``.
 
@@ -78,6 +94,7 @@ class NAGModule(L.LightningModule):
         self.decoder = instantiate(self.hparams.decoder)
         self.prior: Prior = instantiate(self.hparams.prior)
         self.matching: PriorMatching = instantiate(self.hparams.matching)
+        self._draw_seed: int | None = None  # see on_fit_start
         for key, dim in (
             ("encoder", self.encoder.latent_dim),
             ("decoder", self.decoder.latent_dim),
@@ -174,21 +191,44 @@ class NAGModule(L.LightningModule):
         z = self.encode(x)  # (B, d)
         x_hat = self.decode(z)  # (B, 3, H, W)
         recon = F.mse_loss(x_hat.float(), x.float())
-        matching = self.matching(z, self.prior, generator=generator)
+        z_match = gather_codes(z) if self.matching.global_batch else z  # (W·B, d) under DDP
+        matching = self.matching(z_match, self.prior, generator=generator)
         return {"recon": recon, "matching": matching, "loss": recon + self.matching.weight * matching}
+
+    # The prior samples of training step t are drawn from a generator seeded with (draw seed, t): the same on
+    # every process under DDP (so the global-batch distance is one estimate, not one per process), and the same
+    # again after a resume. The draw seed is picked once per run on rank 0 and stored in the checkpoints.
+
+    def on_fit_start(self) -> None:
+        if self._draw_seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            self._draw_seed = int(self.trainer.strategy.broadcast(seed, src=0))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nag_draw_seed"] = self._draw_seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._draw_seed = checkpoint.get("nag_draw_seed", self._draw_seed)
+
+    def _train_generator(self) -> torch.Generator | None:
+        if self._draw_seed is None:
+            return None
+        return torch.Generator().manual_seed((self._draw_seed * 1_000_003 + self.global_step) % 2**63)
 
     def _step(self, batch: tuple[Tensor, Tensor] | Tensor, stage: str, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
         on_step = stage == "train"
         # Validation/test draw the same prior samples for the same batch every epoch, so val/loss (which picks
         # the best checkpoint) changes only when the model does.
-        generator = None if on_step else torch.Generator().manual_seed(batch_idx)
+        generator = self._train_generator() if on_step else torch.Generator().manual_seed(batch_idx)
         terms = self.loss_terms(x, generator)
         if not torch.isfinite(terms["loss"]):
             raise DivergenceError(self._divergence_message(terms, stage))
         for name, value in terms.items():
+            # Evaluation metrics are averaged over the processes (DDP) once per epoch; training ones are not
+            # synchronised every step (that would cost a collective per step).
             self.log(f"{stage}/{name}", value, on_step=on_step, on_epoch=True, prog_bar=name == "loss",
-                     batch_size=x.shape[0])  # fmt: skip
+                     batch_size=x.shape[0], sync_dist=not on_step)  # fmt: skip
         return terms["loss"]
 
     def _divergence_message(self, terms: dict[str, Tensor], stage: str) -> str:

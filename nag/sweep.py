@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,22 @@ FAILURE = "failure.json"
 METRICS = "metrics.json"
 
 
+def global_rank() -> int:
+    """This process's rank in a distributed run (0 otherwise), from the variables the launchers set."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def write_failure(out_dir: Path, error: BaseException) -> None:
-    """``<out_dir>/failure.json``: what went wrong and how far training got."""
+    """``<out_dir>/failure.json``: what went wrong and how far training got (written by rank 0 only)."""
+    if global_rank() != 0:
+        return
     write_json_atomic(
         out_dir / FAILURE,
         {
@@ -71,7 +82,8 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
             log.exception("job failed with an unexpected error (a bug: please report it)")
             return _failed_value(cfg)
         raise
-    (out / FAILURE).unlink(missing_ok=True)  # e.g. a failed run resumed successfully
+    if global_rank() == 0:
+        (out / FAILURE).unlink(missing_ok=True)  # e.g. a failed run resumed successfully
     return result
 
 

@@ -8,6 +8,7 @@ Lightning load, so a mistyped value is reported in a second or two, not after th
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,10 @@ from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
-from nag.errors import DivergenceError, UserInputError, instantiate, reported_as_exit
+from nag.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
 from nag.resume import checkpoint_to_continue, expand_resume
 from nag.schema import validate
-from nag.sweep import run_job
+from nag.sweep import in_multirun, run_job
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from nag.resume import check_same_model, continue_logging
     from nag.trusted import check_config
 
+    _check_launcher(cfg)
     ckpt_path = checkpoint_to_continue(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -83,9 +85,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
-    write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-    log.info("metrics: %s", {k: round(v, 5) for k, v in sorted(metrics.items())})
+    if trainer.is_global_zero:
+        write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        log.info("metrics: %s", {k: round(v, 5) for k, v in sorted(metrics.items())})
     return metrics
+
+
+def _check_launcher(cfg: DictConfig) -> None:
+    """Refuse a DDP job that Lightning would have to launch itself inside a sweep: its launcher re-runs the
+    command line, which for ``-m`` is the whole sweep. On SLURM the processes come from SLURM instead."""
+    trainer = cfg.get("trainer") or {}
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    if in_multirun() and strategy.startswith("ddp") and devices != 1 and "SLURM_NTASKS" not in os.environ:
+        raise ConfigError(
+            f"trainer.strategy={strategy} with trainer.devices={devices} inside a sweep (-m) needs SLURM: Lightning's "
+            "own DDP launcher re-runs the command line, which here is the whole sweep. Send the sweep to SLURM with "
+            "hydra/launcher=slurm_ddp, or run the DDP jobs one at a time without -m."
+        )
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
