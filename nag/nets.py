@@ -1,7 +1,12 @@
-"""Encoder and decoder of the report's autoencoder: plain ``nn.Module``s, no Lightning.
+"""Convolutional encoder and decoder: plain ``nn.Module``s, no Lightning. Two families, one code:
 
-Encoder: ``len(channels)`` × (Conv2d stride 2 → BatchNorm → ReLU), then FC → ReLU → FC to the latent.
-Decoder: the mirror, FC → ReLU → FC → ReLU → transposed convs (BN + ReLU on all but the last).
+- the report's autoencoder (``model=report_ae``): ``len(channels)`` × (Conv2d stride 2 → BatchNorm → ReLU),
+  then FC → ReLU → FC to the latent; the decoder mirrors it, FC → ReLU → FC → ReLU → transposed convs with
+  stride 2 (BN + ReLU on all but the last);
+- the WAE/RAE CelebA autoencoder (``model=wae_celeba``, Tolstikhin et al. 2018, Ghosh et al. 2020): the same
+  conv stack (5×5, 128/256/512/1024 channels) and *one* linear layer to the latent (``hidden_dim: null``); the
+  decoder maps the code by one linear layer to an 8×8×1024 map (BN → ReLU), upsamples three times and ends in
+  a stride-1 transposed conv to the image (``last_stride: 1``).
 
 Two deliberate deviations from the report's "ReLU after every layer":
 - the encoder's last FC is linear, otherwise codes could never be negative and a prior such as N(−3, 2)
@@ -42,7 +47,7 @@ class Encoder(nn.Module):
         latent_dim: Size of the code.
         channels: Output channels of the conv layers (their count sets the depth).
         kernel_size: Conv kernel size (stride 2 throughout).
-        hidden_dim: Width of the hidden FC layer.
+        hidden_dim: Width of the hidden FC layer; None maps the features to the code with one linear layer.
         in_channels: Image channels.
     """
 
@@ -52,7 +57,7 @@ class Encoder(nn.Module):
         latent_dim: int = 64,
         channels: Sequence[int] = (32, 64, 128),
         kernel_size: int = 4,
-        hidden_dim: int = 512,
+        hidden_dim: int | None = 512,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -71,12 +76,10 @@ class Encoder(nn.Module):
             ]
             c_in = c_out
         self.conv = nn.Sequential(*layers)
-        self.fc = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c_in * side * side, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, latent_dim),  # linear: codes must reach negative prior means
-        )
+        features = c_in * side * side
+        head: list[nn.Module] = [nn.Linear(features, hidden_dim), nn.ReLU()] if hidden_dim else []
+        # The last layer is linear: codes must reach negative prior means.
+        self.fc = nn.Sequential(nn.Flatten(), *head, nn.Linear(hidden_dim or features, latent_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
@@ -94,8 +97,11 @@ class Decoder(nn.Module):
         image_size: Height = width of the output.
         latent_dim: Size of the code.
         channels: The *encoder's* conv channels; the decoder walks them in reverse.
-        kernel_size: Transposed-conv kernel size (stride 2 throughout).
-        hidden_dim: Width of the hidden FC layer.
+        kernel_size: Transposed-conv kernel size.
+        hidden_dim: Width of the hidden FC layer; None maps the code to the first feature map with one linear
+            layer followed by batch norm and ReLU.
+        last_stride: 2: every transposed conv doubles the size, the last one making the image (the report);
+            1: the size doubles ``len(channels) - 1`` times and a stride-1 transposed conv makes the image (WAE).
         out_channels: Image channels.
     """
 
@@ -105,27 +111,33 @@ class Decoder(nn.Module):
         latent_dim: int = 64,
         channels: Sequence[int] = (32, 64, 128),
         kernel_size: int = 4,
-        hidden_dim: int = 512,
+        hidden_dim: int | None = 512,
+        last_stride: int = 2,
         out_channels: int = 3,
     ) -> None:
         super().__init__()
+        if last_stride not in (1, 2):
+            raise ValueError(f"model.decoder.last_stride must be 1 or 2, got {last_stride}.")
         self.latent_dim = latent_dim
         pad, out_pad = _conv_geometry(kernel_size)
-        self.side = _feature_size(image_size, len(channels))
         rev = list(channels)[::-1]  # e.g. 128, 64, 32
+        n_up = len(rev) if last_stride == 2 else len(rev) - 1
+        self.side = _feature_size(image_size, n_up)
         self.top_channels = rev[0]
-        self.fc = nn.Sequential(
-            nn.Linear(latent_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, rev[0] * self.side * self.side),
-            nn.ReLU(),
-        )
+        top = rev[0] * self.side * self.side
+        if hidden_dim:
+            self.fc = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, top), nn.ReLU())
+        else:
+            self.fc = nn.Sequential(nn.Linear(latent_dim, top), nn.Unflatten(1, (rev[0], self.side, self.side)),
+                                    nn.BatchNorm2d(rev[0]), nn.ReLU())  # fmt: skip
         layers: list[nn.Module] = []
-        targets = rev[1:] + [out_channels]
-        for i, (c_in, c_out) in enumerate(zip(rev, targets, strict=True)):
+        outs = rev[1:] + [out_channels] if last_stride == 2 else rev[1:]
+        for i, (c_in, c_out) in enumerate(zip(rev[:n_up], outs, strict=True)):
             layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size, 2, padding=pad, output_padding=out_pad))
-            if i < len(rev) - 1:
+            if not (last_stride == 2 and i == n_up - 1):  # all but the layer that makes the image
                 layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
+        if last_stride == 1:
+            layers.append(nn.ConvTranspose2d(rev[-1], out_channels, kernel_size, 1, padding=pad))
         layers.append(nn.Sigmoid())  # data range [0, 1]
         self.deconv = nn.Sequential(*layers)
 

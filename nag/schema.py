@@ -91,7 +91,7 @@ RULES: tuple[Rule, ...] = (
     Rule("resume", "str", nullable=True),
     # model
     _positive_int("model.latent_dim"),
-    _positive_int("model.encoder.hidden_dim"),
+    _positive_int("model.encoder.hidden_dim", nullable=True),
     _positive_int("model.encoder.kernel_size"),
     Rule("model.optimizer.lr", "float", low=0, low_open=True),
     Rule("model.optimizer.weight_decay", "float", low=0),

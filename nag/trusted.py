@@ -16,6 +16,7 @@ module                         allowed classes
 ``nag.data`` (and below)       subclasses of :class:`nag.data.datamodule.ImageDataModule`
 ``torch.optim``                subclasses of ``torch.optim.Optimizer``
 ``torch.optim.lr_scheduler``   subclasses of ``LRScheduler`` / ``ReduceLROnPlateau``
+``nag.schedules``              subclasses of ``LRScheduler``
 =============================  ==========================================
 
 Strings holding OmegaConf interpolations (``${...}``) are refused too: a resolver is code, and the configs a
@@ -55,6 +56,7 @@ def _allowed_bases() -> dict[str, tuple[type, ...]]:
         "nag.nets": (nn.Module,),
         "nag.data": (ImageDataModule,),
         "torch.optim.lr_scheduler": schedulers,
+        "nag.schedules": schedulers,
         "torch.optim": (torch.optim.Optimizer,),
     }
 

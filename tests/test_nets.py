@@ -47,3 +47,83 @@ def test_bad_sizes_are_explained() -> None:
         Encoder(image_size=30)
     with pytest.raises(ValueError, match="data.image_size and the model's image_size agree"):
         Encoder(image_size=32)(torch.rand(1, 3, 64, 64))
+
+
+def _layers(module: torch.nn.Module) -> list[tuple]:
+    """(type, in, out, kernel, stride) of every conv/linear, ('BN', channels) and ('ReLU',) in order."""
+    out: list[tuple] = []
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+            out.append((type(m).__name__, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0]))
+        elif isinstance(m, torch.nn.Linear):
+            out.append(("Linear", m.in_features, m.out_features))
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            out.append(("BN", m.num_features))
+        elif isinstance(m, torch.nn.ReLU | torch.nn.Sigmoid):
+            out.append((type(m).__name__,))
+    return out
+
+
+def test_wae_celeba_preset_is_the_papers_layer_list(compose_cfg) -> None:
+    """WAE (Tolstikhin et al. 2018) / RAE (Ghosh et al. 2020) CelebA 64 px, as composed by model=wae_celeba."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["model=wae_celeba", "data=synthetic"])
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    assert _layers(model.encoder) == [
+        ("Conv2d", 3, 128, 5, 2), ("BN", 128), ("ReLU",),
+        ("Conv2d", 128, 256, 5, 2), ("BN", 256), ("ReLU",),
+        ("Conv2d", 256, 512, 5, 2), ("BN", 512), ("ReLU",),
+        ("Conv2d", 512, 1024, 5, 2), ("BN", 1024), ("ReLU",),
+        ("Linear", 4 * 4 * 1024, 64),
+    ]  # fmt: skip
+    assert _layers(model.decoder) == [
+        ("Linear", 64, 8 * 8 * 1024), ("BN", 1024), ("ReLU",),
+        ("ConvTranspose2d", 1024, 512, 5, 2), ("BN", 512), ("ReLU",),
+        ("ConvTranspose2d", 512, 256, 5, 2), ("BN", 256), ("ReLU",),
+        ("ConvTranspose2d", 256, 128, 5, 2), ("BN", 128), ("ReLU",),
+        ("ConvTranspose2d", 128, 3, 5, 1), ("Sigmoid",),
+    ]  # fmt: skip
+    z = model.encode(torch.rand(2, 3, 64, 64))
+    assert z.shape == (2, 64) and model.decode(z).shape == (2, 3, 64, 64)
+
+
+def test_report_ae_is_unchanged_by_the_second_family(compose_cfg) -> None:
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["data=synthetic"])
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    assert _layers(model.decoder) == [
+        ("Linear", 64, 512), ("ReLU",), ("Linear", 512, 128 * 8 * 8), ("ReLU",),
+        ("ConvTranspose2d", 128, 64, 4, 2), ("BN", 64), ("ReLU",),
+        ("ConvTranspose2d", 64, 32, 4, 2), ("BN", 32), ("ReLU",),
+        ("ConvTranspose2d", 32, 3, 4, 2), ("Sigmoid",),
+    ]  # fmt: skip
+
+
+def test_wae_recipe_schedule_and_lambda(compose_cfg) -> None:
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["experiment=wae_celeba"])
+    assert cfg.matching.weight == pytest.approx(100 / (0.05 * 64 * 64 * 3 * 4), rel=1e-3)
+    assert (cfg.data.crop, cfg.data.image_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (140, 64, 100, 55)
+    assert cfg.prior.variance == 2.0 and cfg.model.latent_dim == 64 and list(cfg.model.optimizer.betas) == [0.5, 0.999]
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = instantiate(cfg.model.scheduler)(optimizer=optimizer)
+    rates = []
+    for _epoch in range(55):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == rates[29] == pytest.approx(1e-3)
+    assert rates[30] == rates[49] == pytest.approx(5e-4)
+    assert rates[50] == rates[54] == pytest.approx(1e-4)
+
+
+def test_wae_preset_trains_a_step_through_the_entry_point(tmp_path, cache_dir) -> None:
+    from .conftest import run_module
+
+    r = run_module("nag.train", ["experiment=wae_celeba", "debug=fdr", "data=synthetic_tiny", "data.image_size=64",
+                                 "data.batch_size=8"], tmp_path, cache_dir)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "max_steps=1` reached" in r.stdout + r.stderr

@@ -11,6 +11,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
+from nag.errors import ConfigError
 from nag.schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +21,7 @@ README = (ROOT / "README.md").read_text()
 def commands(entry: str) -> list[str]:
     """Every ``python -m <entry> ...`` line of the README's bash blocks, without comments."""
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
-    lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
+    lines = [ln.split("#")[0].strip() for b in blocks for ln in b.replace("\\\n", " ").splitlines()]
     return [ln[ln.index(f"python -m {entry}") :] for ln in lines if f"python -m {entry} " in ln + " "]
 
 
@@ -52,11 +53,15 @@ def test_ci_runs_the_readme_install_and_test_commands() -> None:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_readme_training_command_composes(compose_cfg, command) -> None:
-    args = shlex.split(command)[3:]  # after "python -m nag.train"
+    args = [re.sub(r"<(\w+)>", r"\1", a) for a in shlex.split(command)[3:]]  # after "python -m nag.train"
     for overrides in expand(args):
         # placeholder paths of runs and checkpoints that do not exist here
         overrides = [o for o in overrides if not o.startswith(("ckpt_path=", "resume="))]
         cfg = compose_cfg(overrides)
+        if "prior.variance=-1" in overrides:  # the README's example of a failing sweep job
+            with pytest.raises(ConfigError, match="prior.variance=-1 must be > 0"):
+                validate(cfg)
+            continue
         validate(cfg)
         instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
         instantiate(cfg.data)
