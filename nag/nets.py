@@ -49,6 +49,8 @@ class Encoder(nn.Module):
         kernel_size: Conv kernel size (stride 2 throughout).
         hidden_dim: Width of the hidden FC layer; None maps the features to the code with one linear layer.
         in_channels: Image channels.
+        relu_codes: End in a ReLU, as the report's "ReLU after every layer" says literally (codes ≥ 0; off by
+            default: a prior with a negative mean could never be matched).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Encoder(nn.Module):
         kernel_size: int = 4,
         hidden_dim: int | None = 512,
         in_channels: int = 3,
+        relu_codes: bool = False,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
@@ -79,7 +82,8 @@ class Encoder(nn.Module):
         features = c_in * side * side
         head: list[nn.Module] = [nn.Linear(features, hidden_dim), nn.ReLU()] if hidden_dim else []
         # The last layer is linear: codes must reach negative prior means.
-        self.fc = nn.Sequential(nn.Flatten(), *head, nn.Linear(hidden_dim or features, latent_dim))
+        last: list[nn.Module] = [nn.ReLU()] if relu_codes else []
+        self.fc = nn.Sequential(nn.Flatten(), *head, nn.Linear(hidden_dim or features, latent_dim), *last)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):

@@ -131,3 +131,24 @@ def test_gmm_sampler_finds_both_modes_and_is_reproducible() -> None:
     assert PriorSampler().fit(codes, prior).sample(3).shape == (3, 2)
     with pytest.raises(ValueError, match="sampler.n_components=400 needs at least 800"):
         GaussianMixtureSampler(n_components=400).fit(codes, prior)
+
+
+def test_ssim_is_the_usual_interior_convention() -> None:
+    """Against SSIM written out (Wang et al. 2004: 11-px Gaussian window, sigma 1.5, only where the window fits)."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    y = (x + 0.15 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    k = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    k = k / k.sum()
+    window = (k[:, None] * k[None, :]).expand(3, 1, 11, 11)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=3)  # "valid": no padding
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    expected = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    assert reconstruction_metrics(x, y)["ssim"] == pytest.approx(expected.mean().item(), abs=1e-5)
