@@ -36,6 +36,18 @@ def fixed_images(trainer: L.Trainer, n: int, offset: int = 0) -> Tensor:
     return trainer.datamodule.fixed_batch("val", n, offset)[0]
 
 
+#: Faces smaller than this are enlarged in TensorBoard (by an integer factor, nearest neighbour: pixels stay sharp).
+DISPLAY_SIZE = 64
+
+
+def upscaled(grid: Tensor, trainer: L.Trainer) -> Tensor:
+    """``grid (3, H, W)`` enlarged so each face shows at least :data:`DISPLAY_SIZE` px, pixels kept sharp."""
+    factor = max(1, DISPLAY_SIZE // int(trainer.datamodule.image_size))
+    if factor == 1:
+        return grid
+    return grid.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
+
+
 def n_val_images(trainer: L.Trainer) -> int:
     return len(trainer.datamodule.dataset("val"))
 
@@ -77,7 +89,7 @@ class ValidationFigure(L.Callback):
         with torch.no_grad():
             grids = self.figures(trainer, pl_module)
         for tag, grid in grids.items():
-            writer.add_image(tag, grid.float().cpu(), global_step=trainer.global_step)
+            writer.add_image(tag, upscaled(grid.float().cpu(), trainer), global_step=trainer.global_step)
 
 
 class ReconstructionGrid(ValidationFigure, SmallSplitNote):
@@ -147,6 +159,22 @@ class PriorProbes(PriorSamples):
         }
 
 
+#: TensorBoard's Custom Scalars tab: each code statistic in one chart with the prior's value, and the loss terms.
+CUSTOM_SCALARS = {
+    "latent fit (codes vs prior)": {
+        "mean": ["Multiline", ["latent/code_mean", "latent/prior_mean"]],
+        "variance": ["Multiline", ["latent/code_variance", "latent/prior_variance"]],
+        "kurtosis": ["Multiline", ["latent/code_kurtosis", "latent/prior_kurtosis"]],
+        "held-out MMD²": ["Multiline", ["latent/mmd"]],
+    },
+    "loss": {
+        "reconstruction": ["Multiline", ["train/recon_epoch", "val/recon"]],
+        "matching": ["Multiline", ["train/matching_epoch", "val/matching"]],
+        "total": ["Multiline", ["train/loss_epoch", "val/loss"]],
+    },
+}
+
+
 class LatentDiagnostics(L.Callback, SmallSplitNote):
     """How well held-out codes match the prior, every validation epoch.
 
@@ -162,6 +190,11 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
 
     def __init__(self, n: int = 512, batch_size: int = 256, seed: int = 0) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is not None and trainer.is_global_zero:
+            writer.add_custom_scalars(CUSTOM_SCALARS)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -188,6 +221,37 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_histogram("latent/codes", z.cpu(), global_step=trainer.global_step)
+
+
+class LatentProjector(L.Callback):
+    """At the end of training, the codes of ``n`` validation faces in TensorBoard's Projector tab, with their
+    thumbnails and attribute labels, so the latent space can be coloured by attribute (PCA, t-SNE, UMAP there).
+
+    Args:
+        n: Validation faces embedded (fewer when the split is smaller).
+        tag: The embedding's name.
+    """
+
+    def __init__(self, n: int = 500, tag: str = "latent_codes") -> None:
+        self.n, self.tag = n, tag
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or not trainer.is_global_zero:
+            return
+        dm = trainer.datamodule
+        x, attributes = dm.fixed_batch("val", min(self.n, n_val_images(trainer)))
+        with torch.no_grad():
+            z = torch.cat([pl_module.encode(x[i : i + 256].to(pl_module.device)).float().cpu()
+                           for i in range(0, len(x), 256)])  # fmt: skip  # (n, d)
+        names = list(dm.attribute_names)
+        if names:
+            header = ["index", *names]
+            metadata = [[str(i), *("yes" if a > 0.5 else "no" for a in row)] for i, row in enumerate(attributes)]
+        else:
+            header, metadata = None, [str(i) for i in range(len(x))]
+        writer.add_embedding(z, metadata=metadata, metadata_header=header, label_img=x, tag=self.tag,
+                             global_step=trainer.global_step)  # fmt: skip
 
 
 #: Final metrics shown in TensorBoard's HParams tab, as ``hparams/<name>``.

@@ -16,12 +16,13 @@ from nag.train import train
 from .conftest import TINY, run_module
 
 SIDE = 16 + 2  # a 16-px image plus make_grid's 2-px padding
+UP = 4  # 16-px faces are shown 4x larger (64 px), pixels kept sharp
 GRID_SHAPES = {  # tag -> (height, width) of the PNG, for the tiny preset's callback sizes
-    "images/reconstructions": (2 * SIDE + 2, 8 * SIDE + 2),  # originals over reconstructions, 8 columns
-    "images/interpolation": (2 * SIDE + 2, 11 * SIDE + 2),  # 2 pairs x 11 steps
-    "images/samples": (2 * SIDE + 2, 8 * SIDE + 2),  # 16 samples, 8 per row
-    "images/probe_mean+100": (SIDE + 2, 8 * SIDE + 2),
-    "images/probe_mean-100": (SIDE + 2, 8 * SIDE + 2),
+    "images/reconstructions": (UP * (2 * SIDE + 2), UP * (8 * SIDE + 2)),  # originals over reconstructions
+    "images/interpolation": (UP * (2 * SIDE + 2), UP * (11 * SIDE + 2)),  # 2 pairs x 11 steps
+    "images/samples": (UP * (2 * SIDE + 2), UP * (8 * SIDE + 2)),  # 16 samples, 8 per row
+    "images/probe_mean+100": (UP * (SIDE + 2), UP * (8 * SIDE + 2)),
+    "images/probe_mean-100": (UP * (SIDE + 2), UP * (8 * SIDE + 2)),
 }
 
 
@@ -49,6 +50,19 @@ def test_tiny_run_logs_grids_scalars_and_a_reloadable_checkpoint(compose_cfg, tm
         assert len(imgs) == cfg.trainer.max_epochs, f"{tag} must be drawn every validation epoch"
         assert (imgs[-1].height, imgs[-1].width) == (h, w), tag
     assert "latent/codes" in tags["histograms"]
+    # The Custom Scalars layout puts each code statistic beside the prior's.
+    (layout,) = ea.Tensors("custom_scalars__config__")
+    assert b"latent/code_variance" in layout.tensor_proto.string_val[0]
+    assert b"latent/prior_variance" in layout.tensor_proto.string_val[0]
+    # The projector holds the validation codes with thumbnails and attribute labels.
+    tb_dir = next((tmp_path / "tensorboard").iterdir())
+    config = (tb_dir / "projector_config.pbtxt").read_text()
+    assert "latent_codes" in config and "sprite" in config and "metadata" in config
+    (meta,) = tb_dir.glob("*/latent_codes/metadata.tsv")
+    rows = meta.read_text().splitlines()
+    assert rows[0].split("\t")[:2] == ["index", "Pale_Skin"] and len(rows) == 1 + 64
+    (tensors,) = tb_dir.glob("*/latent_codes/tensors.tsv")
+    assert len(tensors.read_text().splitlines()[0].split("\t")) == 8, "one column per latent dimension"
     for s in ("train/recon_step", "val/loss", "latent/mmd", "latent/code_variance", "latent/prior_variance"):
         assert s in tags["scalars"], s
 
