@@ -1,4 +1,5 @@
-"""Image grids of a trained module, shared by the TensorBoard callbacks, ``nag.evaluate`` and ``nag.report``.
+"""Image grids of a trained module, shared by the TensorBoard callbacks, ``nag.evaluate`` and ``nag.report``,
+and the attribute directions the edit grids move codes along.
 
 Each function returns a ``(3, H, W)`` grid in [0, 1] (``torchvision.utils.make_grid``) and needs only the
 module's public API (``reconstruct``, ``interpolate``, ``decode``). Which codes to decode is the prior's
@@ -6,6 +7,8 @@ business (:func:`nag.priors.fixed_draw`, :func:`nag.priors.translated`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -30,3 +33,40 @@ def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
 
 def probe_tag(mean: float) -> str:
     return f"probe_mean{mean:+g}"
+
+
+# --- attribute edits ------------------------------------------------------------------------------------
+
+#: Steps along a direction in the edit grid, in multiples of its length.
+EDIT_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+#: The fewest faces with and without an attribute for its direction to be estimated.
+MIN_PER_CLASS = 5
+
+
+def attribute_directions(codes: Tensor, attributes: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    """``{name: mean(code | attribute) − mean(code | no attribute)}`` for attributes with at least
+    :data:`MIN_PER_CLASS` faces on each side. ``codes (N, d)``, ``attributes (N, A)`` 0/1."""
+    out = {}
+    for k, name in enumerate(names):
+        has = attributes[:, k] > 0.5  # (N,)
+        if MIN_PER_CLASS <= int(has.sum()) <= len(has) - MIN_PER_CLASS:
+            out[name] = codes[has].mean(0) - codes[~has].mean(0)  # (d,)
+    return out
+
+
+def edited_codes(z: Tensor, direction: Tensor, steps: Sequence[float] = EDIT_STEPS) -> Tensor:
+    """``z (F, d)`` moved by each step times ``direction``: ``(F, S, d)``."""
+    s = torch.tensor(steps, dtype=z.dtype, device=z.device).view(1, -1, 1)  # (1, S, 1)
+    return z.unsqueeze(1) + s * direction.to(z).view(1, 1, -1)
+
+
+@torch.no_grad()
+def edit_grid(
+    model: torch.nn.Module, x: Tensor, directions: dict[str, Tensor], steps: Sequence[float] = EDIT_STEPS
+) -> Tensor:
+    """Rows: for each face of ``x (F, 3, H, W)``, for each attribute, the face's code moved along the attribute's
+    direction by each step (the middle column, step 0, is the plain reconstruction)."""
+    z = model.encode(x)  # (F, d)
+    rows = [edited_codes(z[f : f + 1], d, steps)[0] for f in range(len(x)) for d in directions.values()]
+    images = model.decode(torch.cat(rows))  # (F·A·S, 3, H, W)
+    return image_grid(images.float().cpu(), nrow=len(steps))

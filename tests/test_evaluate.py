@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nag.analysis.report import find_runs
@@ -67,6 +68,17 @@ def test_evaluate_cli_writes_metrics_figures_and_tensorboard(report_sweep: Path,
     ea.Reload()
     assert "images/samples" in ea.Tags()["images"] and "samples/swd_mean" in ea.Tags()["scalars"]
     assert "FID/KID skipped" in r.stdout + r.stderr
+    # Attributes: directions, the edit grid and the classifier's verdicts.
+    att = m["attributes"]
+    edited = att["edited"]
+    assert edited and set(edited) <= {"Eyeglasses", "Smiling", "Blond_Hair", "Sunglasses", "Wearing_Hat", "Bald"}
+    with Image.open(out / "attribute_edits.png") as im:  # rows: 2 faces x edited attributes; columns: 5 steps
+        side = 16 + 2
+        assert im.size == (5 * side + 2, 2 * len(edited) * side + 2)
+    for section in ("accuracy", "reconstruction_agreement", "frequency"):
+        assert len(att[section]) == 15 and "Sunglasses" in att[section], "one entry per synthetic attribute"
+    assert 0 <= att["frequency_gap"] <= 1 and 0 <= att["accuracy_mean"] <= 1
+    assert all(0 <= v <= 1 for e in att["edit"].values() for v in e.values())
 
 
 def test_evaluate_any_model_from_any_prior_and_ex_post(report_sweep: Path, compose_cfg, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from nag.analysis.samplers import PriorSampler
 from nag.artifacts import write_json_atomic
 from nag.data.datamodule import ImageDataModule
 from nag.errors import UserInputError, instantiate
-from nag.figures import image_grid, probe_tag, reconstruction_grid
+from nag.figures import EDIT_STEPS, attribute_directions, edit_grid, image_grid, probe_tag, reconstruction_grid
 from nag.module import NAGModule
 from nag.priors import Prior, describe, fixed_draw, translated
 from nag.schema import validate
@@ -66,6 +66,7 @@ class RealImages:
     names: tuple[str, ...]
     val: Tensor
     train: Tensor
+    train_attributes: Tensor | None = None
 
     @classmethod
     def load(cls, dm: ImageDataModule, n_eval: int = 1000, n_fit: int = 5000) -> RealImages:
@@ -75,8 +76,9 @@ class RealImages:
         x, attrs = first("test", n_eval)
         if len(x) < 12:
             raise UserInputError(f"evaluation needs at least 12 test images (n_eval={n_eval}, test split {len(x)}).")
-        train = first("train", n_fit)[0] if n_fit > 0 else x.new_zeros(0, *x.shape[1:])  # only ex-post samplers fit
-        return cls(x, attrs, tuple(dm.attribute_names), first("val", len(x))[0], train)
+        # Training images: what ex-post samplers fit and attribute directions are estimated on.
+        train, train_attrs = first("train", n_fit) if n_fit > 0 else (x.new_zeros(0, *x.shape[1:]), None)
+        return cls(x, attrs, tuple(dm.attribute_names), first("val", len(x))[0], train, train_attrs)
 
     def baseline(self, seed: int = 0) -> dict[str, float]:
         """Real vs real: the floor of the sample-quality SWD and the real diversity."""
@@ -186,6 +188,30 @@ def evaluate_model(
     return Evaluation(metrics, {**rec.figures, **gen.figures}, gen.samples)
 
 
+def evaluate_attributes(
+    model: NAGModule, real: RealImages, dm: ImageDataModule, ev: Evaluation, opts: Any, cache_dir: str
+) -> None:
+    """Attribute directions (from the training codes), the edit grid, and the classifier's verdicts, into ``ev``
+    (``metrics["attributes"]``, ``figures["attribute_edits"]``)."""
+    from nag.analysis.attributes import attribute_metrics, load_or_train_classifier
+
+    if real.train_attributes is None or ev.samples is None:
+        return
+    dev = model.device
+    directions = attribute_directions(_batched(model.encode, real.train, dev), real.train_attributes, real.names)
+    shown = {n: directions[n] for n in opts.edit if n in directions} or dict(list(directions.items())[:6])
+    if shown:
+        ev.figures["attribute_edits"] = edit_grid(model, real.test[: opts.edit_faces].to(dev), shown)
+    clf = load_or_train_classifier(dm, cache_dir, opts.classifier_epochs, opts.classifier_n_train, device=str(dev))
+    reconstructions = _batched(model.reconstruct, real.test, dev)
+    ev.metrics["attributes"] = {
+        "edit_steps": list(EDIT_STEPS),
+        "edited": list(shown),
+        **attribute_metrics(clf, real.names, real.test, real.attributes, reconstructions, ev.samples, model,
+                            directions, opts.n_edit),  # fmt: skip
+    }
+
+
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """``{"a": {"b": 1}} -> {"a/b": 1.0}`` for the numeric leaves (TensorBoard scalars)."""
     out: dict[str, float] = {}
@@ -226,9 +252,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     datamodule = build_stored(cfg.data, f"data (from {run.path}/.hydra/config.yaml unless given)")
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
+    real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)
     ev = evaluate_model(
         model,
-        RealImages.load(datamodule, cfg.n_eval, cfg.n_fit),
+        real,
         prior=prior,
         sampler=instantiate(cfg.sampler),
         n_samples=cfg.n_samples,
@@ -237,6 +264,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     ev.metrics["setup"]["ckpt_path"] = str(cfg.ckpt_path)
+    if cfg.attributes.enabled and real.names:
+        evaluate_attributes(model, real, datamodule, ev, cfg.attributes, cfg.paths.cache_dir)
     write_outputs(ev, Path(cfg.paths.output_dir))
     log.info("evaluation written to %s", cfg.paths.output_dir)
     return ev.metrics

@@ -1,0 +1,92 @@
+"""Attribute directions, edits and the attribute classifier, on known answers and a real tiny dataset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from nag.analysis.attributes import AttributeClassifier, attribute_metrics, load_or_train_classifier
+from nag.data.synthetic import SyntheticFaces
+from nag.figures import EDIT_STEPS, MIN_PER_CLASS, attribute_directions, edited_codes
+
+
+def test_directions_are_the_difference_of_class_means() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, d = 400, 6
+    attributes = (torch.rand(n, 3, generator=g) < torch.tensor([0.3, 0.5, 0.005])).float()  # the third is rare
+    shift = torch.tensor([[2.0, 0, 0, 0, 0, 0], [0, -1.0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    codes = torch.randn(n, d, generator=g) * 0.01 + attributes @ shift  # each attribute moves the code by its row
+    directions = attribute_directions(codes, attributes, ["A", "B", "rare"])
+    assert set(directions) == {"A", "B"}, f"fewer than {MIN_PER_CLASS} faces with 'rare': no direction"
+    torch.testing.assert_close(directions["A"], shift[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(directions["B"], shift[1], atol=0.05, rtol=0)
+
+
+def test_edited_codes_move_by_each_step() -> None:
+    z, d = torch.randn(3, 4), torch.randn(4)
+    e = edited_codes(z, d)  # (3, S, 4)
+    assert e.shape == (3, len(EDIT_STEPS), 4)
+    for s, step in enumerate(EDIT_STEPS):
+        torch.testing.assert_close(e[:, s], z + step * d)
+
+
+@pytest.fixture(scope="module")
+def tiny_faces(cache_dir: Path) -> SyntheticFaces:
+    return SyntheticFaces(n_train=512, n_val=64, n_test=128, image_size=16, batch_size=16, cache_dir=str(cache_dir))
+
+
+def test_classifier_is_trained_once_and_cached(tiny_faces, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.INFO):
+        first = load_or_train_classifier(tiny_faces, tmp_path, epochs=4)
+    assert "training the attribute classifier" in caplog.text
+    (cached,) = tmp_path.glob("classifier-synthetic-train-*.pt")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again = load_or_train_classifier(tiny_faces, tmp_path, epochs=4)
+    assert "training" not in caplog.text, "the second call reads the cache"
+    x, y = tiny_faces.fixed_batch("test", 128)
+    assert torch.equal(first.predict(x), again.predict(x))
+    # It learned something: better than always answering the majority class on the easy, frequent attributes.
+    acc = (first.predict(x) == y).float().mean(0)
+    majority = torch.maximum(y.mean(0), 1 - y.mean(0))
+    assert (acc >= majority - 0.02).float().mean() >= 0.8
+    cached.write_bytes(b"damaged")
+    with caplog.at_level(logging.WARNING):
+        load_or_train_classifier(tiny_faces, tmp_path, epochs=4)
+    assert "unreadable" in caplog.text
+
+
+class _Identity(torch.nn.Module):
+    """An 'autoencoder' whose codes are the flattened images (edits move pixels directly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(-1, 3, 16, 16)
+
+
+def test_attribute_metrics_on_known_cases(tiny_faces, tmp_path: Path) -> None:
+    clf: AttributeClassifier = load_or_train_classifier(tiny_faces, tmp_path, epochs=4)
+    names = list(tiny_faces.attribute_names)
+    x, y = tiny_faces.fixed_batch("test", 128)
+    model = _Identity()
+    perfect = attribute_metrics(clf, names, x, y, reconstructions=x, samples=x, model=model, directions={})
+    assert perfect["frequency_gap"] == 0, "samples that are the real images have the real frequencies"
+    assert all(a == 1 for a in perfect["reconstruction_agreement"].values()), "a perfect reconstruction agrees"
+    gray = torch.full_like(x, 0.5)
+    off = attribute_metrics(clf, names, x, y, reconstructions=gray, samples=gray, model=model, directions={})
+    assert off["frequency_gap"] > 0 and min(off["reconstruction_agreement"].values()) < 1
+    # An edit along a pixel-space direction that turns every face into one that has the attribute succeeds.
+    k = names.index("Blond_Hair")
+    has = y[:, k] > 0.5
+    direction = x[has].mean(0).flatten() - x[~has].mean(0).flatten()
+    edits = attribute_metrics(clf, names, x, y, x, x, model, {"Blond_Hair": 3 * direction})["edit"]["Blond_Hair"]
+    assert edits["add"] > 0.5 and edits["remove"] > 0.5
