@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from nag.figures import image_grid, interpolation_grid, probe_tag, reconstruction_grid
+from nag.figures import attribute_directions, edit_grid, image_grid, interpolation_grid, probe_tag, reconstruction_grid
 from nag.latent_fit import latent_fit
 from nag.priors import fixed_draw, translated
 
@@ -221,6 +221,34 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_histogram("latent/codes", z.cpu(), global_step=trainer.global_step)
+
+
+class AttributeEdits(ValidationFigure):
+    """``images/attribute_edits`` (optional, ``callbacks=with_edits``): rows = attributes for each of ``faces``
+    validation faces, columns = the code moved by −2 … +2 times the attribute's direction, the directions
+    estimated each epoch from the codes of ``n_train`` training images.
+
+    Args:
+        attributes: Attributes to show, where the dataset has them (else its first six).
+        faces: Validation faces edited.
+        n_train: Training images the directions are estimated from.
+    """
+
+    def __init__(self, attributes: Sequence[str] = ("Eyeglasses", "Smiling", "Blond_Hair", "Sunglasses"),
+                 faces: int = 2, n_train: int = 1000, every_n_epochs: int = 1) -> None:  # fmt: skip
+        super().__init__(every_n_epochs)
+        self.attributes, self.faces, self.n_train = list(attributes), faces, n_train
+
+    def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
+        dm = trainer.datamodule
+        if not dm.attribute_names:
+            return {}
+        x, a = dm.fixed_batch("train", min(self.n_train, len(dm.dataset("train"))))
+        z = torch.cat([module.encode(x[i : i + 256].to(module.device)).float() for i in range(0, len(x), 256)])
+        directions = attribute_directions(z, a.to(z.device), dm.attribute_names)
+        shown = {n: directions[n] for n in self.attributes if n in directions} or dict(list(directions.items())[:6])
+        faces = fixed_images(trainer, min(self.faces, n_val_images(trainer))).to(module.device)
+        return {"images/attribute_edits": edit_grid(module, faces, shown)} if shown else {}
 
 
 class LatentProjector(L.Callback):

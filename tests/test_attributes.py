@@ -90,3 +90,23 @@ def test_attribute_metrics_on_known_cases(tiny_faces, tmp_path: Path) -> None:
     direction = x[has].mean(0).flatten() - x[~has].mean(0).flatten()
     edits = attribute_metrics(clf, names, x, y, x, x, model, {"Blond_Hair": 3 * direction})["edit"]["Blond_Hair"]
     assert edits["add"] > 0.5 and edits["remove"] > 0.5
+
+
+def test_attribute_edits_callback_draws_every_epoch(compose_cfg, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from nag.train import train
+
+    from .conftest import TINY
+
+    cfg = compose_cfg([*TINY, "callbacks=with_edits", "callbacks.attribute_edits.attributes=[Smiling,Blond_Hair]",
+                       "test=false"])  # fmt: skip
+    train(cfg)
+    (tb,) = (tmp_path / "tensorboard").iterdir()
+    ea = EventAccumulator(str(tb), size_guidance={"images": 0})
+    ea.Reload()
+    grids = ea.Images("images/attribute_edits")
+    side = 16 + 2
+    assert len(grids) == cfg.trainer.max_epochs
+    # 2 faces x 2 attributes rows, 5 steps, shown 4x (16-px faces)
+    assert (grids[-1].height, grids[-1].width) == (4 * (4 * side + 2), 4 * (5 * side + 2))
