@@ -87,7 +87,7 @@ class LastCheckpoint(Checkpoint):
                 f"training diverged: after step {trainer.global_step} the weights {', '.join(bad[:3])} are "
                 f"non-finite; {self.path} was left at its last good state."
             )
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resuming needs the optimizer
 
 
 def _first_line(e: BaseException) -> str:

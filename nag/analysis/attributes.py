@@ -129,7 +129,8 @@ def attribute_metrics(
     Returns:
         ``accuracy`` (held-out, per attribute and mean), ``frequency`` (real labels, classifier on real, on
         samples) with ``frequency_gap`` (mean |samples − real| over attributes), ``reconstruction_agreement``
-        (fraction of faces whose reconstruction gets the same prediction), and ``edit`` (per attribute: the
+        (fraction of faces whose reconstruction gets the same prediction), ``reconstruction_kept`` (of the faces
+        that show an attribute, the fraction whose reconstruction still does), and ``edit`` (per attribute: the
         fraction of faces without it that get it at +1 × direction, with it that lose it at −1 ×, and the
         agreement of the other attributes).
     """
@@ -137,6 +138,8 @@ def attribute_metrics(
     acc = (p_real == labels).float().mean(0)  # (A,)
     f_real, f_samp, f_label = _freq(p_real), _freq(p_samp), _freq(labels)
     agree = (p_real == p_rec).float().mean(0)
+    has = p_real > 0.5  # (N, A): the faces that show each attribute
+    kept = ((p_rec > 0.5) & has).float().sum(0) / has.float().sum(0).clamp_min(1)
     out: dict[str, Any] = {
         "accuracy": {n: float(a) for n, a in zip(names, acc, strict=True)},
         "accuracy_mean": float(acc.mean()),
@@ -146,6 +149,7 @@ def attribute_metrics(
         },  # fmt: skip
         "frequency_gap": float((f_samp - f_real).abs().mean()),
         "reconstruction_agreement": {n: float(a) for n, a in zip(names, agree, strict=True)},
+        "reconstruction_kept": {n: float(k) for n, k, h in zip(names, kept, has.sum(0), strict=True) if h > 0},
         "edit": {},
     }
     dev = next(model.parameters()).device

@@ -97,9 +97,19 @@ def _batched(fn, x: Tensor, device: torch.device, batch: int = 256) -> Tensor:
     return torch.cat([fn(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
 
 
+def encode_images(model: NAGModule, x: Tensor) -> Tensor:
+    """Codes of images ``(N, 3, H, W)``, in batches on the model's device, ``(N, d)`` on the CPU."""
+    return _batched(model.encode, x, model.device)
+
+
+def reconstruct_images(model: NAGModule, x: Tensor) -> Tensor:
+    """Reconstructions of images ``(N, 3, H, W)``, in batches on the model's device, on the CPU."""
+    return _batched(model.reconstruct, x, model.device)
+
+
 def encode_test_split(model: NAGModule, real: RealImages) -> Tensor:
     """Codes of the real test images, ``(N, d)`` on the CPU."""
-    return _batched(model.encode, real.test, model.device)
+    return encode_images(model, real.test)
 
 
 @torch.no_grad()
@@ -188,9 +198,7 @@ def evaluate_model(
     return Evaluation(metrics, {**rec.figures, **gen.figures}, gen.samples)
 
 
-def evaluate_attributes(
-    model: NAGModule, real: RealImages, dm: ImageDataModule, ev: Evaluation, opts: Any, cache_dir: str
-) -> None:
+def evaluate_attributes(model: NAGModule, real: RealImages, dm: ImageDataModule, ev: Evaluation, opts: Any) -> None:
     """Attribute directions (from the training codes), the edit grid, and the classifier's verdicts, into ``ev``
     (``metrics["attributes"]``, ``figures["attribute_edits"]``)."""
     from nag.analysis.attributes import attribute_metrics, load_or_train_classifier
@@ -198,12 +206,12 @@ def evaluate_attributes(
     if real.train_attributes is None or ev.samples is None:
         return
     dev = model.device
-    directions = attribute_directions(_batched(model.encode, real.train, dev), real.train_attributes, real.names)
+    directions = attribute_directions(encode_images(model, real.train), real.train_attributes, real.names)
     shown = {n: directions[n] for n in opts.edit if n in directions} or dict(list(directions.items())[:6])
     if shown:
         ev.figures["attribute_edits"] = edit_grid(model, real.test[: opts.edit_faces].to(dev), shown)
-    clf = load_or_train_classifier(dm, cache_dir, opts.classifier_epochs, opts.classifier_n_train, device=str(dev))
-    reconstructions = _batched(model.reconstruct, real.test, dev)
+    clf = load_or_train_classifier(dm, dm.cache_dir, opts.classifier_epochs, opts.classifier_n_train, device=str(dev))
+    reconstructions = reconstruct_images(model, real.test)
     ev.metrics["attributes"] = {
         "edit_steps": list(EDIT_STEPS),
         "edited": list(shown),
@@ -265,7 +273,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     ev.metrics["setup"]["ckpt_path"] = str(cfg.ckpt_path)
     if cfg.attributes.enabled and real.names:
-        evaluate_attributes(model, real, datamodule, ev, cfg.attributes, cfg.paths.cache_dir)
+        evaluate_attributes(model, real, datamodule, ev, cfg.attributes)
     write_outputs(ev, Path(cfg.paths.output_dir))
     log.info("evaluation written to %s", cfg.paths.output_dir)
     return ev.metrics

@@ -44,8 +44,37 @@ def rare_features_lost(m: dict[str, Any]) -> Finding:
         "Reconstructions keep common features (skin tone, hair) and lose rare ones (sunglasses, beard).",
         f"Reconstruction error with / without a feature — rare (< {RARE:.0%} of faces): {listed or 'none'}; "
         f"mean ×{rare_mean:.2f}. Common (≥ {COMMON:.0%}): mean ×{common_mean:.2f}. "
-        "Criterion: rare mean > common mean and > 1.1.",
+        "Criterion: rare mean > common mean and > 1.1." + _kept_by_classifier(m),
         bool(rare and common and rare_mean > common_mean and rare_mean > 1.1),
+    )
+
+
+def _kept_by_classifier(m: dict[str, Any]) -> str:
+    """The attribute classifier's reading of finding 1: how often a reconstruction keeps each rare feature."""
+    att = m.get("matched0_attributes")
+    if not att:
+        return ""
+    freq, kept = att["frequency"], att["reconstruction_kept"]
+    rare = sorted((n for n in kept if freq[n]["label"] < RARE), key=lambda n: kept[n])[:4]
+    common = _mean([kept[n] for n in kept if freq[n]["label"] >= COMMON])
+    listed = ", ".join(f"{n} {kept[n]:.0%}" for n in rare)
+    return (
+        f" An attribute classifier (held-out accuracy {att['accuracy_mean']:.0%}) still sees a rare feature in the "
+        f"reconstruction of a face that shows it for {listed}; common features: {common:.0%} on average."
+    )
+
+
+def _sample_frequencies(m: dict[str, Any]) -> str:
+    """The classifier's reading of finding 3: do samples show the attributes as often as real faces do?"""
+    att = m.get("matched0_attributes")
+    if not att:
+        return ""
+    freq = att["frequency"]
+    rare = sorted((n for n in freq if freq[n]["label"] < RARE), key=lambda n: freq[n]["label"])[:4]
+    shown = ", ".join(f"{n} {freq[n]['samples']:.1%} (real {freq[n]['real']:.1%})" for n in rare)
+    return (
+        f" The attribute classifier finds the attributes in samples at a mean distance of "
+        f"{att['frequency_gap']:.1%} from their frequency in real faces; rare ones: {shown}."
     )
 
 
@@ -65,7 +94,7 @@ def matched_model_samples_faces(m: dict[str, Any]) -> Finding:
         "The model matched to N(0, 2) generates faces from samples of N(0, 2), with variety.",
         f"Sample SWD {s['swd_mean']:.1f} vs its reconstructions' {rec['swd_mean']:.1f} (real vs real "
         f"{real['swd_mean']:.1f}); diversity {s['diversity']:.3f} vs real {real['diversity']:.3f}. "
-        "Criterion: sample SWD ≤ 2 × reconstruction SWD and diversity ≥ half the real one.",
+        "Criterion: sample SWD ≤ 2 × reconstruction SWD and diversity ≥ half the real one." + _sample_frequencies(m),
         s["swd_mean"] <= 2 * rec["swd_mean"] and s["diversity"] >= 0.5 * real["diversity"],
     )
 

@@ -17,12 +17,21 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from nag.analysis.evaluation import RealImages, encode_test_split, evaluate_reconstruction, evaluate_sampling
+from nag.analysis.attributes import attribute_metrics, load_or_train_classifier
+from nag.analysis.evaluation import (
+    RealImages,
+    encode_images,
+    encode_test_split,
+    evaluate_reconstruction,
+    evaluate_sampling,
+    reconstruct_images,
+)
 from nag.analysis.findings import Finding, assess
 from nag.analysis.runs import Role, Run, discover, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
 from nag.artifacts import write_json_atomic
 from nag.errors import UserInputError
+from nag.figures import attribute_directions
 from nag.latent_fit import latent_fit
 from nag.module import NAGModule
 from nag.priors import NormalPrior
@@ -78,9 +87,11 @@ def side_by_side(*grids: torch.Tensor, gap: int = 8) -> torch.Tensor:
 
 
 def evaluate_runs(
-    runs: dict[str, Run], real: RealImages, n_samples: int = 500, seed: int = 0
+    runs: dict[str, Run], real: RealImages, n_samples: int = 500, seed: int = 0, classifier: Any = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Every evaluation the findings need, and the report's figures (name -> grid)."""
+    """Every evaluation the findings need, and the report's figures (name -> grid). With an attribute
+    ``classifier`` (datasets with attributes), also its verdict on the matched model's reconstructions and
+    samples (``matched0_attributes``)."""
     models: dict[str, NAGModule] = {r: run.load(best=False) for r, run in runs.items()}
     dim = models["plain"].hparams.latent_dim
     n0, n3 = normal(dim, 0.0), normal(dim, -3.0)
@@ -106,6 +117,13 @@ def evaluate_runs(
         "matched-3_latent": latent_fit(encode_test_split(models["mean-3"], real), n3, seed),
         **{k: ev.metrics for k, ev in evals.items()},
     }
+    if classifier is not None and real.train_attributes is not None:
+        m0 = models["mean0"]
+        directions = attribute_directions(encode_images(m0, real.train), real.train_attributes, real.names)
+        reconstructions = reconstruct_images(m0, real.test)
+        samples = evals["matched0_N0"].samples
+        metrics["matched0_attributes"] = attribute_metrics(classifier, real.names, real.test, real.attributes,
+                                                           reconstructions, samples, m0, directions)  # fmt: skip
     figures = {
         "reconstructions": recon_m0.figures["reconstructions"],
         "interpolation": recon_m0.figures["interpolation"],
@@ -127,7 +145,8 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
     runs = find_runs(root)
     data = build_stored(runs["mean0"].cfg.data, f"{runs['mean0'].path}/.hydra/config.yaml data")  # type: ignore[union-attr]
     real = RealImages.load(data, n_eval=n_eval, n_fit=5000)
-    metrics, figures = evaluate_runs(runs, real, n_samples, seed)
+    classifier = load_or_train_classifier(data, data.cache_dir) if real.names else None
+    metrics, figures = evaluate_runs(runs, real, n_samples, seed, classifier)
     out.mkdir(parents=True, exist_ok=True)
     for name, grid in figures.items():
         save_image(grid, out / f"{name}.png")
