@@ -110,3 +110,20 @@ def test_attribute_edits_callback_draws_every_epoch(compose_cfg, tmp_path: Path)
     assert len(grids) == cfg.trainer.max_epochs
     # 2 faces x 2 attributes rows, 5 steps, shown 4x (16-px faces)
     assert (grids[-1].height, grids[-1].width) == (4 * (4 * side + 2), 4 * (5 * side + 2))
+
+
+def test_findings_quote_the_classifier_when_it_was_measured() -> None:
+    from nag.analysis.findings import _kept_by_classifier, _sample_frequencies
+
+    att = {
+        "accuracy_mean": 0.9,
+        "frequency_gap": 0.1,
+        "frequency": {"Sunglasses": {"label": 0.03, "real": 0.03, "samples": 0.0},
+                      "Smiling": {"label": 0.5, "real": 0.5, "samples": 0.6}},  # fmt: skip
+        "reconstruction_kept": {"Sunglasses": 0.25, "Smiling": 0.75},
+    }
+    kept = _kept_by_classifier({"matched0_attributes": att})
+    assert "Sunglasses 25%" in kept and "common features: 75%" in kept and "Smiling" not in kept.split(";")[0]
+    freq = _sample_frequencies({"matched0_attributes": att})
+    assert "Sunglasses 0.0% (real 3.0%)" in freq and "10.0%" in freq
+    assert _kept_by_classifier({}) == _sample_frequencies({}) == "", "without a classifier the findings say nothing"
