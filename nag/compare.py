@@ -18,6 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from nag.console import quiet_third_party
 from nag.errors import reported_as_exit
 
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_third_party()
     with reported_as_exit():
         from nag.analysis.compare import compare, table
 

@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
+from nag.console import quiet_third_party
 from nag.errors import reported_as_exit
 
 
@@ -24,9 +25,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     with reported_as_exit():
         evaluate(cfg)
+
+
+def main() -> None:
+    quiet_third_party()
+    _main()
 
 
 if __name__ == "__main__":

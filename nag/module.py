@@ -95,6 +95,9 @@ class NAGModule(L.LightningModule):
         self.prior: Prior = instantiate(self.hparams.prior)
         self.matching: PriorMatching = instantiate(self.hparams.matching)
         self._draw_seed: int | None = None  # see on_fit_start
+        # Lets Lightning's model summary show input/output sizes and FLOPs (a forward of two blank images).
+        size = getattr(self.encoder, "image_size", None)
+        self.example_input_array = torch.zeros(2, 3, size, size) if size else None
         for key, dim in (
             ("encoder", self.encoder.latent_dim),
             ("decoder", self.decoder.latent_dim),
@@ -163,6 +166,10 @@ class NAGModule(L.LightningModule):
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The reconstruction (what ``model(x)`` and Lightning's model summary run)."""
+        return self.reconstruct(x)
 
     def sample(self, n: int, prior: Prior | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Decode ``n`` draws of ``prior`` (default: the prior the model was trained with) → ``(n, 3, H, W)``."""

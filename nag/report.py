@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from nag.console import quiet_third_party
 from nag.errors import reported_as_exit
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-samples", type=int, default=500, help="generated images per sampling setting")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_third_party()
     with reported_as_exit():
         from nag.analysis.report import build_report
 

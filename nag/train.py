@@ -18,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.artifacts import write_json_atomic
+from nag.console import quiet_third_party
 from nag.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
 from nag.resume import checkpoint_to_continue, expand_resume
 from nag.schema import validate
@@ -111,6 +112,7 @@ def _main(cfg: DictConfig) -> float | tuple[float, ...] | None:
 
 def main() -> None:
     """``python -m nag.train``: ``resume=<run dir>`` is expanded into that run's own command first."""
+    quiet_third_party()
     with reported_as_exit():
         sys.argv[1:] = expand_resume(sys.argv[1:])
     _main()
