@@ -178,3 +178,17 @@ def test_validation_loss_is_deterministic_for_a_fixed_model(compose_cfg) -> None
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     first, second = trainer.validate(model, dm, verbose=False), trainer.validate(model, dm, verbose=False)
     assert first[0]["val/matching"] == second[0]["val/matching"] > 0
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_third_party_noise_but_keeps_nags_warnings(tmp_path: Path, cache_dir: Path) -> None:
+    # data.n_val=3 makes nag warn (once) that the figures use fewer validation images than configured.
+    args = [*TINY, "trainer.max_epochs=1", "test=false", "data.n_val=3", "trainer.enable_model_summary=true"]
+    r = run_module("nag.train", args, tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "deprecat" not in out.lower() and "💡 Tip" not in out and "v_num" not in out
+    assert "interpolating 1 pair(s) instead of 2" in out, "nag's own warnings stay visible"
+    encoder_row = next(line for line in out[out.index("FLOPs") :].splitlines() if "Encoder" in line)
+    flops = encoder_row.split("│")[6].strip()  # columns: | index | name | type | params | mode | FLOPs | ...
+    assert flops not in ("0", ""), f"the FLOPs column is measured: {encoder_row}"
