@@ -72,3 +72,14 @@ def report_sweep(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> P
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (cwd / "multirun").glob("*/*")
     return sweep
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """One finished tiny run (prior N(0, 2), latent 8, hidden 32) through the real entry point, for the tests that
+    read, resume or craft checkpoints from it (they must not change its files)."""
+    cwd = tmp_path_factory.mktemp("tiny_run")
+    r = run_module("nag.train", [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={cwd}/run"], cwd,
+                   cache_dir)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    return cwd / "run"

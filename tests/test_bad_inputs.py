@@ -131,16 +131,6 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    """One finished tiny run (default prior N(0, 2), latent 8, hidden 32) to resume and to point ckpt_path at."""
-    cwd = tmp_path_factory.mktemp("tiny_run")
-    r = run_module("nag.train", [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={cwd}/run"], cwd,
-                   cache_dir)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    return cwd / "run"
-
-
 def test_the_table_has_at_least_25_cases() -> None:
     assert len(CASES) >= 25
 

@@ -68,14 +68,10 @@ CRAFTED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    """A finished tiny run (through the real entry point) whose last.ckpt the crafted files start from."""
-    cwd = tmp_path_factory.mktemp("trained")
-    r = run_module("nag.train", [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={cwd}/run"], cwd,
-                   cache_dir)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    return cwd / "run"
+@pytest.fixture
+def trained(tiny_run: Path) -> Path:
+    """The finished tiny run whose last.ckpt the crafted files start from."""
+    return tiny_run
 
 
 def _craft(trained: Path, out: Path, key: str, value: object) -> Path:
