@@ -335,9 +335,9 @@ def test_a_handful_of_photos_trains_with_small_validation_and_test_splits(tmp_pa
     (tb,) = (run / "tensorboard").iterdir()
     ea = EventAccumulator(str(tb), size_guidance={"images": 0})
     ea.Reload()
-    side = 16 + 2
+    side, up = 16 + 2, 4  # 16-px faces are shown 4x larger
     assert (ea.Images("images/interpolation")[-1].height, ea.Images("images/interpolation")[-1].width) == (
-        side + 2, 11 * side + 2)  # fmt: skip
-    assert ea.Images("images/reconstructions")[-1].width == 3 * side + 2
+        up * (side + 2), up * (11 * side + 2))  # fmt: skip
+    assert ea.Images("images/reconstructions")[-1].width == up * (3 * side + 2)
     log = (run / "train.log").read_text()
     assert log.count("interpolating 1 pair(s) instead of 2") == 1 and log.count("reconstructing 3 instead of 8") == 1
