@@ -151,14 +151,14 @@ def _evaluate(
     return {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.{digits}g}"
     return "" if value is None else str(value)
 
 
 def _text_table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
-    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    cells = [[_fmt(r.get(c), digits=3) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     return [ln.rstrip() for ln in lines + ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))
@@ -170,11 +170,20 @@ def table(result: Comparison, width: int = 100) -> str:
     evaluation columns as two tables; failed jobs' reasons below."""
     lines = _text_table(result.rows, result.columns)
     if max(map(len, lines)) > width:
-        head = ["job", *result.keys]
-        lines = _text_table(result.rows, [*head, "status", *TRAINING_COLUMNS])
+        # Swept keys by their last part (model.optimizer.weight_decay -> weight_decay), training and
+        # evaluation columns in two tables.
+        short = {k: k.rsplit(".", 1)[-1] for k in result.keys}
+        if len(set(short.values())) < len(short):
+            short = {k: k for k in result.keys}
+        rows = [{**r, **{short[k]: r.get(k) for k in result.keys}} for r in result.rows]
+        head = ["job", *short.values()]
+        status = ["status"] if any(r["status"] != "ok" for r in rows) else []  # all ok: said once below
+        lines = _text_table(rows, [*head, *status, *TRAINING_COLUMNS])
+        if not status:
+            lines.append(f"(all {len(rows)} jobs ok)")
         evaluated = [c for c in result.metric_columns if c not in TRAINING_COLUMNS]
         if evaluated:
-            lines += ["", *_text_table(result.rows, [*head, *evaluated])]
+            lines += ["", *_text_table(rows, [*head, *evaluated])]
     lines = [ln[:width] for ln in lines]
     if result.baseline:
         lines.append("real vs real: " + ", ".join(f"{k} {_fmt(v)}" for k, v in result.baseline.items()))
