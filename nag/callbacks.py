@@ -17,9 +17,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from nag.figures import attribute_directions, edit_grid, image_grid, interpolation_grid, probe_tag, reconstruction_grid
+from nag.figures import (
+    attribute_directions,
+    chosen,
+    edit_grid,
+    image_grid,
+    interpolation_grid,
+    probe_tag,
+    reconstruction_grid,
+)
 from nag.latent_fit import latent_fit
 from nag.priors import fixed_draw, translated
+from nag.resume import override_key, override_values
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,13 @@ def upscaled(grid: Tensor, trainer: L.Trainer) -> Tensor:
     if factor == 1:
         return grid
     return grid.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
+
+
+@torch.no_grad()
+def encode_batched(module: L.LightningModule, x: Tensor, batch_size: int = 256) -> Tensor:
+    """Codes of images ``x (N, 3, H, W)`` encoded in batches on the module's device: ``(N, d)`` float there."""
+    return torch.cat([module.encode(x[i : i + batch_size].to(module.device)).float()
+                      for i in range(0, len(x), batch_size)])  # fmt: skip
 
 
 def n_val_images(trainer: L.Trainer) -> int:
@@ -204,11 +220,8 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
         if n < 2:
             self.note_once(f"the validation split has {n} image; the code statistics need at least 2")
             return
+        z = encode_batched(pl_module, fixed_images(trainer, n), self.batch_size)  # (n, d)
         with torch.no_grad():
-            z = torch.cat([
-                pl_module.encode(fixed_images(trainer, min(self.batch_size, n - i), offset=i).to(pl_module.device))
-                for i in range(0, n, self.batch_size)
-            ]).float()  # fmt: skip  # (n, d)
             fit = latent_fit(z, pl_module.prior, seed=self.seed)  # the same measure nag.evaluate reports
         prior = pl_module.prior
         stats = {
@@ -245,9 +258,8 @@ class AttributeEdits(ValidationFigure):
         if not dm.attribute_names:
             return {}
         x, a = dm.fixed_batch("train", min(self.n_train, len(dm.dataset("train"))))
-        z = torch.cat([module.encode(x[i : i + 256].to(module.device)).float() for i in range(0, len(x), 256)])
-        directions = attribute_directions(z, a.to(z.device), dm.attribute_names)
-        shown = {n: directions[n] for n in self.attributes if n in directions} or dict(list(directions.items())[:6])
+        z = encode_batched(module, x)  # (n, d)
+        shown = chosen(attribute_directions(z, a.to(z.device), dm.attribute_names), self.attributes)
         faces = fixed_images(trainer, min(self.faces, n_val_images(trainer))).to(module.device)
         return {"images/attribute_edits": edit_grid(module, faces, shown)} if shown else {}
 
@@ -270,9 +282,7 @@ class LatentProjector(L.Callback):
             return
         dm = trainer.datamodule
         x, attributes = dm.fixed_batch("val", min(self.n, n_val_images(trainer)))
-        with torch.no_grad():
-            z = torch.cat([pl_module.encode(x[i : i + 256].to(pl_module.device)).float().cpu()
-                           for i in range(0, len(x), 256)])  # fmt: skip  # (n, d)
+        z = encode_batched(pl_module, x).cpu()  # (n, d)
         names = list(dm.attribute_names)
         if names:
             header = ["index", *names]
@@ -303,12 +313,11 @@ class HParamsSummary(L.Callback):
         self.overrides = [str(o) for o in overrides]
 
     def params(self) -> dict[str, float | str]:
-        out: dict[str, float | str] = {}
-        for o in self.overrides:
-            key, sep, value = o.lstrip("+~").partition("=")
-            if sep and not key.startswith(NOT_HPARAMS):
-                out[key] = _number_or_text(value)
-        out["overrides"] = " ".join(o for o in self.overrides if not o.lstrip("+~").startswith(NOT_HPARAMS))
+        values = override_values(self.overrides)
+        out: dict[str, float | str] = {
+            k: _number_or_text(v) for k, v in values.items() if not k.startswith(NOT_HPARAMS)
+        }
+        out["overrides"] = " ".join(o for o in self.overrides if not override_key(o).startswith(NOT_HPARAMS))
         return out
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

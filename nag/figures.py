@@ -54,6 +54,11 @@ def attribute_directions(codes: Tensor, attributes: Tensor, names: Sequence[str]
     return out
 
 
+def chosen(directions: dict[str, Tensor], wanted: Sequence[str], fallback: int = 6) -> dict[str, Tensor]:
+    """The directions of the ``wanted`` attributes the dataset has, else its first ``fallback`` ones."""
+    return {n: directions[n] for n in wanted if n in directions} or dict(list(directions.items())[:fallback])
+
+
 def edited_codes(z: Tensor, direction: Tensor, steps: Sequence[float] = EDIT_STEPS) -> Tensor:
     """``z (F, d)`` moved by each step times ``direction``: ``(F, S, d)``."""
     s = torch.tensor(steps, dtype=z.dtype, device=z.device).view(1, -1, 1)  # (1, S, 1)

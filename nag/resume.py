@@ -37,6 +37,15 @@ def override_key(override: str) -> str:
     return override.lstrip("~+").split("=", 1)[0]
 
 
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """``["prior.mean=-3", "+x=1", "~y"]`` -> ``{"prior.mean": "-3", "x": "1"}`` (deletions carry no value)."""
+    out = {}
+    for o in overrides:
+        if "=" in o and not o.startswith("~"):
+            out[override_key(o)] = o.split("=", 1)[1]
+    return out
+
+
 def expand_resume(argv: Sequence[str]) -> list[str]:
     """Rewrite a ``resume=<run dir>`` command line into the run's own overrides plus the new ones.
 

@@ -35,7 +35,7 @@ from nag.analysis.samplers import PriorSampler
 from nag.artifacts import write_json_atomic
 from nag.data.datamodule import ImageDataModule
 from nag.errors import UserInputError, instantiate
-from nag.figures import EDIT_STEPS, attribute_directions, edit_grid, image_grid, probe_tag, reconstruction_grid
+from nag.figures import EDIT_STEPS, attribute_directions, chosen, edit_grid, image_grid, probe_tag, reconstruction_grid
 from nag.module import NAGModule
 from nag.priors import Prior, describe, fixed_draw, translated
 from nag.schema import validate
@@ -207,7 +207,7 @@ def evaluate_attributes(model: NAGModule, real: RealImages, dm: ImageDataModule,
         return
     dev = model.device
     directions = attribute_directions(encode_images(model, real.train), real.train_attributes, real.names)
-    shown = {n: directions[n] for n in opts.edit if n in directions} or dict(list(directions.items())[:6])
+    shown = chosen(directions, opts.edit)
     if shown:
         ev.figures["attribute_edits"] = edit_grid(model, real.test[: opts.edit_faces].to(dev), shown)
     clf = load_or_train_classifier(dm, dm.cache_dir, opts.classifier_epochs, opts.classifier_n_train, device=str(dev))

@@ -24,6 +24,7 @@ from nag.errors import UserInputError
 from nag.matching import NoMatching
 from nag.module import NAGModule
 from nag.priors import NormalPrior
+from nag.resume import override_values
 from nag.sweep import one_line
 
 
@@ -98,16 +99,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def override_values(overrides: list[str]) -> dict[str, str]:
-    """``["prior.mean=-3", "+x=1", "~y"]`` -> ``{"prior.mean": "-3", "x": "1"}`` (deletions carry no value)."""
-    out = {}
-    for o in overrides:
-        if "=" in o and not o.startswith("~"):
-            key, value = o.lstrip("+").split("=", 1)
-            out[key] = value
-    return out
 
 
 def is_run_dir(path: Path) -> bool:
