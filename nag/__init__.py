@@ -55,5 +55,15 @@ def fresh_dir(path: str) -> str:
     raise RuntimeError(f"no free run directory next to {path}")
 
 
+def gpu_precision() -> str:
+    """``bf16-mixed`` where the GPU computes in bfloat16 (Ampere and newer), else ``16-mixed`` (trainer=gpu).
+
+    Imports torch only when a config asks (``${nag.gpu_precision:}``), i.e. when a trainer is built."""
+    import torch
+
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+
+
 OmegaConf.register_new_resolver("nag.run_name", run_name, replace=True)
+OmegaConf.register_new_resolver("nag.gpu_precision", gpu_precision, replace=True)
 OmegaConf.register_new_resolver("nag.fresh_dir", fresh_dir, use_cache=True, replace=True)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -333,12 +332,3 @@ def _number_or_text(value: str) -> float | str:
         return float(value)
     except ValueError:
         return value
-
-
-class ProgressBar(RichProgressBar):
-    """Lightning's rich progress bar without ``v_num`` (the tail of the run name: meaningless here)."""
-
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)
-        return metrics

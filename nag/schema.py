@@ -34,7 +34,7 @@ class Rule:
     """One key: its type, optional bounds, and whether null is allowed.
 
     ``kind`` is ``int``, ``float`` (ints accepted), ``floats`` (one number or a list of numbers, e.g. a prior's
-    per-dimension mean), ``bool`` or ``str``.
+    per-dimension mean), ``bool``, ``bool_or_auto`` (true, false or ``auto``) or ``str``.
     """
 
     key: str
@@ -67,6 +67,8 @@ class Rule:
             return None if isinstance(value, bool) else "must be true or false"
         elif self.kind == "str":
             return None if isinstance(value, str) else "must be a string"
+        elif self.kind == "bool_or_auto":
+            return None if isinstance(value, bool) or value == "auto" else "must be true, false or auto"
         else:  # pragma: no cover - a typo in a rule
             raise AssertionError(f"unknown rule kind {self.kind!r}")
         for v in values:
@@ -94,6 +96,8 @@ RULES: tuple[Rule, ...] = (
     _positive_int("model.encoder.hidden_dim", nullable=True),
     _positive_int("model.encoder.kernel_size"),
     Rule("model.optimizer.lr", "float", low=0, low_open=True),
+    Rule("model.compile", "bool"),
+    Rule("model.channels_last", "bool_or_auto"),
     Rule("model.optimizer.weight_decay", "float", low=0),
     # prior
     Rule("prior.mean", "floats"),
@@ -116,6 +120,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.flip", "bool"),
     Rule("data.download", "bool"),
     Rule("data.pin_memory", "bool"),
+    Rule("data.on_device", "bool"),
     Rule("data.split_fractions", "floats", low=0, low_open=True),
     # trainer and checkpoints
     _positive_int("trainer.max_epochs", low=-1, hint="-1 trains until trainer.max_steps"),

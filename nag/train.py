@@ -52,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    model: L.LightningModule = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     if ckpt_path:
         ckpt = read_checkpoint(ckpt_path)
         check_config(ckpt["hyper_parameters"], f"{ckpt_path} hyper_parameters")  # named code is refused, not compared
@@ -61,11 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("resume"):
             with open_dict(cfg):
                 continue_logging(cfg, int(ckpt.get("global_step", 0)))
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    datamodule.check_split_sizes(model.matching.min_batch)
-    callbacks = _build_all(cfg.get("callbacks"))
-    loggers = _build_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule, trainer = build_data_and_trainer(cfg, model)
 
     log.info("prior: %s | matching: %s", model.prior, model.matching)
     try:
@@ -90,6 +86,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         log.info("metrics: %s", {k: round(v, 5) for k, v in sorted(metrics.items())})
     return metrics
+
+
+def build_data_and_trainer(cfg: DictConfig, model: Any, extra_callbacks: list[Any] = ()) -> tuple[Any, Any]:
+    """The data module and the Trainer of ``cfg`` (with its callbacks and loggers) for ``model``: what
+    ``train`` fits, and what ``python -m nag.bench`` times against a plain PyTorch loop."""
+    datamodule = instantiate(cfg.data)
+    datamodule.check_split_sizes(model.matching.min_batch)
+    callbacks = _build_all(cfg.get("callbacks")) + list(extra_callbacks)
+    loggers = _build_all(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, trainer
 
 
 def _check_launcher(cfg: DictConfig) -> None:

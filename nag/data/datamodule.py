@@ -29,27 +29,43 @@ class CachedImages(Dataset):
     at once through ``__getitems__`` (one fancy-indexed read of the memory map and one conversion per batch,
     instead of per image), with :func:`keep_batch` as their ``collate_fn``.
 
+    With a ``device`` the usable images are copied there once, as uint8 (CelebA at 64 px: 2.4 GB), and every
+    batch is gathered, converted and flipped on that device: no host-to-device copy per batch, no worker
+    processes. The flips are drawn from the same CPU random stream either way, so both paths give the same
+    batches.
+
     Args:
         split: The cache.
         flip: Random horizontal flip (training augmentation).
+        device: Where to keep the images (``None``: read them from the memory-mapped cache per batch).
     """
 
-    def __init__(self, split: CachedSplit, flip: bool = False) -> None:
-        self.images = split.images  # (N, H, W, 3) uint8, memory-mapped
+    def __init__(self, split: CachedSplit, flip: bool = False, device: torch.device | str | None = None) -> None:
         self.attributes = torch.from_numpy(split.attributes.astype(np.float32))  # (N, A)
         bad = np.asarray(split.meta.get("bad_indices", []), dtype=np.int64)
         self.index = np.setdiff1d(np.arange(split.images.shape[0]), bad)
         self.flip = flip
+        self.device = torch.device(device) if device is not None else None
+        if self.device is None:
+            self.images = split.images  # (N, H, W, 3) uint8, memory-mapped
+        else:
+            # Only the usable rows, so a batch's indices address the tensors directly.
+            self.images = torch.from_numpy(np.ascontiguousarray(split.images[self.index])).to(self.device)
+            self.attributes = self.attributes[torch.from_numpy(self.index)].to(self.device)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        j = self.index[np.asarray(indices, dtype=np.int64)]  # (B,) rows of the cache
-        x = torch.from_numpy(self.images[j]).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
+        if self.device is None:
+            j = self.index[np.asarray(indices, dtype=np.int64)]  # (B,) rows of the cache
+            x = torch.from_numpy(self.images[j]).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W)
+        else:
+            j = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)  # (B,)
+            x = self.images[j].permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W) on the device
         if self.flip:
-            flip = torch.rand(len(j)) < 0.5
-            x[flip] = x[flip].flip(-1)
+            flip = (torch.rand(len(j)) < 0.5).to(x.device)  # (B,) drawn on the CPU: the same flips on any device
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         return x, self.attributes[j]
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
@@ -96,6 +112,9 @@ class ImageDataModule(L.LightningDataModule):
         cache_dir: Where split caches live.
         flip: Random horizontal flips on the training split only.
         pin_memory: Pin host memory (useful on GPU).
+        on_device: Keep every split on the accelerator the Trainer uses, as uint8, and build batches there
+            (:class:`CachedImages`); ``num_workers`` and ``pin_memory`` are then unused. Needs the splits to fit in
+            its memory (CelebA at 64 px: 2.4 GB).
     """
 
     attribute_names: tuple[str, ...] = ()
@@ -108,6 +127,7 @@ class ImageDataModule(L.LightningDataModule):
         cache_dir: str = "~/.cache/nag",
         flip: bool = False,
         pin_memory: bool = False,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 2:
@@ -118,7 +138,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}.")
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.cache_dir = os.path.expanduser(str(cache_dir))
-        self.flip, self.pin_memory = flip, pin_memory
+        self.flip, self.pin_memory, self.on_device = flip, pin_memory, on_device
         self.datasets: dict[str, CachedImages] = {}
         self._caches: dict[str, CachedSplit] = {}
 
@@ -165,9 +185,15 @@ class ImageDataModule(L.LightningDataModule):
             self.split_cache(split)
 
     def setup(self, stage: str | None = None) -> None:
+        device = None
+        if self.on_device:  # the Trainer's device (this process's GPU under DDP); the CPU outside a Trainer
+            trainer = getattr(self, "trainer", None)
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         for split in SPLITS:
             if split not in self.datasets:
-                self.datasets[split] = CachedImages(self.split_cache(split), flip=self.flip and split == "train")
+                self.datasets[split] = CachedImages(
+                    self.split_cache(split), flip=self.flip and split == "train", device=device
+                )
 
     def dataset(self, split: str) -> CachedImages:
         self.setup()
@@ -175,10 +201,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(split)
+        workers = 0 if ds.device is not None else self.num_workers  # on the device: built in this process
         common = {
-            "num_workers": self.num_workers,
-            "persistent_workers": self.num_workers > 0,
-            "pin_memory": self.pin_memory,
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "pin_memory": self.pin_memory and ds.device is None,
             "collate_fn": keep_batch,
         }
         if shuffle:

@@ -1,0 +1,5 @@
+"""``python -m nag.bench``: see :mod:`nag.bench`."""
+
+from nag.bench.cli import main
+
+main()

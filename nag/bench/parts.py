@@ -1,0 +1,123 @@
+"""The benchmark's other measurements: the matching distances' share of a step, the model's cost per image, the
+time a bad config takes to be reported, and the end-to-end commands (quickstart, evaluation, report)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nag.bench.loop import default_model
+
+#: The distances the issue names, at the batch and code size of the report's CelebA runs.
+DISTANCES = ("mmd_imq", "mmd_rbf", "swd", "moments")
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_seconds(model: torch.nn.Module, batch: int, image_size: int, repeats: int, device: torch.device) -> float:
+    """One training step (forward, loss, backward, optimizer) of ``model`` on a batch of ``batch`` images."""
+    model.to(device).train()
+    optimizer = model.configure_optimizers()
+    x = torch.rand(batch, 3, image_size, image_size, device=device)
+
+    def step() -> None:
+        loss = model.loss_terms(x)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return median_seconds(step, repeats, device)
+
+
+def matching_shares(workdir: Path, image_size: int = 64, batch: int = 128, dim: int = 64, repeats: int = 5,
+                    device: torch.device | None = None) -> dict[str, float]:  # fmt: skip
+    """Each distance's forward + backward at ``batch`` codes of ``dim`` as a share of a training step of the
+    default model (the report's autoencoder) at ``image_size``, plus that step's seconds."""
+    device = device or torch.device("cpu")
+    step = step_seconds(default_model(workdir, image_size, latent_dim=dim), batch, image_size, repeats, device)
+    out = {"step_s": step}
+    for name in DISTANCES:
+        model = default_model(workdir, image_size, matching=name, latent_dim=dim).to(device)
+        z = torch.randn(batch, dim, device=device, requires_grad=True)
+        generator = torch.Generator().manual_seed(0)
+
+        def distance(model=model, z=z, generator=generator) -> None:  # noqa: ANN001
+            model.matching(z, model.prior, generator=generator).backward()
+
+        seconds = median_seconds(distance, repeats * 4, device)
+        out[name] = seconds / (step + seconds)
+    return out
+
+
+def flops_per_image(workdir: Path, image_size: int = 64) -> float:
+    """Floating-point operations of one training image (forward and backward) of the default model."""
+    model = default_model(workdir, image_size)
+    x = torch.rand(8, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        model.loss_terms(x)["loss"].backward()
+    return counter.get_total_flops() / 8
+
+
+def first_message_seconds(cwd: Path) -> float:
+    """Seconds from starting ``python -m nag.train`` with a bad value to its error message (and exit)."""
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "nag.train", "data.batch_size=1"], cwd=cwd, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    seconds = time.perf_counter() - start
+    if r.returncode == 0 or "data.batch_size" not in r.stderr + r.stdout:
+        raise RuntimeError(f"nag.train accepted data.batch_size=1 or did not name it:\n{r.stderr[-2000:]}")
+    return seconds
+
+
+def run_timed(module: str, args: list[str], cwd: Path) -> float:
+    """Wall seconds of ``python -m <module> <args>`` in ``cwd``; a failure is raised with its message."""
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                       env={**os.environ, "HYDRA_FULL_ERROR": "1"})  # fmt: skip
+    if r.returncode != 0:
+        raise RuntimeError(f"python -m {module} {' '.join(args)} failed:\n{r.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def quickstart(cwd: Path, extra: list[str]) -> dict[str, float]:
+    """Wall time of ``python -m nag.train experiment=quickstart`` and the quality it reaches (held-out MMD between
+    the test codes and the prior, and the test reconstruction error)."""
+    run = cwd / "quickstart"
+    seconds = run_timed("nag.train", ["experiment=quickstart", f"hydra.run.dir={run}", *extra], cwd)
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"seconds": seconds, "test_mmd": metrics["test/matching"], "test_recon": metrics["test/recon"]}
+
+
+def evaluation_and_report(cwd: Path, train_extra: list[str], eval_extra: list[str], report_extra: list[str]
+                          ) -> dict[str, float]:  # fmt: skip
+    """Train the report's three runs (short: only the evaluation is timed), then time ``nag.evaluate`` of one
+    checkpoint and ``nag.report`` of the three."""
+    run_timed("nag.train", ["-m", "experiment=report_plain,report_mean0,report_mean-3", "test=false",
+                            f"hydra.sweep.dir={cwd}/sweep", *train_extra], cwd)  # fmt: skip
+    sweep = cwd / "sweep"
+    (ckpt,) = (sweep / "1" / "checkpoints").glob("best-*.ckpt")
+    evaluate_s = run_timed("nag.evaluate", [f"ckpt_path={ckpt}", f"hydra.run.dir={cwd}/eval", *eval_extra], cwd)
+    report_s = run_timed("nag.report", [str(sweep), *report_extra], cwd)
+    return {"evaluate_s": evaluate_s, "report_s": report_s}
