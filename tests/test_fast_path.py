@@ -34,9 +34,9 @@ class LossRecorder(L.Callback):
 
 def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str, steps: int = 4) -> tuple[LossRecorder, NAGModule]:
     """``steps`` training steps of the tiny model (8 per epoch), every loss recorded."""
-    cfg = compose_cfg(["debug=tiny", f"+trainer.max_steps={steps}", "trainer.max_epochs=3", "trainer.num_sanity_val_steps=0",
-                       "callbacks=none", "logger=none", "data.flip=true", "trainer.enable_model_summary=false",
-                       *extra], output_dir=tmp_path / name)  # fmt: skip
+    cfg = compose_cfg(["debug=tiny", f"+trainer.max_steps={steps}", "trainer.max_epochs=3", "callbacks=none",
+                       "trainer.num_sanity_val_steps=0", "logger=none", "data.flip=true",
+                       "trainer.enable_model_summary=false", *extra], output_dir=tmp_path / name)  # fmt: skip
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     recorder = LossRecorder()
