@@ -143,6 +143,7 @@ def measure(overrides: list[str], workdir: Path, epochs: int = 2, repeats: int =
     This machine's speed drifts by 10 % or more within minutes, so the plain loop and nag's Trainer are run in
     adjacent pairs, ``repeats`` times; the ratio is the median of the pairs' ratios (each loop's best epoch).
     """
+
     def cfg(*extra: str, out: str) -> DictConfig:
         return compose_train([*overrides, *extra], workdir / out)
 
@@ -151,8 +152,14 @@ def measure(overrides: list[str], workdir: Path, epochs: int = 2, repeats: int =
         plain, images = plain_epochs(cfg(out=f"plain{r}"), epochs)
         nag = nag_epochs(cfg(out=f"nag{r}"), epochs, validate=False)
         pairs.append((images / min(plain), nag.images / min(nag.epochs)))
-    bare_cfg = cfg("callbacks=none", "logger=none", "+trainer.enable_progress_bar=false",
-                   "+trainer.enable_checkpointing=false", "trainer.enable_model_summary=false", out="bare")
+    bare_cfg = cfg(
+        "callbacks=none",
+        "logger=none",
+        "+trainer.enable_progress_bar=false",
+        "+trainer.enable_checkpointing=false",
+        "trainer.enable_model_summary=false",
+        out="bare",
+    )
     bare = nag_epochs(bare_cfg, epochs, validate=True)
     full = nag_epochs(cfg(out="full"), epochs, validate=True)
     return LoopResult(
