@@ -23,7 +23,50 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
+def single_lightning_log() -> None:
+    """Print Lightning's messages once: the ``lightning`` package adds its own console handler at import, which
+    doubles every message when the root logger already prints (Hydra's job logging, which also writes the run's
+    log file). Call after importing Lightning."""
+    if logging.getLogger().hasHandlers():
+        lightning_log = logging.getLogger("lightning")
+        for handler in list(lightning_log.handlers):
+            if type(handler) is logging.StreamHandler:
+                lightning_log.removeHandler(handler)
+
+
 def quiet_third_party() -> None:
     for pattern in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+
+
+def config_help(config_name: str, about: str) -> str:
+    """``--help`` of a Hydra entry point: ``about`` (what it does and its commonest commands), then each config
+    group ``conf/<config_name>.yaml`` selects, with its options and default, and the keys it sets itself."""
+    from omegaconf import OmegaConf
+
+    from nag import CONF_DIR
+
+    root = OmegaConf.load(CONF_DIR / f"{config_name}.yaml")
+    lines = [about.strip(), "", "Config groups (choose with group=option; see the README for each):"]
+    for entry in root.get("defaults", []):
+        if not isinstance(entry, dict) and not OmegaConf.is_dict(entry):
+            continue  # _self_
+        ((group, default),) = dict(entry).items()
+        if group in ("hydra", "paths"):
+            continue  # run directories and data paths: set by keys, not options
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        shown = ", ".join(options)
+        lines.append(f"  {group:<15} {shown}   (default: {default if default is not None else 'none'})")
+    own = [k for k in root if k not in ("defaults", "hydra")]
+    lines += ["", f"Keys of {config_name}.yaml: {', '.join(own)}",
+              "Any key can be set: key=value, e.g. data.batch_size=32. Show the composed config: --cfg job.",
+              "Hydra's own options: --hydra-help."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def print_help_and_exit(argv: list[str], config_name: str, about: str) -> None:
+    """If ``argv`` asks for help (``--help``/``-h``), print :func:`config_help` and exit 0."""
+    if "--help" in argv or "-h" in argv:
+        print(config_help(config_name, about))
+        raise SystemExit(0)

@@ -5,6 +5,11 @@ model matched to N(0, 2) and the one matched to N(−3, 2), e.g. from
 ``python -m nag.train -m experiment=report_plain,report_mean0,report_mean-3``), evaluates them, regenerates
 the report's figures and writes ``report.md`` with, for each of its six findings, the measured numbers and
 whether they support it. The work is done by :mod:`nag.analysis.report`.
+
+Examples:
+  python -m nag.train -m experiment=report_plain,report_mean0,report_mean-3   # the three runs, ~6 min on 2 cores
+  python -m nag.report multirun/2026-11-28/10-00-00                          # -> <sweep>/report/report.md
+  python -m nag.report multirun/2026-11-28/10-00-00 --out docs/report --n-eval 1000 --n-samples 1000
 """
 
 from __future__ import annotations

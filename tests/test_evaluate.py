@@ -125,14 +125,24 @@ def test_report_without_the_runs_says_how_to_make_them(tmp_path: Path, cache_dir
     assert "experiment=report_plain,report_mean0,report_mean-3" in r.stderr
 
 
-def test_notebook_runs_on_the_tiny_sweep(report_sweep: Path, cache_dir) -> None:
+@pytest.mark.parametrize("how", ["NAG_RUN_DIR", "newest sweep"])
+def test_notebook_runs_on_the_tiny_sweep(report_sweep: Path, cache_dir, tmp_path: Path, how: str) -> None:
+    """With NAG_RUN_DIR, or without it: then the newest sweep under ../multirun that holds the report's runs (a
+    newer sweep of something else is passed over), named in the output."""
     nb = nbformat.read(ROOT / "notebooks" / "reproduce_report.ipynb", as_version=4)
     env = {"NAG_RUN_DIR": str(report_sweep), "NAG_N_EVAL": "32", "NAG_N_SAMPLES": "32", "NAG_CACHE_DIR": str(cache_dir)}
+    cwd = ROOT / "notebooks"
+    if how == "newest sweep":
+        env["NAG_RUN_DIR"] = ""
+        cwd = tmp_path / "notebooks"
+        cwd.mkdir()
+        (tmp_path / "multirun" / "2026-01-01").mkdir(parents=True)
+        (tmp_path / "multirun" / "2026-01-01" / "10-00-00").symlink_to(report_sweep)
+        (tmp_path / "multirun" / "2026-01-02" / "09-00-00" / "0").mkdir(parents=True)  # newer, not the report's
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()  # fmt: skip
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -142,3 +152,5 @@ def test_notebook_runs_on_the_tiny_sweep(report_sweep: Path, cache_dir) -> None:
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
     ]
     assert len(images) == 8
+    used = "../multirun/2026-01-01/10-00-00: the newest sweep" if how == "newest sweep" else f"={report_sweep}"
+    assert f"using {'NAG_RUN_DIR' if how == 'NAG_RUN_DIR' else ''}{used}" in text

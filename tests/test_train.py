@@ -189,6 +189,27 @@ def test_a_run_prints_no_third_party_noise_but_keeps_nags_warnings(tmp_path: Pat
     out = r.stdout + r.stderr
     assert "deprecat" not in out.lower() and "💡 Tip" not in out and "v_num" not in out
     assert "interpolating 1 pair(s) instead of 2" in out, "nag's own warnings stay visible"
+    assert out.count("GPU available") == 1, "Lightning's messages are printed once, not by two handlers"
     encoder_row = next(line for line in out[out.index("FLOPs") :].splitlines() if "Encoder" in line)
     flops = encoder_row.split("│")[6].strip()  # columns: | index | name | type | params | mode | FLOPs | ...
     assert flops not in ("0", ""), f"the FLOPs column is measured: {encoder_row}"
+
+
+@pytest.mark.parametrize("module", ["nag.train", "nag.evaluate", "nag.report", "nag.compare", "nag.bench"])
+def test_every_entry_point_explains_itself(module: str, tmp_path: Path, cache_dir: Path) -> None:
+    """--help: what the command does, its commonest commands, and for the Hydra entry points the config groups it
+    really uses (nag.train does not use the sampler group; nag.evaluate does)."""
+    r = run_module(module, ["--help"], tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = r.stdout
+    assert f"python -m {module}" in text
+    commands = [line for line in text.splitlines() if line.strip().startswith("python -m nag.")]
+    assert len(commands) >= 3, text
+    groups = {line.split()[0] for line in text.split("Config groups", 1)[-1].splitlines()[1:] if line.startswith("  ")}
+    if module == "nag.train":
+        assert {"data", "model", "prior", "matching", "trainer", "callbacks", "logger", "experiment"} <= groups
+        assert "sampler" not in groups and "hydra" not in groups
+        assert "normal_mean-3" in text and "mmd_imq" in text  # the options of each group
+    elif module == "nag.evaluate":
+        assert groups == {"sampler", "prior", "data"}
+    assert not (tmp_path / "outputs").exists()  # asking for help starts no run

@@ -71,6 +71,22 @@ def find_runs(root: Path) -> dict[str, Run]:
     return runs
 
 
+def newest_report_sweep(multirun: Path) -> tuple[Path, dict[str, Run]]:
+    """The newest sweep under ``multirun`` (``multirun/<date>/<time>``, newest by name) holding the report's three
+    runs, and those runs; sweeps of other experiments are passed over. What the notebooks use when
+    ``NAG_RUN_DIR`` is unset."""
+    sweeps = sorted((p for p in multirun.glob("*/*") if p.is_dir()), key=lambda p: (p.parent.name, p.name))
+    for sweep in reversed(sweeps):
+        try:
+            return sweep, find_runs(sweep)
+        except UserInputError:
+            continue
+    raise UserInputError(
+        f"no sweep under {multirun} holds the report's three runs ({len(sweeps)} sweep(s) looked at). Train them "
+        f"with: {HOW_TO}, or set NAG_RUN_DIR to a sweep that has them."
+    )
+
+
 def normal(dim: int, mean: float) -> NormalPrior:
     return NormalPrior(dim, mean=mean, variance=2.0)
 
