@@ -1,0 +1,245 @@
+"""The code that connects the tested parts: the training objective, what the figure callbacks feed the decoder,
+the split logic, the scheduler branch. Each test is written so that a plausible one-line bug fails it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+from torchvision.utils import make_grid
+
+from nag import CONF_DIR
+from nag.callbacks import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
+from nag.data.celeba_layout import index_celeba
+from nag.errors import instantiate
+from nag.figures import PAD_VALUE
+from nag.train import build_data_and_trainer
+
+from .celeba_fixtures import write_torchvision
+
+TINY_FIT = ["debug=tiny", "callbacks=none", "logger=none", "trainer.num_sanity_val_steps=0",
+            "trainer.enable_model_summary=false", "+trainer.enable_progress_bar=false",
+            "+trainer.enable_checkpointing=false"]  # fmt: skip
+
+
+def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str = "run") -> tuple[L.Trainer, torch.nn.Module]:
+    """A real fit of the tiny model; returns the trainer (its data module attached) and the model in eval mode."""
+    cfg = compose_cfg([*TINY_FIT, *extra], output_dir=tmp_path / name)
+    L.seed_everything(0, verbose=False)
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    data, trainer = build_data_and_trainer(cfg, model)
+    trainer.fit(model, datamodule=data)
+    return trainer, model.eval()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
+    """One tiny model trained a few steps, its trainer and data module: the callbacks' real inputs."""
+    tmp = tmp_path_factory.mktemp("fitted")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
+                                           "data.n_train=512"],
+                      return_hydra_config=True)  # fmt: skip
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp)
+    L.seed_everything(0, verbose=False)
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    data, trainer = build_data_and_trainer(cfg, model)
+    trainer.fit(model, datamodule=data)
+    return trainer, model.eval()
+
+
+def cells(grid: torch.Tensor, size: int, nrow: int) -> torch.Tensor:
+    """The images of a ``make_grid`` (padding 2) of ``size``-px images, ``nrow`` per row: ``(N, 3, size, size)``."""
+    rows = (grid.shape[1] - 2) // (size + 2)
+    out = [grid[:, 2 + r * (size + 2) : 2 + r * (size + 2) + size, 2 + c * (size + 2) : 2 + c * (size + 2) + size]
+           for r in range(rows) for c in range(nrow)]  # fmt: skip
+    return torch.stack(out)
+
+
+class DecoderInputs:
+    """Records every batch of codes the decoder receives (a forward pre-hook: the real module runs)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.codes: list[torch.Tensor] = []
+        self.handle = model.decoder.register_forward_pre_hook(lambda _, args: self.codes.append(args[0].clone()))
+
+    def __enter__(self) -> DecoderInputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+
+
+# --- the training objective ----------------------------------------------------------------------------------
+
+
+def test_loss_is_recon_plus_lambda_times_matching(compose_cfg) -> None:
+    cfg = compose_cfg(["debug=tiny", "matching=mmd_imq", "matching.weight=0.37", "prior=normal_mean-3"])
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching).train()
+    x = torch.rand(16, 3, 16, 16)
+    terms = model.loss_terms(x, torch.Generator().manual_seed(5))
+    # each term recomputed from the public parts: the reconstruction MSE and the distance on the same draws
+    z = model.encode(x)
+    assert terms["recon"].item() == pytest.approx(F.mse_loss(model.decode(z), x).item(), rel=1e-6)
+    matching = model.matching(z, model.prior, generator=torch.Generator().manual_seed(5))
+    assert terms["matching"].item() == pytest.approx(matching.item(), rel=1e-6)
+    assert abs(terms["matching"].item()) > 1e-3  # codes near 0 vs a prior at −3: the term is not negligible
+    assert terms["loss"].item() == pytest.approx(terms["recon"].item() + 0.37 * terms["matching"].item(), rel=1e-6)
+    # the matching term alone trains the encoder (its codes are not detached) and not the decoder
+    terms["matching"].backward()
+    assert sum(p.grad.abs().sum() for p in model.encoder.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.decoder.parameters())
+
+
+@pytest.mark.slow
+def test_a_matched_run_moves_the_codes_to_its_prior_and_a_plain_run_does_not(compose_cfg, tmp_path: Path) -> None:
+    """The point of the project, on the tiny model: matched to N(−3, 2), the codes end near −3."""
+    codes = {}
+    for matching in ("mmd_imq", "none"):
+        extra = ["prior=normal_mean-3", f"matching={matching}", "data.n_train=512", "trainer.max_epochs=4"]
+        trainer, model = _fit(compose_cfg, tmp_path, extra, matching)
+        x, _ = trainer.datamodule.fixed_batch("val", 64)
+        with torch.no_grad():
+            codes[matching] = model.encode(x)
+    assert abs(codes["mmd_imq"].mean().item() + 3) < 0.75, codes["mmd_imq"].mean()
+    assert abs(codes["none"].mean().item() + 3) > 2, codes["none"].mean()
+
+
+# --- what the figure callbacks decode -------------------------------------------------------------------------
+
+
+def test_interpolation_grid_runs_from_image_a_to_a_different_image_b(fitted) -> None:
+    trainer, model = fitted
+    grid = InterpolationGrid(n_pairs=2, steps=11).figures(trainer, model)["images/interpolation"]
+    images = cells(grid, 16, 11).view(2, 11, 3, 16, 16)  # (pair, step, ...)
+    val = trainer.datamodule.fixed_batch("val", 4)[0]
+    a, b = val[:2], val[2:4]
+    assert not torch.allclose(a, b)
+    with torch.no_grad():
+        rec_a, rec_b = model.reconstruct(a), model.reconstruct(b)
+    assert torch.allclose(images[:, 0], rec_a, atol=1e-5)  # column 0: A
+    assert torch.allclose(images[:, -1], rec_b, atol=1e-5)  # last column: B
+    # the barely trained model decodes near-grey faces, but A's and B's still differ (exactly equal if B were A)
+    assert (images[:, 0] - images[:, -1]).abs().max() > 1e-2
+    middle = images[:, 5]
+    assert (middle - images[:, 0]).abs().max() > 1e-3 and (middle - images[:, -1]).abs().max() > 1e-3
+
+
+def test_reconstruction_grid_shows_originals_above_their_reconstructions(fitted) -> None:
+    trainer, model = fitted
+    grid = ReconstructionGrid(n=4).figures(trainer, model)["images/reconstructions"]
+    images = cells(grid, 16, 4)
+    x = trainer.datamodule.fixed_batch("val", 4)[0]
+    assert torch.allclose(images[:4], x, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(images[4:], model.reconstruct(x), atol=1e-5)
+
+
+def test_probes_decode_codes_near_plus_and_minus_100(fitted) -> None:
+    trainer, model = fitted
+    with DecoderInputs(model) as seen:
+        grids = PriorProbes(means=[100.0, -100.0], n=8, nrow=8).figures(trainer, model)
+    assert list(grids) == ["images/probe_mean+100", "images/probe_mean-100"]
+    plus, minus = seen.codes
+    prior_sd = model.prior.variance.sqrt().max().item()
+    assert abs(plus.mean().item() - 100) < prior_sd and abs(minus.mean().item() + 100) < prior_sd
+    assert (plus.mean(0) - 100).abs().max() < 4 * prior_sd  # every dimension moved, not only the average
+    with torch.no_grad():
+        expected = make_grid(model.decode(plus), nrow=8, pad_value=PAD_VALUE)
+    assert torch.allclose(grids["images/probe_mean+100"], expected)
+
+
+def test_sample_grids_decode_the_same_prior_draws_every_epoch(fitted) -> None:
+    trainer, model = fitted
+    samples = PriorSamples(n=16, nrow=8, seed=0)
+    with DecoderInputs(model) as seen:
+        samples.figures(trainer, model)
+        with torch.no_grad():  # the model changes between epochs; the draws must not
+            for p in model.decoder.parameters():
+                p.add_(0.01)
+        samples.figures(trainer, model)
+    first, second = seen.codes
+    assert torch.equal(first, second)
+    assert abs(first.mean().item() - model.prior.mean.mean().item()) < 1  # draws of the model's own prior
+
+
+# --- augmentation and splits through the configs users run ------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", ["synthetic", "celeba"])
+def test_flips_apply_to_the_training_split_only(compose_cfg, data: str, tmp_path: Path) -> None:
+    cfg = compose_cfg([f"data={data}", "data.flip=true", f"data.root={tmp_path}"] if data == "celeba"
+                      else ["debug=tiny", "data.flip=true"])  # fmt: skip
+    if data == "celeba":
+        write_torchvision(tmp_path)
+        with open_dict(cfg):
+            cfg.data.image_size, cfg.data.crop, cfg.data.batch_size = 16, 100, 2
+    dm = instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert {s: dm.datasets[s].flip for s in ("train", "val", "test")} == {"train": True, "val": False, "test": False}
+    # and the training loader really flips some images (same indices, compared with the unflipped cache)
+    ds = dm.datasets["train"]
+    torch.manual_seed(0)
+    x, _ = ds.__getitems__(list(range(len(ds))))
+    ds.flip = False
+    plain, _ = ds.__getitems__(list(range(len(ds))))
+    flipped = [not torch.equal(a, b) for a, b in zip(x, plain, strict=True)]
+    assert any(flipped) and not all(flipped)
+    assert all(torch.equal(a, b.flip(-1)) for a, b, f in zip(x, plain, flipped, strict=True) if f)
+
+
+def test_official_celeba_ranges_at_their_boundaries(tmp_path: Path) -> None:
+    """No partition file: the split follows the official index ranges, boundaries included; names past the last
+    official image count as test."""
+    expected = {"000001.jpg": "train", "162770.jpg": "train", "162771.jpg": "val", "182637.jpg": "val",
+                "182638.jpg": "test", "202599.jpg": "test", "202600.jpg": "test", "250000.jpg": "test"}  # fmt: skip
+    write_torchvision(tmp_path, partition=False, attributes=False, names=dict.fromkeys(expected, 0))
+    files = index_celeba(tmp_path).files
+    assert {n: s for s, names in files.items() for n in names} == expected
+
+
+# --- optimizer and scheduler ---------------------------------------------------------------------------------
+
+
+def test_the_scheduler_branch_decays_the_rate_at_its_milestones(compose_cfg) -> None:
+    cfg = compose_cfg(["debug=tiny", "+model.scheduler._target_=nag.schedules.StepDecay",
+                       "+model.scheduler._partial_=true", "+model.scheduler.milestones=[2,3]",
+                       "+model.scheduler.factors=[0.5,0.2]"])  # fmt: skip
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "epoch"
+    assert scheduler.optimizer is optimizer
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    lr = cfg.model.optimizer.lr
+    assert rates == pytest.approx([lr, lr, lr * 0.5, lr * 0.1, lr * 0.1])
+
+
+def test_without_a_scheduler_configure_optimizers_returns_the_optimizer(compose_cfg) -> None:
+    cfg = compose_cfg(["debug=tiny", "model.optimizer.lr=0.0042"])
+    optimizer = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching).configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 0.0042
+
+
+def test_cells_helper_reads_back_a_grid() -> None:
+    """The grid reader the tests above rely on."""
+    images = torch.rand(6, 3, 16, 16)
+    assert torch.equal(cells(make_grid(images, nrow=3, pad_value=PAD_VALUE), 16, 3), images)
+    assert np.isclose(PAD_VALUE, make_grid(images, nrow=3, pad_value=PAD_VALUE)[0, 0, 0].item())

@@ -1,0 +1,108 @@
+"""``findings.assess`` on constructed metrics: every verdict flips exactly at its stated threshold."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from nag.analysis.findings import assess, feature_ratios
+
+
+def supported() -> dict[str, Any]:
+    """Metrics under which all six findings hold, each near (not at) its threshold."""
+    return {
+        "matched0_reconstruction": {
+            "by_attribute": {
+                "Eyeglasses": {"frequency": 0.05, "ratio": 1.5},  # rare
+                "No_Beard": {"frequency": 0.95, "present": 1.0, "absent": 1.4, "ratio": 1.0},  # → Beard, rare
+                "Smiling": {"frequency": 0.50, "ratio": 1.0},  # common
+                "Bangs": {"frequency": 0.15, "ratio": 9.0},  # neither rare nor common: ignored
+            },
+            "interpolation": {"step_ratio": 1.5, "worst_step_ratio": 2.5},
+            "reconstruction": {"swd_mean": 50.0},
+        },
+        "matched0_N0": {
+            "samples": {"swd_mean": 60.0, "diversity": 0.2},
+            "probes": {"+100": {"diversity": 0.01, "swd_mean": 130.0}, "-100": {"diversity": 0.15, "swd_mean": 200.0}},
+        },
+        "real_baseline": {"swd_mean": 15.0, "diversity": 0.3},
+        "plain_N0": {"samples": {"swd_mean": 80.0, "diversity": 0.2}},
+        "plain_reconstruction": {"latent": {"code_mean": 0.1, "code_variance": 3.0, "mmd": 0.2}},
+        "plain_N-3": {"samples": {"swd_mean": 100.0, "diversity": 0.05}},
+        "matched-3_N-3": {"samples": {"swd_mean": 60.0, "diversity": 0.2}},
+    }
+
+
+def verdicts(m: dict[str, Any]) -> list[bool]:
+    return [f.supported for f in assess(m)]
+
+
+def with_value(path: str, value: float) -> dict[str, Any]:
+    m = copy.deepcopy(supported())
+    *keys, last = path.split("/")
+    node = m
+    for k in keys:
+        node = node[k]
+    node[last] = value
+    return m
+
+
+def test_all_six_hold_on_the_constructed_metrics() -> None:
+    findings = assess(supported())
+    assert [f.supported for f in findings] == [True] * 6
+    assert "Eyeglasses ×1.50" in findings[0].evidence and "Beard ×1.40" in findings[0].evidence
+    assert "Bangs" not in findings[0].evidence
+
+
+def test_no_x_attributes_are_inverted_into_feature_x() -> None:
+    ratios = feature_ratios(supported()["matched0_reconstruction"]["by_attribute"])
+    assert ratios["Beard"] == pytest.approx((0.05, 1.4))  # frequency 1 − 0.95, error with / without = 1.4 / 1.0
+    assert "No_Beard" not in ratios
+
+
+# (finding index, metric path, value just inside the threshold, value just outside)
+THRESHOLDS = [
+    # 1: rare mean > common mean and > 1.1 (rare mean is (1.5 + 1.4) / 2 = 1.45)
+    (0, "matched0_reconstruction/by_attribute/Smiling/ratio", 1.44, 1.46),
+    (1, "matched0_reconstruction/interpolation/step_ratio", 2.0, 2.01),  # 2: average step ratio ≤ 2
+    (2, "matched0_N0/samples/swd_mean", 100.0, 100.1),  # 3: sample SWD ≤ 2 × reconstruction SWD (50)
+    (2, "matched0_N0/samples/diversity", 0.15, 0.149),  # 3: diversity ≥ half the real one (0.3)
+    (3, "matched0_N0/probes/-100/swd_mean", 120.1, 120.0),  # 4: probe SWD > 2 × samples' (diversity 0.15 not < 0.1)
+    (4, "plain_N0/samples/swd_mean", 90.0, 90.1),  # 5: plain ≤ 1.5 × matched (60)
+    (5, "plain_N-3/samples/swd_mean", 90.0, 89.9),  # 6: plain ≥ 1.5 × matched (60)
+]
+
+
+@pytest.mark.parametrize(("index", "path", "inside", "outside"), THRESHOLDS)
+def test_each_verdict_flips_at_its_threshold(index: int, path: str, inside: float, outside: float) -> None:
+    assert verdicts(with_value(path, inside))[index] is True
+    after = verdicts(with_value(path, outside))
+    assert after[index] is False
+
+
+def test_rare_features_need_an_error_ratio_above_1_1() -> None:
+    m = supported()
+    for name in ("Eyeglasses", "No_Beard"):
+        entry = m["matched0_reconstruction"]["by_attribute"][name]
+        entry["ratio"], entry["absent"] = 1.09, 1.09
+    m["matched0_reconstruction"]["by_attribute"]["Smiling"]["ratio"] = 0.9  # rare still above common
+    assert verdicts(m)[0] is False
+
+
+def test_a_probe_collapses_by_diversity_or_by_swd_and_every_probe_must() -> None:
+    m = with_value("matched0_N0/probes/-100/diversity", 0.099)  # now collapsed by diversity as well
+    m["matched0_N0"]["probes"]["-100"]["swd_mean"] = 10.0  # ... and no longer by SWD: still collapsed
+    assert verdicts(m)[3] is True
+    m["matched0_N0"]["probes"]["+100"] = {"diversity": 0.2, "swd_mean": 60.0}  # one probe that looks fine
+    assert verdicts(m)[3] is False
+    m["matched0_N0"]["probes"] = {}
+    assert verdicts(m)[3] is False  # no probe measured is no evidence
+
+
+def test_without_rare_or_common_features_finding_1_is_not_supported() -> None:
+    m = supported()
+    m["matched0_reconstruction"]["by_attribute"] = {"Smiling": {"frequency": 0.5, "ratio": 1.0}}
+    finding = assess(m)[0]
+    assert finding.supported is False and "none" in finding.evidence
