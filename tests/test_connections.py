@@ -46,9 +46,9 @@ def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
     tmp = tmp_path_factory.mktemp("fitted")
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
-                                           "data.n_train=512"],
-                      return_hydra_config=True)  # fmt: skip
+        overrides = [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
+                     "data.n_train=512"]  # fmt: skip
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp)
