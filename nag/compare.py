@@ -22,7 +22,8 @@ from nag.console import quiet_third_party
 from nag.errors import reported_as_exit
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line (the README's commands are checked against it)."""
     p = argparse.ArgumentParser(
         prog="python -m nag.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-eval", type=int, default=500, help="real test images of the shared baseline (--evaluate)")
     p.add_argument("--n-samples", type=int, default=500, help="generated images per job (--evaluate)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_third_party()
     with reported_as_exit():

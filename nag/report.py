@@ -9,7 +9,7 @@ whether they support it. The work is done by :mod:`nag.analysis.report`.
 Examples:
   python -m nag.train -m experiment=report_plain,report_mean0,report_mean-3   # the three runs, ~6 min on 2 cores
   python -m nag.report multirun/2026-11-28/10-00-00                          # -> <sweep>/report/report.md
-  python -m nag.report multirun/2026-11-28/10-00-00 --out docs/report --n-eval 1000 --n-samples 1000
+  python -m nag.report multirun/2026-11-28/10-00-00 --out notebooks/figures/report --palette   # README's
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from nag.console import quiet_third_party
 from nag.errors import reported_as_exit
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line (the README's commands are checked against it)."""
     p = argparse.ArgumentParser(
         prog="python -m nag.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -30,13 +31,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="where to write report.md and the figures (default: <root>/report)")
     p.add_argument("--n-eval", type=int, default=500, help="test images used as the real reference")
     p.add_argument("--n-samples", type=int, default=500, help="generated images per sampling setting")
-    args = p.parse_args(argv)
+    p.add_argument("--palette", action="store_true", help="256-colour PNGs, a third of the size (the README's figures)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_third_party()
     with reported_as_exit():
         from nag.analysis.report import build_report
 
-        build_report(args.root, args.out or args.root / "report", args.n_eval, args.n_samples)
+        build_report(args.root, args.out or args.root / "report", args.n_eval, args.n_samples, palette=args.palette)
 
 
 if __name__ == "__main__":

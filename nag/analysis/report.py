@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import save_image
 
 from nag.analysis.attributes import attribute_metrics, load_or_train_classifier
 from nag.analysis.evaluation import (
@@ -27,6 +26,7 @@ from nag.analysis.evaluation import (
     reconstruct_images,
 )
 from nag.analysis.findings import Finding, assess
+from nag.analysis.plots import save_grid
 from nag.analysis.runs import Role, Run, discover, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
 from nag.artifacts import write_json_atomic
@@ -155,8 +155,10 @@ def evaluate_runs(
     return metrics, figures
 
 
-def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500, seed: int = 0) -> dict[str, Any]:
-    """Evaluate the three runs under ``root``; write figures, ``metrics.json`` and ``report.md`` into ``out``."""
+def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500, seed: int = 0,
+                 palette: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Evaluate the three runs under ``root``; write figures (256-colour PNGs with ``palette``), ``metrics.json`` and
+    ``report.md`` into ``out``."""
     start = time.perf_counter()
     runs = find_runs(root)
     data = build_stored(runs["mean0"].cfg.data, f"{runs['mean0'].path}/.hydra/config.yaml data")  # type: ignore[union-attr]
@@ -165,7 +167,7 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
     metrics, figures = evaluate_runs(runs, real, n_samples, seed, classifier)
     out.mkdir(parents=True, exist_ok=True)
     for name, grid in figures.items():
-        save_image(grid, out / f"{name}.png")
+        save_grid(grid, out / f"{name}.png", palette)
     findings = assess(metrics)
     metrics["seconds"] = time.perf_counter() - start
     metrics["findings"] = [vars(f) for f in findings]

@@ -26,6 +26,7 @@ TARGETS: dict[tuple[str, str], tuple[str, str, float | None, bool]] = {
     ("loop", "plain_images_per_s"): ("plain PyTorch loop, images/s", "{:,.0f}", None, True),
     ("loop", "nag_images_per_s"): ("nag.train's Trainer, images/s", "{:,.0f}", None, True),
     ("loop", "ratio"): ("nag / plain loop", "{:.3f}", 0.97, True),
+    ("loop", "cpu_ratio"): ("nag / plain loop, per CPU-second", "{:.3f}", 0.97, True),
     ("loop", "epoch_s"): ("full epoch incl. validation and figures (s)", "{:.2f}", None, True),
     ("loop", "validation_s"): ("  of which validation + figures (s)", "{:.2f}", None, True),
     ("loop", "callbacks_share"): ("callbacks' + loggers' share of a full epoch", "{:.1%}", None, False),
@@ -53,11 +54,11 @@ def _settings(quick: bool) -> dict[str, Any]:
         return {
             "loop": ["experiment=quickstart", "data.n_train=10000"],
             "loop_epochs": 2,
-            "loop_repeats": 3,
+            "loop_repeats": 5,
             "image_size": 64,
             "repeats": 5,
             "data": {"n_images": 3000, "image_size": 64, "crop": 148, "batch_size": 64, "steps": 60},
-            "train": ["data.n_train=5000", "trainer.max_epochs=1"],
+            "train": ["data=synthetic", "data.n_train=5000", "trainer.max_epochs=1"],
             "evaluate": ["n_eval=1000", "n_samples=1000"],
             "report": ["--n-eval", "1000", "--n-samples", "1000"],
             "quickstart": [],
@@ -134,7 +135,8 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(
         prog="python -m nag.bench", description=nag.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -145,6 +147,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"run only these parts ({', '.join(PARTS)})")  # fmt: skip
     parser.add_argument("--data-workers", type=int, default=os.cpu_count() or 1,
                         help="DataLoader workers of the JPEG baseline (default: one per core)")  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     quiet_third_party()
     if args.device == "cuda" and not torch.cuda.is_available():

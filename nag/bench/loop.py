@@ -49,12 +49,14 @@ class EpochClock(L.Callback):
 
     def __init__(self) -> None:
         self.starts: list[float] = []
+        self.cpu_starts: list[float] = []  # process CPU time: what the machine's other tenants do not steal
         self.val: list[float] = []
         self.images = 0
         self._val_start = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.starts.append(time.perf_counter())
+        self.cpu_starts.append(time.process_time())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         if len(self.starts) == 1:
@@ -62,6 +64,7 @@ class EpochClock(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.starts.append(time.perf_counter())
+        self.cpu_starts.append(time.process_time())
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._val_start = time.perf_counter()
@@ -74,9 +77,13 @@ class EpochClock(L.Callback):
     def epochs(self) -> list[float]:
         return [b - a for a, b in zip(self.starts, self.starts[1:], strict=False)]
 
+    @property
+    def cpu_epochs(self) -> list[float]:
+        return [b - a for a, b in zip(self.cpu_starts, self.cpu_starts[1:], strict=False)]
 
-def plain_epochs(cfg: DictConfig, epochs: int) -> tuple[list[float], int]:
-    """Seconds of each epoch of the plain PyTorch loop, and the images of one epoch."""
+
+def plain_epochs(cfg: DictConfig, epochs: int) -> tuple[list[float], list[float], int]:
+    """Wall and CPU seconds of each epoch of the plain PyTorch loop, and the images of one epoch."""
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data = instantiate(cfg.data)
@@ -87,9 +94,9 @@ def plain_epochs(cfg: DictConfig, epochs: int) -> tuple[list[float], int]:
     optimizer = model.configure_optimizers()
     if isinstance(optimizer, dict):
         optimizer = optimizer["optimizer"]
-    times, images = [], 0
+    times, cpu_times, images = [], [], 0
     for _ in range(epochs):
-        start, images = time.perf_counter(), 0
+        start, cpu_start, images = time.perf_counter(), time.process_time(), 0
         for x, _ in data.train_dataloader():
             x = x.to(device, non_blocking=True)
             loss = model.loss_terms(x)["loss"]
@@ -100,7 +107,8 @@ def plain_epochs(cfg: DictConfig, epochs: int) -> tuple[list[float], int]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return times, images
+        cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times, images
 
 
 def nag_epochs(cfg: DictConfig, epochs: int, validate: bool) -> EpochClock:
@@ -126,6 +134,9 @@ class LoopResult:
     plain_images_per_s: float
     nag_images_per_s: float
     ratio: float  # nag / plain images/s, median over adjacent pairs
+    pair_ratios: list[float]  # each pair's ratio: how much the machine drifted
+    cpu_ratio: float  # the same in images per CPU-second of this process (less sensitive to other tenants)
+    cpu_pair_ratios: list[float]
     epoch_s: float  # a full epoch of nag.train: training, validation and every figure
     bare_epoch_s: float  # the same without callbacks or loggers
     validation_s: float  # validation and figures of one epoch
@@ -147,11 +158,12 @@ def measure(overrides: list[str], workdir: Path, epochs: int = 2, repeats: int =
     def cfg(*extra: str, out: str) -> DictConfig:
         return compose_train([*overrides, *extra], workdir / out)
 
-    pairs = []
+    pairs, cpu_pairs = [], []
     for r in range(repeats):
-        plain, images = plain_epochs(cfg(out=f"plain{r}"), epochs)
+        plain, plain_cpu, images = plain_epochs(cfg(out=f"plain{r}"), epochs)
         nag = nag_epochs(cfg(out=f"nag{r}"), epochs, validate=False)
         pairs.append((images / min(plain), nag.images / min(nag.epochs)))
+        cpu_pairs.append((images / min(plain_cpu), nag.images / min(nag.cpu_epochs)))
     bare_cfg = cfg(
         "callbacks=none",
         "logger=none",
@@ -166,6 +178,9 @@ def measure(overrides: list[str], workdir: Path, epochs: int = 2, repeats: int =
         plain_images_per_s=statistics.median(p for p, _ in pairs),
         nag_images_per_s=statistics.median(n for _, n in pairs),
         ratio=statistics.median(n / p for p, n in pairs),
+        pair_ratios=[n / p for p, n in pairs],
+        cpu_ratio=statistics.median(n / p for p, n in cpu_pairs),
+        cpu_pair_ratios=[n / p for p, n in cpu_pairs],
         epoch_s=min(full.epochs),
         bare_epoch_s=min(bare.epochs),
         validation_s=min(full.val),
