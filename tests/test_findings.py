@@ -106,3 +106,50 @@ def test_without_rare_or_common_features_finding_1_is_not_supported() -> None:
     m["matched0_reconstruction"]["by_attribute"] = {"Smiling": {"frequency": 0.5, "ratio": 1.0}}
     finding = assess(m)[0]
     assert finding.supported is False and "none" in finding.evidence
+
+
+def test_rare_and_common_bounds_are_half_open() -> None:
+    """Rare is below 10 % (a feature at exactly 10 % is not rare); common is from 20 % on."""
+    m = supported()
+    features = m["matched0_reconstruction"]["by_attribute"]
+    features["Eyeglasses"]["frequency"] = 0.10  # no longer rare: Beard (×1.4) alone is
+    features["Smiling"]["frequency"] = 0.20  # still common
+    finding = assess(m)[0]
+    assert "Eyeglasses" not in finding.evidence and "Beard ×1.40; mean ×1.40" in finding.evidence
+    assert "Common (≥ 20%): mean ×1.00" in finding.evidence
+
+
+def test_rare_features_are_listed_worst_first() -> None:
+    assert "Eyeglasses ×1.50, Beard ×1.40;" in assess(supported())[0].evidence
+
+
+def test_the_six_claims_are_the_reports() -> None:
+    assert [f.claim for f in assess(supported())] == [
+        "Reconstructions keep common features (skin tone, hair) and lose rare ones (sunglasses, beard).",
+        "Latent interpolation in 11 steps changes the face gradually.",
+        "The model matched to N(0, 2) generates faces from samples of N(0, 2), with variety.",
+        "Samples from far-away means (+100 / −100) are near-identical or broken faces.",
+        "A plain autoencoder sampled from N(0, 2) looked similar (its codes sat near 0).",
+        "With the prior at N(−3, 2) the plain autoencoder fails where the matched one succeeds.",
+    ]
+
+
+def test_the_attribute_classifier_adds_its_reading_to_findings_1_and_3() -> None:
+    m = supported()
+    m["matched0_attributes"] = {
+        "accuracy_mean": 0.9,
+        "frequency_gap": 0.03,
+        "frequency": {
+            "Eyeglasses": {"label": 0.05, "samples": 0.01, "real": 0.06},
+            "Bald": {"label": 0.02, "samples": 0.03, "real": 0.025},
+            "Smiling": {"label": 0.5, "samples": 0.45, "real": 0.5},
+            "Young": {"label": 0.7, "samples": 0.6, "real": 0.7},
+        },
+        "reconstruction_kept": {"Eyeglasses": 0.2, "Bald": 0.6, "Smiling": 0.9, "Young": 0.7},
+    }
+    first, _, third, *_ = assess(m)
+    assert "held-out accuracy 90%" in first.evidence
+    assert "for Eyeglasses 20%, Bald 60%; common features: 80% on average." in first.evidence  # least kept first
+    assert "mean distance of 3.0%" in third.evidence
+    assert "rare ones: Bald 3.0% (real 2.5%), Eyeglasses 1.0% (real 6.0%)." in third.evidence  # rarest first
+    assert [f.supported for f in assess(m)] == [True] * 6  # the classifier informs, it does not judge
