@@ -121,8 +121,8 @@ def test_a_matched_run_moves_the_codes_to_its_prior_and_a_plain_run_does_not(com
 
 def test_interpolation_grid_runs_from_image_a_to_a_different_image_b(fitted) -> None:
     trainer, model = fitted
-    grid = InterpolationGrid(n_pairs=2, steps=11).figures(trainer, model)["images/interpolation"]
-    images = cells(grid, 16, 11).view(2, 11, 3, 16, 16)  # (pair, step, ...)
+    grid = InterpolationGrid(n_pairs=2, steps=7).figures(trainer, model)["images/interpolation"]
+    images = cells(grid, 16, 7).view(2, 7, 3, 16, 16)  # (pair, step, ...)
     val = trainer.datamodule.fixed_batch("val", 4)[0]
     a, b = val[:2], val[2:4]
     assert not torch.allclose(a, b)
@@ -132,7 +132,7 @@ def test_interpolation_grid_runs_from_image_a_to_a_different_image_b(fitted) -> 
     assert torch.allclose(images[:, -1], rec_b, atol=1e-5)  # last column: B
     # the barely trained model decodes near-grey faces, but A's and B's still differ (exactly equal if B were A)
     assert (images[:, 0] - images[:, -1]).abs().max() > 1e-2
-    middle = images[:, 5]
+    middle = images[:, 3]
     assert (middle - images[:, 0]).abs().max() > 1e-3 and (middle - images[:, -1]).abs().max() > 1e-3
 
 
@@ -243,3 +243,33 @@ def test_cells_helper_reads_back_a_grid() -> None:
     images = torch.rand(6, 3, 16, 16)
     assert torch.equal(cells(make_grid(images, nrow=3, pad_value=PAD_VALUE), 16, 3), images)
     assert np.isclose(PAD_VALUE, make_grid(images, nrow=3, pad_value=PAD_VALUE)[0, 0, 0].item())
+
+
+def test_interpolate_from_two_steps_on_and_not_fewer(fitted) -> None:
+    _, model = fitted
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        path = model.interpolate(x[:2], x[1:], steps=2)  # (2, 2, 3, H, W): just the two ends
+        assert torch.allclose(path[:, 0], model.reconstruct(x[:2]), atol=1e-5)
+        assert torch.allclose(path[:, 1], model.reconstruct(x[1:]), atol=1e-5)
+        with pytest.raises(ValueError, match="steps >= 2"):
+            model.interpolate(x[:2], x[1:], steps=1)
+
+
+def test_reconstruction_grid_is_padded_with_the_figure_background(fitted) -> None:
+    trainer, model = fitted
+    grid = ReconstructionGrid(n=3).figures(trainer, model)["images/reconstructions"]
+    assert torch.all(grid[:, :2, :] == PAD_VALUE) and torch.all(grid[:, :, :2] == PAD_VALUE)
+
+
+def test_moments_penalty_is_the_weighted_sum_of_squared_moment_errors() -> None:
+    """A batch with known per-dimension moments against N(1, 2) (kurtosis 3), each weight distinct."""
+    from nag.matching import Moments
+    from nag.priors import NormalPrior
+
+    z = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-1.0, 4.0], [1.0, 4.0]])  # means 0, 2; variances 1, 4; kurtosis 1, 1
+    moments = Moments(mean_weight=0.5, variance_weight=0.25, kurtosis_weight=0.125, weight=0.01)
+    assert moments.weight == 0.01
+    expected = 0.5 * ((0 - 1) ** 2 + (2 - 1) ** 2) / 2 + 0.25 * ((1 - 2) ** 2 + (4 - 2) ** 2) / 2 + 0.125 * 4
+    value = moments(z, NormalPrior(2, mean=1.0, variance=2.0)).item()
+    assert value == pytest.approx(expected, rel=1e-5)
