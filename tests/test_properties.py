@@ -158,3 +158,30 @@ def test_latent_fit_fields_by_hand() -> None:
     kzz, kyy, kzy = k(z, z), k(y, y), k(z, y)
     mmd = (kzz.sum() - np.trace(kzz)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kzy.mean()
     assert fit["mmd"] == pytest.approx(mmd, rel=1e-3, abs=1e-5)
+
+
+def test_gaussian_mixture_centres_bounds_density_and_draws() -> None:
+    from nag.priors import GaussianMixturePrior
+
+    prior = GaussianMixturePrior(3, n_components=6, radius=2.5, variance=0.5)
+    r = 2.5
+    expected = torch.tensor([[r, 0, 0], [-r, 0, 0], [0, r, 0], [0, -r, 0], [0, 0, r], [0, 0, -r]])
+    assert torch.equal(prior.centres, expected)  # ±radius on dimension k // 2, + for even k
+    default = GaussianMixturePrior(2)
+    assert default.centres.shape == (4, 2) and default.centres.abs().max() == 3.0 and default.component_var == 1.0
+    for bad in ({"n_components": 7}, {"n_components": 1}, {"variance": 0.0}):
+        with pytest.raises(ValueError):
+            GaussianMixturePrior(3, **bad)
+    # log density: log (1/K) Σ_k N(z; c_k, s² I), written out
+    z = torch.tensor([[0.3, -1.0, 2.0], [2.5, 0.0, 0.0], [-4.0, 1.0, 0.5]], dtype=torch.float64)
+    d2 = ((z[:, None, :] - expected[None].double()) ** 2).sum(-1)  # (3, K)
+    log_n = -0.5 * (3 * np.log(2 * np.pi * 0.5) + d2 / 0.5)
+    hand = torch.logsumexp(log_n, dim=1) - np.log(6)
+    assert torch.allclose(prior.log_prob(z).double(), hand, atol=1e-4)
+    # draws: every component equally often, each spread by the component variance
+    x = prior.sample(60_000, generator=torch.Generator().manual_seed(0))
+    nearest = torch.cdist(x, expected).argmin(1)
+    counts = torch.bincount(nearest, minlength=6).double() / len(x)
+    assert (counts - 1 / 6).abs().max() < 0.01
+    assert torch.allclose(x.mean(0), prior.mean, atol=0.03)
+    assert torch.allclose(x.var(0), prior.variance, rtol=0.03)
