@@ -9,6 +9,7 @@ business (:func:`nag.priors.fixed_draw`, :func:`nag.priors.translated`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -29,6 +30,20 @@ def interpolation_grid(module: torch.nn.Module, a: Tensor, b: Tensor, steps: int
 
 def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
     return make_grid(images, nrow=nrow, pad_value=PAD_VALUE)
+
+
+def save_grid(grid: Tensor, path: Path, palette: bool = False) -> None:
+    """An image grid ``(3, H, W)`` in [0, 1] as a PNG; ``palette``: 256 colours (a third of the size, what the README
+    shows), else lossless."""
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    if not palette:
+        save_image(grid, path)
+        return
+    pixels = grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+    image = Image.fromarray(pixels).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image.save(path, optimize=True)
 
 
 def probe_tag(mean: float) -> str:

@@ -72,7 +72,8 @@ def test_every_readme_training_command_composes(compose_cfg, command) -> None:
 
 @pytest.mark.parametrize("command", EVALUATE)
 def test_every_readme_evaluate_command_composes(compose_cfg, command) -> None:
-    cfg = compose_cfg(shlex.split(command)[3:], config="evaluate")
+    args = [re.sub(r"<(\w+)>", r"\1", a) for a in shlex.split(command)[3:]]  # placeholders such as <date>
+    cfg = compose_cfg(args, config="evaluate")
     assert cfg.ckpt_path.endswith("last.ckpt")
     instantiate(cfg.sampler)
     if cfg.get("prior") is not None:

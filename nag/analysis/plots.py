@@ -12,20 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
-def save_grid(grid: Tensor, path: Path, palette: bool = False) -> None:
-    """An image grid ``(3, H, W)`` in [0, 1] as a PNG; ``palette``: 256 colours (a third of the size, what the README
-    shows), else lossless."""
-    from PIL import Image
-    from torchvision.utils import save_image
-
-    if not palette:
-        save_image(grid, path)
-        return
-    pixels = grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
-    image = Image.fromarray(pixels).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    image.save(path, optimize=True)
-
-
 def _show(ax: plt.Axes, grid: Tensor | None, title: str, note: str = "") -> None:
     ax.axis("off")
     ax.set_title(title, fontsize=8)

@@ -26,12 +26,11 @@ from nag.analysis.evaluation import (
     reconstruct_images,
 )
 from nag.analysis.findings import Finding, assess
-from nag.analysis.plots import save_grid
 from nag.analysis.runs import Role, Run, discover, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
 from nag.artifacts import write_json_atomic
 from nag.errors import UserInputError
-from nag.figures import attribute_directions
+from nag.figures import attribute_directions, save_grid
 from nag.latent_fit import latent_fit
 from nag.module import NAGModule
 from nag.priors import NormalPrior
