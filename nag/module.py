@@ -24,11 +24,11 @@ from nag.matching import PriorMatching
 from nag.priors import Prior
 from nag.trusted import UntrustedConfigError, check_config
 
-#: The hyper-parameters a checkpoint may carry: exactly the arguments of ``NAGModule.__init__`` (all of them
-#: define the run, so resuming may change none).
 #: The loss terms of every step, in the order ``loss_terms`` returns them.
 TERMS = ("recon", "matching", "loss")
 
+#: The hyper-parameters a checkpoint may carry: the arguments of ``NAGModule.__init__`` that define the run (all
+#: of them, so resuming may change none; ``compile`` and ``channels_last`` only say how it is computed).
 HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler")
 
 
@@ -111,6 +111,8 @@ class NAGModule(L.LightningModule):
         self.prior: Prior = instantiate(self.hparams.prior)
         self.matching: PriorMatching = instantiate(self.hparams.matching)
         self._draw_seed: int | None = None  # see on_fit_start
+        self._train_sums: Tensor | None = None  # see _log_train
+        self._train_images = 0
         # Lets Lightning's model summary show input/output sizes and FLOPs (a forward of two blank images).
         size = getattr(self.encoder, "image_size", None)
         self.example_input_array = torch.zeros(2, 3, size, size) if size else None
@@ -280,20 +282,19 @@ class NAGModule(L.LightningModule):
     # of a quickstart step, python -m nag.bench) and host work per step on a GPU.
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums: Tensor | None = None
-        self._train_images = 0
+        self._train_sums, self._train_images = None, 0
 
     def _log_train(self, terms: dict[str, Tensor], batch_size: int) -> None:
         values = torch.stack([terms[name].detach().float() for name in TERMS])  # (3,)
-        sums = getattr(self, "_train_sums", None)
+        sums = self._train_sums
         self._train_sums = values * batch_size if sums is None else sums + values * batch_size
-        self._train_images = getattr(self, "_train_images", 0) + batch_size
+        self._train_images += batch_size
         if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
             for name, value in zip(TERMS, values, strict=True):
                 self.log(f"train/{name}_step", value, on_step=True, on_epoch=False, prog_bar=name == "loss")
 
     def on_train_epoch_end(self) -> None:
-        if getattr(self, "_train_sums", None) is None:
+        if self._train_sums is None:
             return
         means = self._train_sums / self._train_images
         for name, value in zip(TERMS, means, strict=True):
