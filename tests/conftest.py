@@ -9,12 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from nag import CONF_DIR
+from nag.bench.loop import compose_train
 
 # The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
 TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
@@ -37,14 +34,7 @@ def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
     def _compose(
         overrides: list[str] | None = None, output_dir: Path | None = None, config: str = "train"
     ) -> DictConfig:
-        overrides = [f"paths.cache_dir={cache_dir}", *(overrides or [])]
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config, overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir or tmp_path)
-        return cfg
+        return compose_train([f"paths.cache_dir={cache_dir}", *(overrides or [])], output_dir or tmp_path, config)
 
     return _compose
 

@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from torchvision.utils import make_grid
 
-from nag import CONF_DIR
+from nag.bench.loop import compose_train
 from nag.callbacks import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
 from nag.data.celeba_layout import index_celeba
 from nag.errors import instantiate
@@ -43,15 +40,9 @@ def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str = "run") -> tu
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
     """One tiny model trained a few steps, its trainer and data module: the callbacks' real inputs."""
-    tmp = tmp_path_factory.mktemp("fitted")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        overrides = [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
-                     "data.n_train=512"]  # fmt: skip
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp)
+    overrides = [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
+                 "data.n_train=512"]  # fmt: skip
+    cfg = compose_train(overrides, tmp_path_factory.mktemp("fitted"))
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data, trainer = build_data_and_trainer(cfg, model)

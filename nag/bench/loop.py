@@ -24,11 +24,12 @@ from nag import CONF_DIR
 from nag.errors import instantiate
 
 
-def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
-    """``conf/train.yaml`` composed as ``python -m nag.train <overrides>`` would, writing into ``output_dir``."""
+def compose_train(overrides: list[str], output_dir: Path, config: str = "train") -> DictConfig:
+    """``conf/<config>.yaml`` composed as ``python -m nag.<config> <overrides>`` would, writing into
+    ``output_dir`` (what the benchmark and the tests run)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations (the HParams callback's overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
