@@ -139,7 +139,8 @@ class NAGModule(L.LightningModule):
             checkpoint_path: The ``.ckpt`` file.
             map_location: Device of the returned model (default: CPU).
             strict: Require the state dict to match exactly.
-            **kwargs: Hyper-parameters to replace (e.g. ``prior={...}``), checked like the stored ones, and
+            **kwargs: Hyper-parameters to replace (e.g. ``prior={...}``: the model then samples from that prior,
+                not the stored one), checked like the stored ones, and
                 ``compile`` / ``channels_last`` (how to compute, not stored).
         """
         ckpt = read_checkpoint(checkpoint_path, map_location="cpu", key=kwargs.pop("_key", "checkpoint"))
@@ -153,7 +154,12 @@ class NAGModule(L.LightningModule):
             )
         check_config(hparams, f"checkpoint {checkpoint_path} hyper_parameters")
         model = cls(**hparams, **how)
-        model.load_weights(ckpt["state_dict"], str(checkpoint_path), strict=strict)
+        # A replaced prior or matching distance keeps the buffers built from its new config (the stored ones
+        # describe the old one: a prior's mean and variance are buffers).
+        replaced = {k for k in ("prior", "matching") if k in kwargs}
+        own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in replaced}
+        stored = {k: v for k, v in ckpt["state_dict"].items() if k.split(".", 1)[0] not in replaced}
+        model.load_weights({**stored, **own}, str(checkpoint_path), strict=strict)
         return model.to(map_location if map_location is not None else "cpu")
 
     def load_weights(self, state_dict: Mapping[str, Tensor], source: str, strict: bool = True) -> None:

@@ -166,3 +166,122 @@ def test_bad_inputs() -> None:
         MMD()(torch.zeros(4, 3), PRIOR)
     with pytest.raises(ValueError, match="at least 2 codes"):
         MMD()(torch.zeros(1, D), PRIOR)
+
+
+# --- the small parts every distance goes through: checks, messages, by-hand values ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: MMD(weight=-0.5), "matching.weight must be >= 0, got -0.5."),
+        (lambda: MMD(kernel="cosine"), "matching.kernel must be 'imq' or 'rbf', got 'cosine'."),
+        (lambda: MMD(scales=[]), "matching.scales must be a non-empty list of positive numbers, got []."),
+        (lambda: MMD(scales=[1.0, 0.0]),
+         "matching.scales must be a non-empty list of positive numbers, got [1.0, 0.0]."),
+        (lambda: SlicedWasserstein(n_projections=0), "matching.n_projections must be >= 1, got 0."),
+        (lambda: SlicedWasserstein(p=0.5), "matching.p must be >= 1, got 0.5."),
+    ],
+)  # fmt: skip
+def test_constructor_messages_name_the_key_and_value(make, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        make()
+    assert str(err.value) == message
+
+
+def test_the_smallest_allowed_settings_are_accepted() -> None:
+    assert MMD(weight=0).weight == 0.0 and MMD(scales=[0.5]).scales == (0.5,)
+    swd = SlicedWasserstein(n_projections=1, p=1)
+    assert (swd.n_projections, swd.p) == (1, 1.0)
+    assert NoMatching().weight == 0.0 and Pointwise().weight == 1.0
+    assert MMD().global_batch is True and MMD(global_batch=0).global_batch is False
+
+
+def test_min_batch_of_each_distance() -> None:
+    # the data module refuses evaluation splits smaller than this (a U-statistic or a variance needs pairs)
+    assert {n: m.min_batch for n, m in ALL.items()} == {"mmd_imq": 2, "mmd_rbf": 2, "swd": 1, "pointwise": 1,
+                                                        "moments": 2}  # fmt: skip
+    assert NoMatching().min_batch == 1
+
+
+def test_descriptions_show_every_setting() -> None:
+    assert repr(MMD("rbf", scales=[1, 2], weight=3)) == "MMD(kernel=rbf, scales=(1.0, 2.0), weight=3.0)"
+    assert repr(SlicedWasserstein(10, p=1, weight=0.5)) == "SlicedWasserstein(n_projections=10, p=1.0, weight=0.5)"
+    assert repr(Pointwise(weight=2)) == "Pointwise(weight=2.0)"
+
+
+def test_codes_of_the_wrong_shape_are_named() -> None:
+    for z in (torch.zeros(4, 3), torch.zeros(4, D, 1), torch.zeros(D)):
+        with pytest.raises(ValueError) as err:
+            MMD()(z, PRIOR)
+        assert str(err.value) == f"codes of shape {tuple(z.shape)} do not match prior.dim=8."
+
+
+def test_estimators_refuse_too_few_samples_and_unequal_counts() -> None:
+    z = codes(4)
+    with pytest.raises(ValueError, match=r"needs at least 2 codes and 2 prior samples, got 4 and 1\."):
+        mmd_unbiased(z, z[:1], "imq", 1.0, (1.0,))
+    with pytest.raises(ValueError, match=r"got 1 and 4\."):
+        mmd_unbiased(z[:1], z, "imq", 1.0, (1.0,))
+    assert torch.isfinite(mmd_unbiased(z[:2], z[2:], "imq", 1.0, (1.0,)))  # two of each suffice
+    with pytest.raises(ValueError, match=r"as many prior samples as codes, got 3 vs 4\."):
+        sliced_wasserstein(z, z[:3], torch.eye(D))
+
+
+def test_kernels_and_squared_distances_by_hand() -> None:
+    from nag.matching import kernel_matrix, squared_distances
+
+    a = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    d2 = squared_distances(a, a)
+    assert torch.equal(d2, torch.tensor([[0.0, 25.0], [25.0, 0.0]]))
+    assert squared_distances(a + 1e4, a + 1e4).min() >= 0  # rounding never gives a negative distance
+    imq = kernel_matrix(d2, "imq", 5.0, (1.0, 2.0))
+    assert imq[0, 1].item() == pytest.approx(5 / 30 + 10 / 35) and imq[0, 0].item() == pytest.approx(2.0)
+    rbf = kernel_matrix(d2, "rbf", 5.0, (1.0, 2.0))
+    assert rbf[0, 1].item() == pytest.approx(np.exp(-5) + np.exp(-2.5)) and rbf[1, 1].item() == pytest.approx(2.0)
+    assert base_scale(NormalPrior(3, variance=[1.0, 2.0, 3.0])) == pytest.approx(2 * 3 * 2.0)
+
+
+def test_sample_based_distances_use_the_prior_draws_of_the_generator() -> None:
+    z = codes(16, shift=1.0)
+    y = PRIOR.sample(16, generator=torch.Generator().manual_seed(7))
+    assert value(Pointwise(), z, seed=7) == pytest.approx((z - y).pow(2).mean().item(), rel=1e-6)
+    mmd = mmd_unbiased(z, y, "rbf", base_scale(PRIOR), (0.5, 2.0)).item()
+    assert value(MMD("rbf", scales=(0.5, 2.0)), z, seed=7) == pytest.approx(mmd, rel=1e-6)
+    # SWD: the prior draws first, then the directions, from the same generator
+    g = torch.Generator().manual_seed(7)
+    y = PRIOR.sample(16, generator=g)
+    theta = random_directions(D, 5, g, z.device)
+    for p in (1.0, 3.0):
+        swd = sliced_wasserstein(z, y, theta, p).item()
+        assert value(SlicedWasserstein(5, p=p), z, seed=7) == pytest.approx(swd, rel=1e-6)
+
+
+def test_sliced_wasserstein_by_hand_on_two_directions() -> None:
+    z = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    theta = torch.eye(2)  # the two axes: sorted x values (0, 2) vs (0, 1); y values (-1, 1) vs (0, 0)
+    assert sliced_wasserstein(z, y, theta, 2.0).item() == pytest.approx((0 + 1 + 1 + 1) / 4)
+    assert sliced_wasserstein(z, y, theta, 1.0).item() == pytest.approx((0 + 1 + 1 + 1) / 4)
+    assert sliced_wasserstein(z * 2, y, theta, 3.0).item() == pytest.approx((0 + 27 + 8 + 8) / 4)
+
+
+def test_random_directions_shape_and_generator() -> None:
+    g = torch.Generator().manual_seed(3)
+    theta = random_directions(5, 7, g, torch.device("cpu"))
+    assert theta.shape == (5, 7)
+    assert torch.allclose(theta.norm(dim=0), torch.ones(7))
+    assert torch.equal(theta, random_directions(5, 7, torch.Generator().manual_seed(3), torch.device("cpu")))
+    meta = random_directions(5, 7, torch.Generator().manual_seed(3), torch.device("meta"))
+    assert meta.device.type == "meta"  # drawn on the generator's device, then moved
+
+
+def test_batch_moments_by_hand() -> None:
+    from nag.matching import batch_moments
+
+    z = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [3.0, 0.0], [-3.0, 0.0]])
+    mean, var, kurt = batch_moments(z)
+    assert torch.equal(mean, torch.zeros(2))
+    assert var.tolist() == pytest.approx([5.0, 0.0])
+    assert kurt[0].item() == pytest.approx((1 + 1 + 81 + 81) / 4 / 25, rel=1e-5)
+    assert kurt[1].item() == 0.0  # a constant dimension: eps keeps it finite

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Laplace, Normal
@@ -87,3 +88,60 @@ def test_prior_is_saved_in_state_dict() -> None:
 def test_bad_parameters_name_the_config_key(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         NormalPrior(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: NormalPrior(3, mean=[1.0, 2.0]), "prior.mean has 2 values but the latent dimension is 3: give one "
+                                                  "value or 3."),
+        (lambda: LaplacePrior(2, variance=[1.0, float("inf")]), "prior.variance must be finite, got [1.0, inf]."),
+        (lambda: NormalPrior(2, variance=[1.0, 0.0]), "prior.variance must be > 0, got [1.0, 0.0]."),
+        (lambda: NormalPrior(0), "prior.dim must be a positive integer, got 0."),
+        (lambda: GaussianMixturePrior(2, n_components=1), "prior.n_components must be in [2, 4], got 1."),
+        (lambda: GaussianMixturePrior(2, n_components=5), "prior.n_components must be in [2, 4], got 5."),
+        (lambda: GaussianMixturePrior(2, variance=0.0), "prior.variance must be > 0, got 0.0."),
+    ],
+)  # fmt: skip
+def test_bad_parameters_get_the_whole_message(make, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        make()
+    assert str(err.value) == message
+
+
+def test_parameters_broadcast_and_negative_means_are_fine() -> None:
+    p = NormalPrior(3, mean=-2.0, variance=[1.0, 2.0, 3.0])
+    assert p.mean.tolist() == [-2.0, -2.0, -2.0] and p.variance.tolist() == [1.0, 2.0, 3.0]
+    assert NormalPrior(1, mean=[5.0]).mean.tolist() == [5.0]
+    g = GaussianMixturePrior(2, n_components=4, radius=2.0)  # the largest K for d = 2
+    assert g.centres.tolist() == [[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]]
+
+
+def test_descriptions() -> None:
+    from nag.priors import describe
+
+    assert describe(NormalPrior(4, mean=-3.0, variance=2.0)) == "NormalPrior(mean=-3, variance=2, dim=4)"
+    assert describe(LaplacePrior(2, mean=[0.0, 3.0], variance=[1.0, 3.0])) == (
+        "LaplacePrior(dim=2, |mean|=3, avg variance=2)"
+    )
+    assert describe(NormalPrior(2, mean=0.0, variance=[1.0, 5.0])).endswith("avg variance=3)")
+    assert repr(NormalPrior(2, mean=1.5, variance=2.0)) == "NormalPrior(dim=2, mean≈1.5, variance≈2)"
+
+
+def test_fixed_draws_and_translation() -> None:
+    from nag.priors import fixed_draw, translated
+
+    p = NormalPrior(3, mean=-3.0, variance=2.0)
+    a = fixed_draw(p, 5)
+    assert torch.equal(a, fixed_draw(p, 5)) and not torch.equal(a, fixed_draw(p, 5, seed=1))
+    assert torch.equal(a, p.sample(5, generator=torch.Generator().manual_seed(0)))
+    moved = translated(a, p, 100.0)
+    assert torch.allclose(moved - a, torch.full_like(a, 103.0))
+
+
+def test_laplace_noise_is_standardised_and_symmetric() -> None:
+    eps = LaplacePrior(1)._standard_noise(200_000, torch.Generator().manual_seed(0))
+    assert eps.mean().item() == pytest.approx(0.0, abs=0.01)
+    assert eps.var().item() == pytest.approx(1.0, rel=0.02)
+    assert (eps.abs() > 3).float().mean().item() == pytest.approx(np.exp(-3 * 2**0.5), rel=0.1)  # P(|ε| > t)
+    assert torch.isfinite(eps).all()
