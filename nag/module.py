@@ -154,12 +154,11 @@ class NAGModule(L.LightningModule):
             )
         check_config(hparams, f"checkpoint {checkpoint_path} hyper_parameters")
         model = cls(**hparams, **how)
-        # A replaced prior or matching distance keeps the buffers built from its new config (the stored ones
-        # describe the old one: a prior's mean and variance are buffers).
-        replaced = {k for k in ("prior", "matching") if k in kwargs}
-        own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in replaced}
-        stored = {k: v for k, v in ckpt["state_dict"].items() if k.split(".", 1)[0] not in replaced}
-        model.load_weights({**stored, **own}, str(checkpoint_path), strict=strict)
+        # A replaced prior or matching distance keeps the state built from its new config (the stored one
+        # describes the old: a prior's mean and variance are buffers).
+        own = {f"{part}.{k}": v for part in ("prior", "matching") if part in kwargs
+               for k, v in getattr(model, part).state_dict().items()}  # fmt: skip
+        model.load_weights({**ckpt["state_dict"], **own}, str(checkpoint_path), strict=strict)
         return model.to(map_location if map_location is not None else "cpu")
 
     def load_weights(self, state_dict: Mapping[str, Tensor], source: str, strict: bool = True) -> None:
@@ -178,7 +177,8 @@ class NAGModule(L.LightningModule):
                 f"{source} holds weights of another architecture than the configured model ({detail}). "
                 "Use the model/data settings it was trained with (its run's .hydra/config.yaml)."
             )
-        self.load_state_dict(state_dict, strict=strict)
+        # Checked above: whatever strict says, the keys left missing keep the model's own values.
+        self.load_state_dict(state_dict, strict=False)
 
     # --- the API that callbacks, evaluation and notebooks use -------------------------------------------
 

@@ -141,15 +141,77 @@ def test_the_attribute_classifier_adds_its_reading_to_findings_1_and_3() -> None
         "frequency_gap": 0.03,
         "frequency": {
             "Eyeglasses": {"label": 0.05, "samples": 0.01, "real": 0.06},
-            "Bald": {"label": 0.02, "samples": 0.03, "real": 0.025},
+            "Sunglasses": {"label": 0.02, "samples": 0.03, "real": 0.025},
             "Smiling": {"label": 0.5, "samples": 0.45, "real": 0.5},
             "Young": {"label": 0.7, "samples": 0.6, "real": 0.7},
         },
-        "reconstruction_kept": {"Eyeglasses": 0.2, "Bald": 0.6, "Smiling": 0.9, "Young": 0.7},
+        "reconstruction_kept": {"Eyeglasses": 0.2, "Sunglasses": 0.6, "Smiling": 0.9, "Young": 0.7},
     }
     first, _, third, *_ = assess(m)
     assert "held-out accuracy 90%" in first.evidence
-    assert "for Eyeglasses 20%, Bald 60%; common features: 80% on average." in first.evidence  # least kept first
+    assert "for Eyeglasses 20%, Sunglasses 60%; common features: 80% on average." in first.evidence  # least kept 1st
     assert "mean distance of 3.0%" in third.evidence
-    assert "rare ones: Bald 3.0% (real 2.5%), Eyeglasses 1.0% (real 6.0%)." in third.evidence  # rarest first
+    assert "rare ones: Sunglasses 3.0% (real 2.5%), Eyeglasses 1.0% (real 6.0%)." in third.evidence  # rarest 1st
     assert [f.supported for f in assess(m)] == [True] * 6  # the classifier informs, it does not judge
+
+
+def test_the_evidence_reads_in_full() -> None:
+    """What a reader of the report sees for each finding: the numbers, formatted, and the criterion."""
+    m = supported()
+    m["matched0_reconstruction"]["by_attribute"]["No_Beard"].update(present=0.5, absent=0.7)  # ×1.40 either way
+    evidence = [f.evidence for f in assess(m)]
+    assert evidence == [
+        "Reconstruction error with / without a feature — rare (< 10% of faces): Eyeglasses ×1.50, Beard ×1.40; "
+        "mean ×1.45. Common (≥ 20%): mean ×1.00. Criterion: rare mean > common mean and > 1.1.",
+        "Largest step / mean step along each path: 1.50 on average, 2.50 at worst (1 = perfectly even; a sudden "
+        "switch would be ≈ 10). Criterion: average ≤ 2.",
+        "Sample SWD 60.0 vs its reconstructions' 50.0 (real vs real 15.0); diversity 0.200 vs real 0.300. "
+        "Criterion: sample SWD ≤ 2 × reconstruction SWD and diversity ≥ half the real one.",
+        "mean +100: diversity 0.010, SWD 130.0; mean -100: diversity 0.150, SWD 200.0 — vs N(0, 2) samples: "
+        "diversity 0.200, SWD 60.0. Criterion: for every probe, diversity < half or SWD > twice that of the prior "
+        "samples.",
+        "Sample SWD plain 80.0 vs matched 60.0; diversity 0.200 vs 0.200. Plain codes: mean +0.10, variance 3.00, "
+        "MMD² to N(0, 2) 0.200. Criterion: plain SWD ≤ 1.5 × matched SWD.",
+        "Sample SWD plain 100.0 vs matched to N(−3, 2) 60.0; diversity 0.050 vs 0.200. Criterion: plain SWD ≥ "
+        "1.5 × matched SWD.",
+    ]
+
+
+def test_finding_1_needs_strictly_more_than_the_common_mean_and_than_1_1() -> None:
+    def verdict(rare: float, common: float) -> bool:
+        m = supported()
+        m["matched0_reconstruction"]["by_attribute"] = {"Eyeglasses": {"frequency": 0.05, "ratio": rare},
+                                                        "Smiling": {"frequency": 0.5, "ratio": common}}  # fmt: skip
+        return assess(m)[0].supported
+
+    assert verdict(1.1, 1.0) is False and verdict(1.11, 1.0) is True  # rare mean exactly 1.1 is not above it
+    assert verdict(1.5, 1.5) is False and verdict(1.5, 1.49) is True  # nor is a rare mean equal to the common one
+
+
+def test_a_probe_at_exactly_half_the_diversity_has_not_collapsed() -> None:
+    m = supported()
+    m["matched0_N0"]["probes"] = {"+100": {"diversity": 0.1, "swd_mean": 60.0}}  # half of 0.2, SWD the same
+    assert verdicts(m)[3] is False
+    m["matched0_N0"]["probes"]["+100"]["diversity"] = 0.0999
+    assert verdicts(m)[3] is True
+
+
+def test_the_classifier_reading_uses_the_half_open_bounds_and_at_most_four_rare_features() -> None:
+    m = supported()
+    labels = {"A": 0.01, "B": 0.02, "C": 0.03, "D": 0.04, "E": 0.05, "Edge": 0.10, "Common": 0.20}
+    m["matched0_attributes"] = {
+        "accuracy_mean": 0.9,
+        "frequency_gap": 0.03,
+        "frequency": {n: {"label": f, "samples": f, "real": f} for n, f in labels.items()},
+        "reconstruction_kept": {"A": 0.5, "B": 0.4, "C": 0.3, "D": 0.2, "E": 0.1, "Edge": 0.0, "Common": 0.8},
+    }
+    first, _, third, *_ = assess(m)
+    # 10 % is not rare (Edge is left out), 20 % is common (its 80 % is the common mean), four listed at most
+    assert first.evidence.endswith("for E 10%, D 20%, C 30%, B 40%; common features: 80% on average.")
+    assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%), B 2.0% (real 2.0%), C 3.0% (real 3.0%), "
+                                   "D 4.0% (real 4.0%).")  # fmt: skip
+
+
+def test_no_x_ratio_is_error_without_over_error_with() -> None:
+    ratios = feature_ratios({"No_Beard": {"frequency": 0.9, "present": 0.5, "absent": 2.0, "ratio": 0.25}})
+    assert ratios == {"Beard": (pytest.approx(0.1), 4.0)}

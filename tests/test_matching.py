@@ -285,3 +285,22 @@ def test_batch_moments_by_hand() -> None:
     assert var.tolist() == pytest.approx([5.0, 0.0])
     assert kurt[0].item() == pytest.approx((1 + 1 + 81 + 81) / 4 / 25, rel=1e-5)
     assert kurt[1].item() == 0.0  # a constant dimension: eps keeps it finite
+
+
+def test_defaults_of_each_distance() -> None:
+    swd = SlicedWasserstein()
+    assert (swd.n_projections, swd.p, swd.weight) == (50, 2.0, 1.0)
+    mmd = MMD()
+    assert (mmd.kernel, mmd.scales, mmd.weight) == ("imq", WAE_SCALES, 1.0)
+    moments = Moments()
+    assert (moments.term_weights, moments.weight) == ((1.0, 1.0, 0.1), 1.0)
+    for cls in (MMD, SlicedWasserstein, Moments, Pointwise, NoMatching):
+        assert cls().global_batch is True and cls(global_batch=False).global_batch is False, cls
+
+
+def test_kurtosis_of_a_nearly_constant_dimension_stays_small_and_positive() -> None:
+    from nag.matching import batch_moments
+
+    z = torch.tensor([[0.01], [-0.01], [0.01], [-0.01]])  # variance 1e-4: eps (1e-6) dominates variance² (1e-8)
+    kurt = batch_moments(z)[2].item()
+    assert 0 < kurt == pytest.approx(1e-8 / (1e-8 + 1e-6), rel=1e-3)

@@ -63,6 +63,17 @@ def test_load_replaces_hyper_parameters_and_takes_how_to_compute(tiny: NAGModule
     assert "compile" not in loaded.hparams and "channels_last" not in loaded.hparams
 
 
+def test_load_is_strict_unless_told_and_names_the_file(tiny: NAGModule, tmp_path: Path) -> None:
+    sd = tiny.state_dict()
+    dropped = next(k for k in sd if k.startswith("decoder"))
+    path = _save(tiny, tmp_path / "m.ckpt", state_dict={k: v for k, v in sd.items() if k != dropped})
+    with pytest.raises(CheckpointError) as err:
+        NAGModule.load_from_checkpoint(path)
+    assert str(err.value).startswith(f"{path} holds weights of another architecture") and dropped in str(err.value)
+    loose = NAGModule.load_from_checkpoint(path, strict=False)
+    assert all(torch.equal(loose.state_dict()[k], v) for k, v in sd.items() if k != dropped)
+
+
 def test_load_moves_the_model_to_map_location(tiny: NAGModule, tmp_path: Path) -> None:
     path = _save(tiny, tmp_path / "m.ckpt")
     assert {p.device.type for p in NAGModule.load_from_checkpoint(path).parameters()} == {"cpu"}
@@ -139,6 +150,14 @@ def test_load_weights_not_strict_loads_what_matches_but_never_a_different_shape(
 
 
 # --- what the constructor checks and stores ---------------------------------------------------------------------
+
+
+def test_interpolation_defaults_to_the_reports_11_steps(tiny: NAGModule) -> None:
+    x = torch.rand(2, 3, 16, 16)
+    assert tiny.eval().interpolate(x, x.flip(0)).shape == (2, 11, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"^interpolate needs two batches of the same shape, got \(2, 3, 16, 16\) "
+                                         r"and \(1, 3, 16, 16\)\.$"):  # fmt: skip
+        tiny.interpolate(x, x[:1])
 
 
 @pytest.mark.parametrize("part", ["encoder", "decoder", "prior"])

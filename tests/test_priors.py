@@ -125,6 +125,7 @@ def test_descriptions() -> None:
         "LaplacePrior(dim=2, |mean|=3, avg variance=2)"
     )
     assert describe(NormalPrior(2, mean=0.0, variance=[1.0, 5.0])).endswith("avg variance=3)")
+    assert describe(NormalPrior(1, mean=2.0, variance=0.5)) == "NormalPrior(mean=2, variance=0.5, dim=1)"
     assert repr(NormalPrior(2, mean=1.5, variance=2.0)) == "NormalPrior(dim=2, mean≈1.5, variance≈2)"
 
 
