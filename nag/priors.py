@@ -150,11 +150,17 @@ class LaplacePrior(LocationScalePrior):
         return Independent(Laplace(self.loc, (self.var / 2).sqrt()), 1)
 
     def _standard_noise(self, n: int, generator: torch.Generator | None) -> Tensor:
-        # Inverse CDF on u ~ U(-1/2, 1/2), clamped away from ±1/2 so log never sees 0; a standard Laplace has
-        # variance 2, hence the 1/sqrt(2).
-        u = torch.rand(n, self.dim, generator=generator, device=self._noise_device(generator)) - 0.5
-        u = u.clamp(-0.5 + 1e-7, 0.5 - 1e-7)
-        return -torch.sign(u) * torch.log1p(-2 * u.abs()) / 2**0.5
+        return laplace_quantile(torch.rand(n, self.dim, generator=generator, device=self._noise_device(generator)))
+
+
+def laplace_quantile(r: Tensor) -> Tensor:
+    """The Laplace law of mean 0 and variance 1 at probabilities ``r`` in [0, 1): its inverse CDF.
+
+    ``torch.rand`` can return exactly 0, so ``u = r − 1/2`` is clamped away from ±1/2 (log never sees 0); a
+    standard Laplace (scale 1) has variance 2, hence the 1/sqrt(2).
+    """
+    u = (r - 0.5).clamp(-0.5 + 1e-7, 0.5 - 1e-7)
+    return -torch.sign(u) * torch.log1p(-2 * u.abs()) / 2**0.5
 
 
 class GaussianMixturePrior(Prior):
@@ -224,7 +230,7 @@ def describe(prior: Prior) -> str:
 
 __all__ = [
     "Prior", "LocationScalePrior", "NormalPrior", "LaplacePrior", "GaussianMixturePrior", "describe", "fixed_draw",
-    "translated",
+    "laplace_quantile", "translated",
 ]  # fmt: skip
 
 

@@ -170,6 +170,11 @@ def test_no_celeba_message_lists_every_route(tmp_path: Path) -> None:
     for part in (str(tmp_path / "nothing"), "celeba/img_align_celeba", "img_align_celeba/img_align_celeba",
                  "list_eval_partition.csv", "data.download=true", "kaggle", "data=synthetic"):  # fmt: skip
         assert part in msg, part
+    root = tmp_path / "nothing"  # every place searched and every route names the folder the user gave
+    for part in (f"data.root={root} (resolved to {root.resolve()})", f"{root}/celeba/img_align_celeba/*.jpg",
+                 f"{root}/img_align_celeba/img_align_celeba/*.jpg", f"directly in {root}\n",
+                 f"unzip the archive into {root}\n", f"unzipped into {root}/celeba\n"):  # fmt: skip
+        assert part in msg, part
 
 
 def test_failed_download_explains_the_quota_and_manual_routes(tmp_path: Path, monkeypatch) -> None:

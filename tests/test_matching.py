@@ -304,3 +304,10 @@ def test_kurtosis_of_a_nearly_constant_dimension_stays_small_and_positive() -> N
     z = torch.tensor([[0.01], [-0.01], [0.01], [-0.01]])  # variance 1e-4: eps (1e-6) dominates variance² (1e-8)
     kurt = batch_moments(z)[2].item()
     assert 0 < kurt == pytest.approx(1e-8 / (1e-8 + 1e-6), rel=1e-3)
+
+
+def test_unseeded_directions_and_the_default_exponent() -> None:
+    theta = random_directions(D, 4, None, torch.device("cpu"))  # no generator: the global stream, on the device
+    assert theta.shape == (D, 4) and torch.allclose(theta.norm(dim=0), torch.ones(4))
+    z, y = codes(8), codes(8, shift=1.0, seed=3)
+    assert sliced_wasserstein(z, y, theta).item() == sliced_wasserstein(z, y, theta, p=2.0).item()

@@ -146,3 +146,17 @@ def test_laplace_noise_is_standardised_and_symmetric() -> None:
     assert eps.var().item() == pytest.approx(1.0, rel=0.02)
     assert (eps.abs() > 3).float().mean().item() == pytest.approx(np.exp(-3 * 2**0.5), rel=0.1)  # P(|ε| > t)
     assert torch.isfinite(eps).all()
+
+
+def test_laplace_quantile_is_finite_at_the_ends_and_the_inverse_cdf_inside() -> None:
+    from nag.priors import laplace_quantile
+
+    r = torch.tensor([0.0, 1e-9, 0.25, 0.5, 0.75, 1 - 2**-24])  # torch.rand's smallest and largest values included
+    q = laplace_quantile(r)
+    assert torch.isfinite(q).all() and q[0] < -10 and q[-1] > 10
+    assert q[0] == q[1]  # clamped: probabilities below 1e-7 give the same quantile
+    assert q[-1].item() == pytest.approx(-q[0].item(), rel=1e-6)  # and the clamp is symmetric
+    b = 2**-0.5  # the scale of a variance-1 Laplace
+    ref = Laplace(0.0, b).icdf(r[2:5])
+    assert torch.allclose(q[2:5], ref, atol=1e-6)
+    assert q[3] == 0 and q[2] == -q[4] and q[2] < 0  # the median at 1/2, lower quantiles negative
