@@ -282,10 +282,12 @@ class StepLosses(L.Callback):
         self.seen.setdefault(trainer.current_epoch, []).append((batch[0].shape[0], float(outputs["loss"])))
 
 
-def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg, tmp_path: Path) -> None:
+@pytest.mark.parametrize("every", [1, 3])
+def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg, tmp_path: Path, every: int) -> None:
     # 48 images in batches of 16: 3 steps an epoch; 3 epochs, so the sums must restart every epoch.
     cfg = compose_cfg([*TINY_FIT, "data.n_train=48", "data.batch_size=16", "trainer.max_epochs=3",
-                       "trainer.log_every_n_steps=2", "+trainer.limit_val_batches=0"], output_dir=tmp_path)  # fmt: skip
+                       f"trainer.log_every_n_steps={every}", "+trainer.limit_val_batches=0"],
+                      output_dir=tmp_path)  # fmt: skip
     from nag.train import build_data_and_trainer
 
     L.seed_everything(0, verbose=False)
@@ -305,8 +307,14 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
     w = model.matching.weight
     assert metrics["train/recon_epoch"] + w * metrics["train/matching_epoch"] == pytest.approx(mean, rel=1e-5)
     assert metrics["train/recon"].item() == pytest.approx(metrics["train/recon_epoch"].item())
-    # the step tags: written at steps 2, 4, 6, 8 (global_step + 1 divisible by 2); the last one is step 8's loss
-    assert metrics["train/loss_step"].item() == pytest.approx(steps.seen[2][1][1], rel=1e-6)
+    # the step tags: written after steps every, 2·every, ... (global_step + 1 divisible by it); the last one holds
+    # that step's loss
+    logged = max(step for step in range(9) if (step + 1) % every == 0)
+    assert metrics["train/loss_step"].item() == pytest.approx(steps.seen[logged // 3][logged % 3][1], rel=1e-6)
+    # what goes to the loggers and to the progress bar: these tags and no others
+    assert set(trainer.logged_metrics) == {f"train/{t}_{w}" for t in ("recon", "matching", "loss")
+                                           for w in ("step", "epoch")}  # fmt: skip
+    assert set(trainer.progress_bar_metrics) == {"train/loss_step", "train/loss_epoch"}
 
 
 def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg, tmp_path: Path) -> None:
@@ -318,6 +326,12 @@ def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)
     assert isinstance(model._draw_seed, int) and 0 <= model._draw_seed < 2**31 - 1
+    seeds = set()
+    for _ in range(20):  # a new run draws a new seed over the whole range
+        model._draw_seed = None
+        model.on_fit_start()
+        seeds.add(model._draw_seed)
+    assert len(seeds) == 20 and max(seeds) > 2**24
     (metrics,) = trainer.validate(model, datamodule=data, verbose=False)
     # by hand: each validation batch with the generator seeded by its index, averaged over the images
     model.eval()
