@@ -62,3 +62,11 @@ def test_latent_fit_takes_codes_of_any_float_type(dtype: torch.dtype) -> None:
     z = prior.sample(32, generator=torch.Generator().manual_seed(1))
     fit, ref = latent_fit(z.to(dtype), prior), latent_fit(z.to(dtype).float(), prior)
     assert fit == ref
+
+
+def test_palette_pngs_clamp_to_the_unit_range_and_keep_black_and_white(tmp_path: Path) -> None:
+    grid = torch.zeros(3, 4, 4)
+    grid[:, 0], grid[:, 1], grid[:, 2] = -0.3, 1.0, 1.7  # decoder outputs can leave [0, 1] slightly
+    save_grid(grid, tmp_path / "p.png", palette=True)
+    rgb = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
+    assert (rgb[0] == 0).all() and (rgb[1] == 255).all() and (rgb[2] == 255).all() and (rgb[3] == 0).all()

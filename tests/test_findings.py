@@ -105,7 +105,7 @@ def test_without_rare_or_common_features_finding_1_is_not_supported() -> None:
     m = supported()
     m["matched0_reconstruction"]["by_attribute"] = {"Smiling": {"frequency": 0.5, "ratio": 1.0}}
     finding = assess(m)[0]
-    assert finding.supported is False and "none" in finding.evidence
+    assert finding.supported is False and "rare (< 10% of faces): none; mean ×nan." in finding.evidence
 
 
 def test_rare_and_common_bounds_are_half_open() -> None:
@@ -210,6 +210,10 @@ def test_the_classifier_reading_uses_the_half_open_bounds_and_at_most_four_rare_
     assert first.evidence.endswith("for E 10%, D 20%, C 30%, B 40%; common features: 80% on average.")
     assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%), B 2.0% (real 2.0%), C 3.0% (real 3.0%), "
                                    "D 4.0% (real 4.0%).")  # fmt: skip
+    for name in "BCDE":  # with one rare feature left, the one at exactly 10 % is still not listed
+        del m["matched0_attributes"]["frequency"][name], m["matched0_attributes"]["reconstruction_kept"][name]
+    first, _, third, *_ = assess(m)
+    assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%).") and "for A 50%; common" in first.evidence
 
 
 def test_no_x_ratio_is_error_without_over_error_with() -> None:
