@@ -110,7 +110,9 @@ def test_loaders_are_built_for_training_and_for_evaluation(cache_dir: Path) -> N
     assert isinstance(val.batch_sampler, BalancedBatchSampler) and val.batch_sampler.batch_size == 16
     assert isinstance(val.batch_sampler.sampler, torch.utils.data.SequentialSampler)
     assert val.num_workers == 1 and val.persistent_workers is True and val.collate_fn is keep_batch
-    assert [x.shape[0] for x, _ in dm.test_dataloader()] == [6]
+    test = dm.test_dataloader()
+    assert isinstance(test.batch_sampler, BalancedBatchSampler)
+    assert torch.equal(torch.cat([x for x, _ in test]), dm.fixed_batch("test", 6)[0])  # every image, in order
     # the validation loader serves the split in order: its first batch is the first fixed batch
     assert torch.equal(next(iter(val))[0], dm.fixed_batch("val", 10)[0])
     plain = faces(cache_dir).train_dataloader()

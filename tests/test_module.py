@@ -191,6 +191,22 @@ def test_configure_model_sets_the_memory_format(compose_cfg) -> None:  # noqa: A
         assert w.is_contiguous(memory_format=expected) and (expected == torch.contiguous_format or w.stride(1) == 1)
 
 
+def test_configure_model_compiles_in_place_once_and_only_when_asked(compose_cfg) -> None:  # noqa: ANN001
+    cfg = compose_cfg(["debug=tiny"])
+    args = (8, cfg.model.encoder, cfg.model.decoder, cfg.prior, cfg.matching, cfg.model.optimizer)
+    plain = NAGModule(*args)
+    plain.configure_model()
+    assert plain.encoder._compiled_call_impl is None and plain.decoder._compiled_call_impl is None
+    model = NAGModule(*args, compile=True)
+    keys = list(model.state_dict())
+    model.configure_model()  # nn.Module.compile: nothing is traced until the first call
+    compiled = model.encoder._compiled_call_impl
+    assert compiled is not None and model.decoder._compiled_call_impl is not None
+    model.configure_model()  # e.g. a second fit of the same module: the compiled encoder is kept
+    assert model.encoder._compiled_call_impl is compiled
+    assert list(model.state_dict()) == keys  # checkpoints do not change
+
+
 def test_hyper_parameters_are_resolved_plain_containers(compose_cfg) -> None:  # noqa: ANN001
     assert _plain(None) is None
     plain = _plain(OmegaConf.create({"a": {"b": 1}, "c": "${a.b}"}))
@@ -346,3 +362,4 @@ def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg
     for k, v in total.items():
         assert metrics[f"val/{k}"] == pytest.approx(v / n, rel=1e-5), k
     assert set(metrics) == {"val/recon", "val/matching", "val/loss"}
+    assert set(trainer.progress_bar_metrics) == {"val/loss"}
