@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nag.figures import chosen, interpolation_grid, save_grid
+from nag.figures import PAD_VALUE, chosen, image_grid, interpolation_grid, save_grid
 from nag.latent_fit import latent_fit
 from nag.priors import NormalPrior
 
@@ -70,3 +70,10 @@ def test_palette_pngs_clamp_to_the_unit_range_and_keep_black_and_white(tmp_path:
     save_grid(grid, tmp_path / "p.png", palette=True)
     rgb = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
     assert (rgb[0] == 0).all() and (rgb[1] == 255).all() and (rgb[2] == 255).all() and (rgb[3] == 0).all()
+
+
+def test_image_grids_are_eight_faces_wide_with_white_separators() -> None:
+    """nag.evaluate's sample (64) and probe (16) grids rely on the default: 8 × 8 and 8 × 2 faces."""
+    grid = image_grid(torch.zeros(16, 3, 4, 4))
+    assert grid.shape == (3, 2 + 2 * 6, 2 + 8 * 6)
+    assert (grid[:, 0] == PAD_VALUE).all() and (grid[:, 2:6, 2:6] == 0).all()
