@@ -90,6 +90,7 @@ def test_an_attribute_row_with_the_wrong_count_is_quoted_briefly(tmp_path: Path)
     touch(base / "img_align_celeba", ["000001.jpg"])
     header = "1\n" + " ".join(CELEBA_ATTRIBUTES) + "\n"
     for values, quoted in ((["1", "-1", "1", "1", "-1", "1"], "6 values ['1', '-1', '1', '1']…."),
+                           (["1", "-1", "1", "1", "1"], "5 values ['1', '-1', '1', '1']…."),
                            (["1", "-1", "1", "1"], "4 values ['1', '-1', '1', '1']."),
                            (["1", "-1", "1"], "3 values ['1', '-1', '1'].")):  # fmt: skip
         (base / "list_attr_celeba.txt").write_text(header + "000001.jpg " + " ".join(values) + "\n")
@@ -110,13 +111,13 @@ def test_the_image_count_line_of_the_txt_must_agree(tmp_path: Path) -> None:
 
 def test_an_attribute_file_missing_images_and_an_empty_csv_header_are_named(tmp_path: Path) -> None:
     base = tmp_path / "celeba"
-    names = list(OFFICIAL)[:6]
+    names = list(OFFICIAL)[:8]
     touch(base / "img_align_celeba", names)
     attr_txt(base / "list_attr_celeba.txt", names[:4])
     with pytest.raises(CelebAMetadataError) as err:
         index_celeba(tmp_path)
-    assert str(err.value) == (f"{base / 'list_attr_celeba.txt'} has no row for 2 image(s) in "
-                              f"{base / 'img_align_celeba'}, e.g. ['000005.jpg', '000006.jpg'].")  # fmt: skip
+    assert str(err.value) == (f"{base / 'list_attr_celeba.txt'} has no row for 4 image(s) in "
+                              f"{base / 'img_align_celeba'}, e.g. ['000005.jpg', '000006.jpg', '000007.jpg'].")  # fmt: skip
     kaggle = tmp_path / "k"
     touch(kaggle / "img_align_celeba" / "img_align_celeba", names)
     (kaggle / "list_attr_celeba.csv").write_text("")
