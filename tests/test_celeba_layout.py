@@ -117,7 +117,8 @@ def test_an_attribute_file_missing_images_and_an_empty_csv_header_are_named(tmp_
     with pytest.raises(CelebAMetadataError) as err:
         index_celeba(tmp_path)
     assert str(err.value) == (f"{base / 'list_attr_celeba.txt'} has no row for 4 image(s) in "
-                              f"{base / 'img_align_celeba'}, e.g. ['000005.jpg', '000006.jpg', '000007.jpg'].")  # fmt: skip
+                              f"{base / 'img_align_celeba'}, e.g. ['000005.jpg', '000006.jpg', "
+                              "'000007.jpg'].")  # fmt: skip
     kaggle = tmp_path / "k"
     touch(kaggle / "img_align_celeba" / "img_align_celeba", names)
     (kaggle / "list_attr_celeba.csv").write_text("")
