@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from nag.checkpoint import CheckpointError
 from nag.errors import DivergenceError, MissingFileError, instantiate
 from nag.module import HPARAM_KEYS, NAGModule, _plain, gather_codes
+from nag.train import build_data_and_trainer
 from nag.trusted import UntrustedConfigError
 
 from .test_connections import TINY_FIT
@@ -304,8 +305,6 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
     cfg = compose_cfg([*TINY_FIT, "data.n_train=48", "data.batch_size=16", "trainer.max_epochs=3",
                        f"trainer.log_every_n_steps={every}", "+trainer.limit_val_batches=0"],
                       output_dir=tmp_path)  # fmt: skip
-    from nag.train import build_data_and_trainer
-
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     model._draw_seed = 77  # kept by on_fit_start, not redrawn
@@ -336,8 +335,6 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
 def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg([*TINY_FIT, "data.n_train=32", "data.n_val=40", "data.batch_size=16", "+trainer.max_steps=1"],
                       output_dir=tmp_path)  # fmt: skip
-    from nag.train import build_data_and_trainer
-
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)
