@@ -27,7 +27,7 @@ from nag.figures import (
 )
 from nag.latent_fit import latent_fit
 from nag.priors import fixed_draw, translated
-from nag.resume import override_key, override_values
+from nag.runs.overrides import override_key, override_values
 
 log = logging.getLogger(__name__)
 
@@ -304,12 +304,26 @@ class HParamsSummary(L.Callback):
     HParams tab lists the jobs of a sweep as one sortable table (``tensorboard --logdir multirun/<date>/<time>``).
 
     Args:
-        overrides: The job's command-line overrides (``${hydra:overrides.task}``); each becomes one hparam,
-            their joined text another (``overrides``), since the run's name may be shortened.
+        overrides: The job's command-line overrides; each becomes one hparam, their joined text another
+            (``overrides``), since the run's name may be shortened. None: the running Hydra job's own, read as
+            text (``${hydra:overrides.task}`` would resolve an override whose value is an interpolation, e.g.
+            ``data.cache_dir='${paths.cache_dir}'``, inside Hydra's read-only config, and fail).
     """
 
-    def __init__(self, overrides: Sequence[str] = ()) -> None:
-        self.overrides = [str(o) for o in overrides]
+    def __init__(self, overrides: Sequence[str] | None = None) -> None:
+        self._given = None if overrides is None else [str(o) for o in overrides]
+
+    @property
+    def overrides(self) -> list[str]:
+        if self._given is not None:
+            return self._given
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        if not HydraConfig.initialized():
+            return []
+        task = HydraConfig.get().overrides.task
+        return [str(o) for o in OmegaConf.to_container(task, resolve=False)]  # type: ignore[union-attr]
 
     def params(self) -> dict[str, float | str]:
         values = override_values(self.overrides)

@@ -5,16 +5,15 @@
   file intact, never a truncated one.
 - :class:`LastCheckpoint` keeps ``last.ckpt`` the latest state: every ``every_n_train_steps`` optimizer steps and
   at every epoch end (after validation), refusing to overwrite it with non-finite weights.
-- :func:`read_checkpoint` loads a file with torch's ``weights_only`` unpickler and turns every way a file can be
-  wrong (missing, text, truncated, not written by nag) into one message naming it. Building a model from what it
-  read goes through :mod:`nag.trusted` (see :meth:`nag.module.NAGModule.load_from_checkpoint`).
+
+Reading a checkpoint (it may come from anyone) is :mod:`nag.runs.checkpoint_file`'s job; building a model from
+what it read goes through :mod:`nag.runs.trusted` (see :meth:`nag.module.NAGModule.load_from_checkpoint`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
-from nag.artifacts import atomic_file
-from nag.errors import DivergenceError, MissingFileError, UserInputError
+from nag.errors import DivergenceError
+from nag.runs.files import atomic_file
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(UserInputError):
-    """A checkpoint file that cannot be used: unreadable, not nag's, or of another model."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -88,45 +83,3 @@ class LastCheckpoint(Checkpoint):
                 f"non-finite; {self.path} was left at its last good state."
             )
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resuming needs the optimizer
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).splitlines() or [""])[0][:200]
-
-
-def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
-    """Load a checkpoint written by ``nag.train`` with torch's safe (``weights_only``) unpickler.
-
-    Args:
-        path: The ``.ckpt`` file.
-        map_location: Where tensors go.
-        key: The config key that named the file, for messages.
-
-    Raises:
-        MissingFileError: No such file.
-        CheckpointError: Not a checkpoint, truncated, holding code objects, or not written by nag.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"{key}={path} does not exist; give a .ckpt file written by nag.train.")
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
-            raise CheckpointError(
-                f"{key}={path} holds Python objects that torch's safe loader refuses to build "
-                f"({_first_line(e)}); nag will not unpickle it."
-            ) from None
-        raise CheckpointError(f"{key}={path} is not a checkpoint (it could not be unpickled: {e}).") from None
-    except Exception as e:  # torch reports a text file, a truncated zip, a wrong magic number in many ways
-        raise CheckpointError(
-            f"{key}={path} is not a readable checkpoint: it is truncated or not a .ckpt file "
-            f"({type(e).__name__}: {_first_line(e) or 'empty file'})."
-        ) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{key}={path} is not a Lightning checkpoint (no state_dict).")
-    if not isinstance(ckpt.get("hyper_parameters"), dict):
-        raise CheckpointError(
-            f"{key}={path} was not written by nag.train: it stores no hyper-parameters to rebuild the model from."
-        )
-    return ckpt

@@ -9,7 +9,6 @@ business (:func:`nag.priors.fixed_draw`, :func:`nag.priors.translated`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -32,18 +31,22 @@ def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
     return make_grid(images, nrow=nrow, pad_value=PAD_VALUE)
 
 
-def save_grid(grid: Tensor, path: Path, palette: bool = False) -> None:
-    """An image grid ``(3, H, W)`` in [0, 1] as a PNG; ``palette``: 256 colours (a third of the size, what the README
-    shows), else lossless."""
+def png_bytes(grid: Tensor, palette: bool = False) -> bytes:
+    """An image grid ``(3, H, W)`` in [0, 1] as PNG bytes (for an atomic writer); ``palette``: 256 colours (a third
+    of the size, what the README shows), else lossless."""
+    import io
+
     from PIL import Image
     from torchvision.utils import save_image
 
+    buffer = io.BytesIO()
     if not palette:
-        save_image(grid, path)
-        return
+        save_image(grid, buffer, format="png")
+        return buffer.getvalue()
     pixels = grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
     image = Image.fromarray(pixels).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    image.save(path, optimize=True)
+    image.save(buffer, format="png", optimize=True)
+    return buffer.getvalue()
 
 
 def probe_tag(mean: float) -> str:

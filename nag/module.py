@@ -18,11 +18,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from nag.checkpoint import CheckpointError, read_checkpoint
-from nag.errors import DivergenceError
+from nag.errors import DivergenceError, UserInputError
 from nag.matching import PriorMatching
 from nag.priors import Prior
-from nag.trusted import UntrustedConfigError, check_config
+from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
+from nag.runs.trusted import CHECKPOINT_ROLES, UntrustedConfigError, check_config
 
 #: The loss terms of every step, in the order ``loss_terms`` returns them.
 TERMS = ("recon", "matching", "loss")
@@ -55,6 +55,25 @@ def gather_codes(z: Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(z.contiguous()), dim=0)
+
+
+def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
+    """A checkpoint's hyper-parameters before anything is built from them: exactly nag's keys, ``latent_dim`` a
+    positive integer, each part a class of its kind on the allow-list (:mod:`nag.runs.trusted`)."""
+    unknown = sorted(map(str, set(hparams) - set(HPARAM_KEYS)))
+    if unknown:
+        raise UntrustedConfigError(
+            f"checkpoint {source} stores unexpected hyper-parameters {unknown}; nag checkpoints hold "
+            f"only {list(HPARAM_KEYS)}. Refused."
+        )
+    missing = [k for k in HPARAM_KEYS if k not in hparams and k != "scheduler"]
+    if missing:
+        raise CheckpointError(f"checkpoint {source} lacks the hyper-parameter(s) {missing}; nag checkpoints hold "
+                              f"{list(HPARAM_KEYS)}. The file is damaged or not nag's.")  # fmt: skip
+    dim = hparams["latent_dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise CheckpointError(f"checkpoint {source}: latent_dim={dim!r} must be a positive integer.")
+    check_config(dict(hparams), f"checkpoint {source} hyper_parameters", roles=CHECKPOINT_ROLES)
 
 
 class NAGModule(L.LightningModule):
@@ -102,8 +121,9 @@ class NAGModule(L.LightningModule):
             "optimizer": _plain(optimizer),
             "scheduler": _plain(scheduler),
         }
-        # The same configs come back from every checkpoint: nothing outside nag.trusted's allow-list is built.
-        check_config(hparams, "model")
+        # The same configs come back from every checkpoint: nothing outside nag.runs.trusted's allow-list is built,
+        # and each part is of its kind (an encoder is one of nag's nets, a prior a prior, ...).
+        check_config(hparams, "model", roles=CHECKPOINT_ROLES)
         # logger=False: the run's hparams go to TensorBoard once, with its final metrics (callbacks.HParamsSummary).
         self.save_hyperparameters(hparams, logger=False)
         self.encoder = instantiate(self.hparams.encoder)
@@ -132,8 +152,8 @@ class NAGModule(L.LightningModule):
 
         Unlike Lightning's generic loader, this reads the file with torch's ``weights_only`` unpickler, accepts
         only ``NAGModule``'s own hyper-parameters (Lightning's ``_instantiator`` hook, for one, names code to
-        call), builds nothing outside :mod:`nag.trusted`'s allow-list, and reports a checkpoint of another
-        architecture in one message instead of a state-dict dump.
+        call), builds nothing outside :mod:`nag.runs.trusted`'s allow-list (each part of its own kind), and
+        reports a malformed checkpoint or one of another architecture in one message instead of a traceback.
 
         Args:
             checkpoint_path: The ``.ckpt`` file.
@@ -146,14 +166,16 @@ class NAGModule(L.LightningModule):
         ckpt = read_checkpoint(checkpoint_path, map_location="cpu", key=kwargs.pop("_key", "checkpoint"))
         how = {k: kwargs.pop(k) for k in ("compile", "channels_last") if k in kwargs}  # not hyper-parameters
         hparams = {**ckpt["hyper_parameters"], **kwargs}
-        unknown = sorted(set(hparams) - set(HPARAM_KEYS))
-        if unknown:
-            raise UntrustedConfigError(
-                f"checkpoint {checkpoint_path} stores unexpected hyper-parameters {unknown}; nag checkpoints hold "
-                f"only {list(HPARAM_KEYS)}. Refused."
-            )
-        check_config(hparams, f"checkpoint {checkpoint_path} hyper_parameters")
-        model = cls(**hparams, **how)
+        check_hparams(hparams, checkpoint_path)
+        try:
+            model = cls(**hparams, **how)
+        except UserInputError:
+            raise
+        except Exception as e:  # Hydra wraps a constructor's TypeError; a crafted file can fail in many ways
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path}: its hyper-parameters do not build a model ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:200]}); the file is damaged or crafted."
+            ) from None
         # A replaced prior or matching distance keeps the state built from its new config (the stored one
         # describes the old: a prior's mean and variance are buffers).
         own = {f"{part}.{k}": v for part in ("prior", "matching") if part in kwargs
@@ -331,8 +353,13 @@ class NAGModule(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test", batch_idx)
 
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimizer over the model's parameters (what training steps and what a checkpoint's
+        stored optimizer state is checked against)."""
+        return instantiate(self.hparams.optimizer)(params=self.parameters())
+
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        optimizer = self.build_optimizer()
         if self.hparams.scheduler is None:
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)

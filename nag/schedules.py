@@ -2,7 +2,7 @@
 
 Configs cannot hold a ``lambda``, so a piecewise schedule such as WAE's ("halve the rate after 30 epochs,
 divide it by 5 after 50") needs a class with plain arguments. Adding a schedule is one class here (a subclass
-of a torch scheduler, so checkpoints may store it: see :mod:`nag.trusted`).
+of a torch scheduler, so checkpoints may store it: see :mod:`nag.runs.trusted`).
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ RULES: tuple[Rule, ...] = (
     _positive_int("data.n_test"),
     _positive_int("data.crop"),
     Rule("data.max_bad_fraction", "float", low=0, high=1, high_open=True),
+    _positive_int("data.max_image_pixels"),
     Rule("data.flip", "bool"),
     Rule("data.download", "bool"),
     Rule("data.pin_memory", "bool"),

@@ -17,12 +17,12 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
-from nag.artifacts import write_json_atomic
 from nag.console import print_help_and_exit, quiet_third_party, single_lightning_log
 from nag.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
-from nag.resume import checkpoint_to_continue, expand_resume
+from nag.runs.resume import checkpoint_to_continue, expand_resume
+from nag.runs.run_dir import RunDir
+from nag.runs.sweep import in_multirun, run_job
 from nag.schema import validate
-from nag.sweep import in_multirun, run_job
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     single_lightning_log()
 
-    from nag.checkpoint import read_checkpoint
-    from nag.resume import check_same_model, continue_logging
-    from nag.trusted import check_config
+    from nag.module import check_hparams
+    from nag.runs.checkpoint_file import check_optimizer_state, read_checkpoint
+    from nag.runs.resume import check_same_model, continue_logging
 
     _check_launcher(cfg)
     ckpt_path = checkpoint_to_continue(cfg)
@@ -57,9 +57,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     if ckpt_path:
         ckpt = read_checkpoint(ckpt_path)
-        check_config(ckpt["hyper_parameters"], f"{ckpt_path} hyper_parameters")  # named code is refused, not compared
+        check_hparams(ckpt["hyper_parameters"], ckpt_path)  # named code is refused, not compared
         check_same_model(ckpt["hyper_parameters"], dict(model.hparams), ckpt_path)
         model.load_weights(ckpt["state_dict"], ckpt_path)
+        check_optimizer_state(ckpt, model.build_optimizer(), ckpt_path)
         if cfg.get("resume"):
             with open_dict(cfg):
                 continue_logging(cfg, int(ckpt.get("global_step", 0)))
@@ -69,8 +70,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except DivergenceError as e:
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        kept = f" The last good checkpoint is {last}." if last.is_file() else " No checkpoint had been written yet."
+        last = RunDir(Path(cfg.paths.output_dir)).last_ckpt
+        kept = f" The last good checkpoint is {last}." if last else " No checkpoint had been written yet."
         error = DivergenceError(f"{e}{kept}")
         error.global_step = trainer.global_step  # type: ignore[attr-defined]  (for the failure record)
         raise error from None
@@ -80,14 +81,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and not trainer.fast_dev_run:
-        best = next((c.best_model_path for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), "")
+        best = next((c.best_model_path for c in trainer.callbacks if isinstance(c, ModelCheckpoint)
+                     and _in_folder(c.best_model_path, c.dirpath)), "")  # fmt: skip
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     if trainer.is_global_zero:
-        write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        RunDir(Path(cfg.paths.output_dir)).write_metrics(metrics)
         log.info("metrics: %s", {k: round(v, 5) for k, v in sorted(metrics.items())})
     return metrics
+
+
+def _in_folder(path: str | None, folder: str | None) -> bool:
+    """Whether ``path`` is a file directly in ``folder``. Lightning restores a ``ModelCheckpoint``'s
+    ``best_model_path`` from any checkpoint continued from, even one of another run dir: testing "the best"
+    must never load a file the checkpoint named elsewhere."""
+    return bool(path and folder) and Path(path).resolve().parent == Path(folder).resolve()  # type: ignore[arg-type]
 
 
 def build_data_and_trainer(cfg: DictConfig, model: Any, extra_callbacks: list[Any] = ()) -> tuple[Any, Any]:

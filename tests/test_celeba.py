@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -275,10 +277,13 @@ def test_bad_settings_are_refused_at_construction(tmp_path: Path, kwargs, messag
 def test_a_repaired_jpeg_is_used_on_the_next_run(tmp_path: Path, caplog) -> None:
     base = write_torchvision(tmp_path / "data")
     broken = base / "img_align_celeba" / "000006.jpg"
-    broken.write_bytes(b"this is not a jpeg")
+    good = face_jpeg(5)
+    broken.write_bytes(b"\xff" * len(good))  # the same size as the repaired file will have
+    stamp = broken.stat().st_mtime_ns
     with pytest.raises(RuntimeError, match=r"1 of 20 CelebA train images"):
         make(tmp_path / "data", tmp_path / "cache")
-    broken.write_bytes(face_jpeg(5))  # the user re-extracts the file
+    broken.write_bytes(good)  # repaired in place, its size and time kept (rsync -t, cp -p): same cache key
+    os.utime(broken, ns=(stamp, stamp))
     with caplog.at_level(logging.WARNING):
         dm = make(tmp_path / "data", tmp_path / "cache")
     assert len(dm.dataset("train")) == 20
@@ -289,6 +294,21 @@ def test_a_repaired_jpeg_is_used_on_the_next_run(tmp_path: Path, caplog) -> None
     assert len(list((tmp_path / "cache").glob("celeba-train-*"))) == 1, "the stale cache was replaced, not kept"
 
 
+def test_a_photo_replaced_under_the_same_name_is_decoded_again(tmp_path: Path) -> None:
+    base = write_torchvision(tmp_path / "data")
+    first = make(tmp_path / "data", tmp_path / "cache")
+    x_old, _ = first.dataset("train")[5]
+    photo = base / "img_align_celeba" / "000006.jpg"
+    photo.write_bytes(face_jpeg(17))  # another face, same name (a new copy of the data set)
+    second = make(tmp_path / "data", tmp_path / "cache")
+    x_new, _ = second.dataset("train")[5]
+    expected = torch.from_numpy(preprocess(Image.open(photo), 40, 16)).permute(2, 0, 1).float() / 255
+    assert torch.equal(x_new, expected) and not torch.equal(x_old, x_new), "the old cached pixels were served"
+    (tmp_path / "data" / "celeba" / "list_attr_celeba.txt").touch()  # metadata re-extracted: re-keyed too
+    make(tmp_path / "data", tmp_path / "cache").dataset("train")
+    assert len(list((tmp_path / "cache").glob("celeba-train-*"))) == 3
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -297,9 +317,34 @@ def test_a_repaired_jpeg_is_used_on_the_next_run(tmp_path: Path, caplog) -> None
         lambda d: (d / "meta.json").write_text('{"n": 20, "sett'),  # torn metadata
         lambda d: (d / "meta.json").write_text('{"n": 7}'),  # metadata that disagrees with the arrays
         lambda d: (d / "attributes.npy").write_bytes(b"garbage"),
+        lambda d: _edit_meta(d, bad_indices=[999]),  # an index past the split
+        lambda d: _edit_meta(d, bad_indices=None),  # missing
+        lambda d: _edit_meta(d, bad_indices=[-1]),
+        lambda d: _edit_meta(d, settings={"crop": 99}),  # another cache's metadata
+        lambda d: _edit_meta(d, n=True),
+        _images_through_a_link,
     ],
-    ids=["truncated", "deleted", "torn-meta", "wrong-n", "garbage-attributes"],
+    ids=["truncated", "deleted", "torn-meta", "wrong-n", "garbage-attributes", "bad-index-past-the-end",
+         "bad-indices-missing", "bad-index-negative", "other-settings", "n-not-a-count", "images-a-link"],
 )
+def _edit_meta(cache: Path, **changes) -> None:
+    meta = json.loads((cache / "meta.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    (cache / "meta.json").write_text(json.dumps(meta))
+
+
+def _images_through_a_link(cache: Path) -> None:
+    """images.npy a link to another array (a planted file): never read through."""
+    other = cache.parent / "elsewhere.npy"
+    np.save(other, np.zeros((20, 16, 16, 3), np.uint8))
+    (cache / "images.npy").unlink()
+    (cache / "images.npy").symlink_to(other)
+
+
 def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(tmp_path: Path, caplog, damage) -> None:
     write_torchvision(tmp_path / "data")
     first = make(tmp_path / "data", tmp_path / "cache").dataset("train").images.copy()
@@ -310,6 +355,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(tmp_path: Path, cap
     assert f"cache {cache} is damaged" in caplog.text and "rebuilding it" in caplog.text
     assert np.array_equal(dm.dataset("train").images, first)
     assert [p.name for p in (tmp_path / "cache").glob("*train*")] == [cache.name], "no leftovers beside it"
+    assert not (cache / "images.npy").is_symlink()
 
 
 def test_an_unwritable_cache_dir_is_one_message(tmp_path: Path) -> None:

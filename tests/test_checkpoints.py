@@ -15,11 +15,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nag.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from nag.checkpoint import AtomicCheckpointIO
 from nag.errors import DivergenceError
 from nag.module import NAGModule
+from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
+from nag.runs.trusted import UntrustedConfigError, check_config
 from nag.train import train
-from nag.trusted import UntrustedConfigError, check_config
 
 from .conftest import TINY, run_module
 
@@ -228,7 +229,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(compose_cfg
 
 
 def test_metrics_json_never_holds_nan(tmp_path: Path) -> None:
-    from nag.artifacts import write_json_atomic
+    from nag.runs.files import write_json_atomic
 
     write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": {"c": float("inf"), "d": 1.5}})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": {"c": None, "d": 1.5}}
@@ -246,7 +247,7 @@ def test_metrics_json_never_holds_nan(tmp_path: Path) -> None:
     ],
 )
 def test_a_run_config_from_disk_cannot_name_code(tmp_path: Path, data: dict) -> None:
-    from nag.trusted import build_stored
+    from nag.runs.trusted import build_stored
 
     canary = _canary(tmp_path)
     cfg = OmegaConf.create({k: v.replace("{canary}", canary) for k, v in data.items()})

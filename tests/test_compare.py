@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nag import RUN_NAME_LIMIT, run_name
 from nag.analysis.compare import Comparison, table
-from nag.analysis.runs import Run, override_values, swept_keys
+from nag.runs.overrides import override_values
+from nag.runs.run_dir import RunDir, swept_keys
 
 from .conftest import TINY, run_module
 
@@ -91,11 +92,15 @@ def test_compare_of_a_folder_without_runs_is_one_message(tmp_path: Path, cache_d
 
 
 def test_swept_keys_are_the_ones_that_vary(tmp_path: Path) -> None:
-    runs = [Run(tmp_path / str(i), o) for i, o in enumerate([
+    runs = []
+    for i, overrides in enumerate([
         ["debug=tiny", "prior.mean=-3", "matching=none"],
         ["debug=tiny", "prior.mean=0", "matching=none"],
         ["debug=tiny", "prior.mean=0", "matching=none", "+trainer.gradient_clip_val=1"],
-    ])]  # fmt: skip
+    ]):  # fmt: skip
+        (tmp_path / str(i) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        runs.append(RunDir(tmp_path / str(i)))
     assert swept_keys(runs) == ["prior.mean", "trainer.gradient_clip_val"]
     assert override_values(["+a=1", "~b", "c=x=y"]) == {"a": "1", "c": "x=y"}
 
@@ -124,8 +129,12 @@ def test_long_run_names_are_shortened_readably_and_stay_unique() -> None:
 
 @pytest.mark.slow
 def test_a_job_with_long_overrides_runs_and_logs_hparams(tmp_path: Path, cache_dir: Path) -> None:
+    """Also with overrides whose values are interpolations: the HParams summary reads them as text (resolving
+    them inside Hydra's read-only config failed with ReadonlyConfigError)."""
     long = [f"+hparams_note_{i}={'x' * 40}" for i in range(6)]  # 6 long overrides: > 255 bytes joined
-    args = [*TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-1", f"hydra.run.dir={tmp_path}/run", *long]
+    interpolated = ["data.cache_dir='${paths.cache_dir}'", "matching.weight='${prior.variance}'"]
+    args = [*TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-1", f"hydra.run.dir={tmp_path}/run", *long,
+            *interpolated]  # fmt: skip
     r = run_module("nag.train", args, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     (tb,) = (tmp_path / "run" / "tensorboard").iterdir()
@@ -135,6 +144,7 @@ def test_a_job_with_long_overrides_runs_and_logs_hparams(tmp_path: Path, cache_d
     assert "hparams/val_recon" in ea.Tags()["scalars"] and "hparams/latent_mmd" in ea.Tags()["scalars"]
     start = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     assert b"prior.mean" in start and b"hparams_note_5" in start, "every override is an hparam"
+    assert b"${prior.variance}" in start, "an interpolated value is logged as the text the user typed"
 
 
 @pytest.mark.slow

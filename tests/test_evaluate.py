@@ -31,10 +31,11 @@ def test_roles_are_read_from_what_the_checkpoints_store(report_sweep: Path, tmp_
 
     from omegaconf import OmegaConf
 
-    from nag.analysis.runs import Run, role_of
+    from nag.analysis.runs import load_model, role_of
+    from nag.runs.run_dir import RunDir
 
     runs = find_runs(report_sweep)
-    roles = {r: role_of(run.load(best=False)) for r, run in runs.items()}
+    roles = {r: role_of(load_model(run, best=False)) for r, run in runs.items()}
     assert roles["plain"].plain and not roles["mean0"].plain and not roles["mean-3"].plain
     assert (roles["mean0"].normal_mean, roles["mean-3"].normal_mean) == (0.0, -3.0)
     assert roles["mean0"].variance == roles["mean-3"].variance == 2.0
@@ -44,7 +45,7 @@ def test_roles_are_read_from_what_the_checkpoints_store(report_sweep: Path, tmp_
     cfg = OmegaConf.load(liar / ".hydra" / "config.yaml")
     cfg.matching = {"_target_": "nag.matching.NoMatching", "weight": 0.0}
     OmegaConf.save(cfg, liar / ".hydra" / "config.yaml")
-    role = role_of(Run(liar).load(best=False))
+    role = role_of(load_model(RunDir(liar), best=False))
     assert not role.plain and role.normal_mean == 0.0
 
 

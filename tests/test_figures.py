@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nag.figures import PAD_VALUE, chosen, image_grid, interpolation_grid, save_grid
+from nag.figures import PAD_VALUE, chosen, image_grid, interpolation_grid, png_bytes
 from nag.latent_fit import latent_fit
 from nag.priors import NormalPrior
 
@@ -23,15 +23,15 @@ def test_chosen_keeps_the_wanted_directions_in_order_else_the_first_six() -> Non
     assert chosen({}, ["A"]) == {}
 
 
-def test_save_grid_is_lossless_by_default_and_256_colours_on_request(tmp_path: Path) -> None:
+def test_png_bytes_are_lossless_by_default_and_256_colours_on_request(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
     grid = torch.rand(3, 20, 30, generator=g)
-    save_grid(grid, tmp_path / "full.png")
+    (tmp_path / "full.png").write_bytes(png_bytes(grid))
     full = Image.open(tmp_path / "full.png")
     assert full.mode == "RGB" and full.size == (30, 20)
     expected = grid.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy()  # torchvision's rounding
     assert np.array_equal(np.asarray(full), expected)
-    save_grid(grid, tmp_path / "palette.png", palette=True)
+    (tmp_path / "palette.png").write_bytes(png_bytes(grid, palette=True))
     small = Image.open(tmp_path / "palette.png")
     assert small.mode == "P" and small.size == (30, 20) and len(small.getcolors(1000)) <= 256
     error = np.abs(np.asarray(small.convert("RGB"), dtype=int) - expected.astype(int)).mean()
@@ -67,7 +67,7 @@ def test_latent_fit_takes_codes_of_any_float_type(dtype: torch.dtype) -> None:
 def test_palette_pngs_clamp_to_the_unit_range_and_keep_black_and_white(tmp_path: Path) -> None:
     grid = torch.zeros(3, 4, 4)
     grid[:, 0], grid[:, 1], grid[:, 2] = -0.3, 1.0, 1.7  # decoder outputs can leave [0, 1] slightly
-    save_grid(grid, tmp_path / "p.png", palette=True)
+    (tmp_path / "p.png").write_bytes(png_bytes(grid, palette=True))
     rgb = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
     assert (rgb[0] == 0).all() and (rgb[1] == 255).all() and (rgb[2] == 255).all() and (rgb[3] == 0).all()
 

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 from nag import fresh_dir
 from nag.errors import UserInputError
-from nag.resume import expand_resume, override_key
+from nag.runs.overrides import override_key
+from nag.runs.resume import expand_resume
 
 from .conftest import TINY, run_module
 

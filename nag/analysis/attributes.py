@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nag.artifacts import atomic_file
 from nag.data.datamodule import ImageDataModule
+from nag.runs.checkpoint_file import check_archive
+from nag.runs.files import atomic_file, is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ def load_or_train_classifier(
     settings = {"epochs": epochs, "n_train": n_train, "seed": seed, "names": names, "arch": "cnn3x32"}
     path = _classifier_path(dm, Path(cache_dir).expanduser(), settings)
     clf = AttributeClassifier(len(names))
-    if path.is_file():
+    if is_regular_file(path):
         try:
+            check_archive(path, "the cached classifier", path)  # bounded before torch reads it
             clf.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return clf.to(device).eval()
         except Exception as e:  # a damaged cache file is retrained, not trusted

@@ -9,25 +9,25 @@ a metric against the numeric swept key (``<metric>_vs_<key>.png``).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from nag.analysis import plots
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
-from nag.analysis.runs import Run, discover, override_values, swept_keys
-from nag.artifacts import atomic_file, write_json_atomic
+from nag.analysis.runs import data_config, load_data, load_model
 from nag.errors import UserInputError
 from nag.figures import image_grid
 from nag.priors import fixed_draw
-from nag.trusted import build_stored
+from nag.runs.files import OutputDir, safe_name
+from nag.runs.overrides import override_values
+from nag.runs.run_dir import RunDir, discover, one_line, swept_keys
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def compare(
     if metric not in allowed:
         raise UserInputError(f"--metric {metric} is not a column; choose one of {allowed}"
                              f"{'' if evaluate else ' (or add --evaluate for the sample metrics)'}.")  # fmt: skip
-    out = out or root / "compare"
+    out_dir = OutputDir(out, "--out") if out else OutputDir(root / "compare", "the compare folder")
     keys = swept_keys(runs)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     rows = [_row(run, root, keys) for run in runs]
@@ -98,49 +98,73 @@ def compare(
         metric_columns += list(EVALUATION_COLUMNS)
     else:
         for i, run in enumerate(runs):
-            if run.best_ckpt is not None:
-                model = run.load(device)
-                with torch.no_grad():
-                    z = fixed_draw(model.prior, N_GRID, seed).to(model.device)
-                    grids[i] = image_grid(model.decode(z).float().cpu(), nrow=4)
+            if run.best_ckpt is not None and rows[i]["status"] != "unreadable":
+                model = _load(run, rows[i], device)
+                if model is not None:
+                    with torch.no_grad():
+                        z = fixed_draw(model.prior, N_GRID, seed).to(model.device)
+                        grids[i] = image_grid(model.decode(z).float().cpu(), nrow=4)
     result = Comparison(rows, keys, metric_columns, baseline)
-    _write(result, grids, out, metric)
+    _write(result, grids, out_dir, metric)
     return result
 
 
-def _row(run: Run, root: Path, keys: list[str]) -> dict[str, Any]:
-    values = override_values(run.overrides)
+def _load(run: RunDir, row: dict[str, Any], device: str) -> Any:
+    """The job's model, or None with the row marked unreadable (a refused or damaged checkpoint is one job's
+    problem, not the comparison's)."""
+    try:
+        return load_model(run, device)
+    except UserInputError as e:
+        row["status"], row["reason"] = "unreadable", one_line(str(e))
+        log.warning("%s: %s", run.path, e)
+        return None
+
+
+def _row(run: RunDir, root: Path, keys: list[str]) -> dict[str, Any]:
+    try:
+        values = override_values(run.overrides)
+    except (UserInputError, OSError):
+        values = {}
     row: dict[str, Any] = {"job": str(run.path.relative_to(root)) if run.path != root else run.path.name}
     row.update({k: values.get(k, "") for k in keys})
     row["status"] = run.status
+    try:
+        metrics = run.metrics or {}
+    except (UserInputError, OSError):
+        metrics = {}
     for column, name in TRAINING_COLUMNS.items():
-        value = (run.metrics or {}).get(name)
+        value = metrics.get(name)
         row[column] = float(value) if isinstance(value, int | float) and math.isfinite(value) else None
     row["reason"] = run.reason
     return row
 
 
 def _evaluate(
-    runs: list[Run], rows: list[dict[str, Any]], grids: list[Tensor | None], n_eval: int, n_samples: int,
+    runs: list[RunDir], rows: list[dict[str, Any]], grids: list[Tensor | None], n_eval: int, n_samples: int,
     device: str, seed: int,
 ) -> dict[str, float]:  # fmt: skip
     """Evaluate each finished job's best checkpoint against one shared real baseline."""
-    done = [i for i, run in enumerate(runs) if run.status == "ok" and run.best_ckpt is not None]
+    done = [i for i, run in enumerate(runs) if rows[i]["status"] == "ok" and run.best_ckpt is not None]
     if not done:
         raise UserInputError("--evaluate: no job finished with a checkpoint to evaluate.")
-    datas = {i: runs[i].cfg.data for i in done if runs[i].cfg is not None and "data" in runs[i].cfg}
-    plain = {i: OmegaConf.to_container(d, resolve=False) for i, d in datas.items()}
+    datas = {}
+    for i in done:
+        try:
+            datas[i] = data_config(runs[i])
+        except UserInputError as e:
+            raise UserInputError(f"--evaluate: job {rows[i]['job']}: {e}") from None
     first = done[0]
-    if first not in datas or any(p != plain[first] for p in plain.values()):
+    if any(d != datas[first] for d in datas.values()):
         raise UserInputError(
-            "--evaluate compares every job against one real baseline, but the jobs were trained on different data "
-            "(or a job has no .hydra/config.yaml); compare them without --evaluate, or one data setting at a time."
+            "--evaluate compares every job against one real baseline, but the jobs were trained on different data; "
+            "compare them without --evaluate, or one data setting at a time."
         )
-    data = build_stored(datas[first], f"{runs[first].path}/.hydra/config.yaml data")
-    real = RealImages.load(data, n_eval=n_eval, n_fit=0)
+    real = RealImages.load(load_data(runs[first]), n_eval=n_eval, n_fit=0)
     baseline = real.baseline(seed)
     for i in done:
-        model = runs[i].load(device)
+        model = _load(runs[i], rows[i], device)
+        if model is None:
+            continue
         rec = evaluate_reconstruction(model, real, model.prior, seed)
         gen = evaluate_sampling(model, real, model.prior, None, n_samples, probes=(), seed=seed)
         metrics = {**rec.metrics, **gen.metrics}
@@ -189,7 +213,7 @@ def table(result: Comparison, width: int = 100) -> str:
         lines.append("real vs real: " + ", ".join(f"{k} {_fmt(v)}" for k, v in result.baseline.items()))
     for r in result.rows:
         if r["reason"]:
-            lines.append(f"{r['job']} failed: {r['reason']}"[:width])
+            lines.append(f"{r['job']} {r['status']}: {r['reason']}"[:width])
     return "\n".join(lines)
 
 
@@ -205,31 +229,43 @@ def markdown(result: Comparison) -> str:
 
 def _numeric(values: list[Any]) -> bool:
     try:
-        [float(v) for v in values]
-    except (TypeError, ValueError):
+        return all(math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError, OverflowError):
         return False
-    return True
 
 
-def _write(result: Comparison, grids: list[Tensor | None], out: Path, metric: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+#: Characters that make a spreadsheet read a cell as a formula (OWASP's CSV-injection list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: one starting like a formula gets a leading ``'``, unless it
+    is a plain number (``-3`` stays a number)."""
+    if not cell.startswith(_FORMULA_START):
+        return cell
+    try:
+        float(cell)
+        return cell
+    except ValueError:
+        return "'" + cell
+
+
+def _write(result: Comparison, grids: list[Tensor | None], out: OutputDir, metric: str) -> None:
     cols = [*result.columns, "reason"]
-    with atomic_file(out / "summary.csv") as f:
-        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({c: _fmt(r.get(c)) for c in cols} for r in result.rows)
-    with atomic_file(out / "summary.md") as f:
-        f.write(markdown(result))
-    write_json_atomic(out / "summary.json", {"rows": result.rows, "baseline": result.baseline})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({c: spreadsheet_safe(_fmt(r.get(c))) for c in cols} for r in result.rows)
+    files = [out.write_text("summary.csv", buffer.getvalue()), out.write_text("summary.md", markdown(result))]
+    out.write_json("summary.json", {"rows": result.rows, "baseline": result.baseline})
     labels = [{k: str(r.get(k, "")) for k in result.keys} for r in result.rows]
     notes = [f"{r['status']}: {r['reason']}"[:60] if r["reason"] else r["status"] for r in result.rows]
-    plots.sample_table(grids, labels, result.keys, notes, out / "samples.png")
-    result.files += [out / "summary.csv", out / "summary.md", out / "samples.png"]
+    files.append(out.write_bytes("samples.png", plots.sample_table(grids, labels, result.keys, notes)))
     numeric = [k for k in result.keys if _numeric([r.get(k) for r in result.rows if r.get(k) != ""])]
     if numeric:
         key = numeric[0]
-        safe = re.sub(r"[^\w.=-]", "_", f"{metric}_vs_{key}")
-        plots.metric_vs_key(result.rows, metric, key, [k for k in result.keys if k != key], out / f"{safe}.png")
-        result.files.append(out / f"{safe}.png")
+        png = plots.metric_vs_key(result.rows, metric, key, [k for k in result.keys if k != key])
+        files.append(out.write_bytes(f"{safe_name(f'{metric}_vs_{key}')}.png", png))
     else:
         log.info("no numeric swept key: no %s plot", metric)
+    result.files += files

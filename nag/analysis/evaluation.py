@@ -18,7 +18,6 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import save_image
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.analysis.metrics import (
@@ -30,16 +29,26 @@ from nag.analysis.metrics import (
     multiscale_swd,
     reconstruction_metrics,
 )
-from nag.analysis.runs import Run
+from nag.analysis.runs import data_config
 from nag.analysis.samplers import PriorSampler
-from nag.artifacts import write_json_atomic
 from nag.data.datamodule import ImageDataModule
 from nag.errors import UserInputError, instantiate
-from nag.figures import EDIT_STEPS, attribute_directions, chosen, edit_grid, image_grid, probe_tag, reconstruction_grid
+from nag.figures import (
+    EDIT_STEPS,
+    attribute_directions,
+    chosen,
+    edit_grid,
+    image_grid,
+    png_bytes,
+    probe_tag,
+    reconstruction_grid,
+)
 from nag.module import NAGModule
 from nag.priors import Prior, describe, fixed_draw, translated
+from nag.runs.files import OutputDir
+from nag.runs.run_dir import RunDir
+from nag.runs.trusted import build_stored
 from nag.schema import validate
-from nag.trusted import build_stored
 
 log = logging.getLogger(__name__)
 
@@ -232,15 +241,24 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def write_outputs(ev: Evaluation, out_dir: Path) -> None:
-    """metrics.json, one PNG per figure, and the same into TensorBoard under ``out_dir/tensorboard``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "metrics.json", ev.metrics)
-    with SummaryWriter(str(out_dir / "tensorboard")) as writer:
+    """metrics.json, one PNG per figure, and the same into TensorBoard under ``out_dir/tensorboard`` (every file
+    through the atomic writer of :class:`~nag.runs.files.OutputDir`; a link there is never followed)."""
+    out = OutputDir(out_dir, "the evaluation's output dir")
+    out.write_json("metrics.json", ev.metrics)
+    with SummaryWriter(str(out.folder("tensorboard"))) as writer:
         for name, grid in ev.figures.items():
-            save_image(grid, out_dir / f"{name}.png")
+            out.write_bytes(f"{name}.png", png_bytes(grid))
             writer.add_image(f"images/{name}", grid)
         for key, value in flatten(ev.metrics).items():
             writer.add_scalar(key, value)
+
+
+def _plain(cfg: Any) -> Any:
+    """A composed (trusted) config section as plain data, resolved; plain data as it is."""
+    from omegaconf import DictConfig as _DictConfig
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, _DictConfig) else cfg
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -248,17 +266,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.get("ckpt_path"):
         raise UserInputError("ckpt_path is required: python -m nag.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
     model = load_model(cfg.ckpt_path, cfg.device)
+    run = RunDir.of_checkpoint(cfg.ckpt_path)  # <run dir>/checkpoints/<name>.ckpt
     with open_dict(cfg):
         cfg.model.latent_dim = model.hparams.latent_dim  # what prior configs interpolate
-        run = Run(Path(cfg.ckpt_path).resolve().parent.parent)  # <run dir>/checkpoints/<name>.ckpt
         if cfg.get("data") is None:
-            if run.cfg is None or "data" not in run.cfg:
+            if run is None or not run.is_run:
                 raise UserInputError(
                     f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to evaluate on, e.g. data=synthetic"
                 )
-            cfg.data = run.cfg.data  # its ${paths.*} now resolve against this run's paths
+            # Read as data, with this command's paths (where the cache is written is this machine's business).
+            cfg.data = data_config(run, {"data_dir": cfg.paths.data_dir, "cache_dir": cfg.paths.cache_dir})
+            where = f"data (from {run.path / '.hydra/config.yaml'})"
+        else:
+            where = "data"
     validate(cfg)
-    datamodule = build_stored(cfg.data, f"data (from {run.path}/.hydra/config.yaml unless given)")
+    datamodule = build_stored(_plain(cfg.data), where)
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
     real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)
     ev = evaluate_model(

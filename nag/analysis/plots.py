@@ -1,9 +1,15 @@
-"""Matplotlib figures of a sweep: a labelled table of sample grids, and a metric against a swept value."""
+"""Matplotlib figures of a sweep: a labelled table of sample grids, and a metric against a swept value.
+
+Each returns the PNG's bytes, for the caller's atomic, link-proof writer (``savefig`` to a path follows links).
+Text from run dirs (override values, failure reasons) is drawn as it is: ``parse_math=False``, so a ``$`` in it
+is a dollar sign, not the start of a formula matplotlib would fail to parse.
+"""
 
 from __future__ import annotations
 
+import io
+import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -14,12 +20,13 @@ from torch import Tensor  # noqa: E402
 
 def _show(ax: plt.Axes, grid: Tensor | None, title: str, note: str = "") -> None:
     ax.axis("off")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=8, parse_math=False)
     if grid is not None:
         ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
     else:
-        ax.text(0.5, 0.5, note or "no samples", ha="center", va="center", fontsize=9, color="firebrick",
-                wrap=True, transform=ax.transAxes)  # fmt: skip
+        # Wrapped here, not by matplotlib: its wrapping measures the text as maths whatever parse_math says.
+        ax.text(0.5, 0.5, textwrap.fill(note or "no samples", 28), ha="center", va="center", fontsize=9,
+                color="firebrick", transform=ax.transAxes, parse_math=False)  # fmt: skip
 
 
 def sample_table(
@@ -27,9 +34,8 @@ def sample_table(
     labels: Sequence[dict[str, str]],
     keys: Sequence[str],
     notes: Sequence[str],
-    out: Path,
     panel: float = 2.6,
-) -> None:
+) -> bytes:
     """Each job's sample grid, labelled with its swept values. With exactly two swept keys, a table (rows the
     first key's values, columns the second's); otherwise panels in rows of four titled with every swept value.
 
@@ -38,7 +44,6 @@ def sample_table(
         labels: Each job's swept values, ``{key: value}``.
         keys: The swept keys.
         notes: What to write in a panel without a grid (e.g. "failed: ...").
-        out: The PNG to write.
     """
     if len(keys) == 2:
         rows = list(dict.fromkeys(lab.get(keys[0], "") for lab in labels))
@@ -58,15 +63,12 @@ def sample_table(
             ax.axis("off")
         for ax, grid, lab, note in zip(axes.flat, grids, labels, notes, strict=False):
             _show(ax, grid, "\n".join(f"{k}={lab.get(k, '')}" for k in keys) or "run", note)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    return _png(fig)
 
 
 def metric_vs_key(
-    rows: Sequence[dict[str, object]], metric: str, key: str, group_keys: Sequence[str], out: Path
-) -> None:
+    rows: Sequence[dict[str, object]], metric: str, key: str, group_keys: Sequence[str]
+) -> bytes:
     """``metric`` against the numeric values of ``key``, one line per combination of ``group_keys``."""
     lines: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
@@ -78,13 +80,18 @@ def metric_vs_key(
     fig, ax = plt.subplots(figsize=(6, 4))
     for group, points in lines.items():
         xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(xs, ys, marker="o", label=group)
-    ax.set_xlabel(key)
-    ax.set_ylabel(metric)
+        ax.plot(xs, ys, marker="o", label=group.replace("$", r"\$"))  # legends have no parse_math
+    ax.set_xlabel(key, parse_math=False)
+    ax.set_ylabel(metric, parse_math=False)
     ax.grid(alpha=0.3)
     if len(lines) > 1 or group_keys:
         ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _png(fig: plt.Figure) -> bytes:
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    return buffer.getvalue()

@@ -26,15 +26,16 @@ from nag.analysis.evaluation import (
     reconstruct_images,
 )
 from nag.analysis.findings import Finding, assess
-from nag.analysis.runs import Role, Run, discover, role_of
+from nag.analysis.runs import Role, load_data, load_model, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
-from nag.artifacts import write_json_atomic
 from nag.errors import UserInputError
-from nag.figures import attribute_directions, save_grid
+from nag.figures import attribute_directions, png_bytes
 from nag.latent_fit import latent_fit
 from nag.module import NAGModule
 from nag.priors import NormalPrior
-from nag.trusted import build_stored
+from nag.runs.files import OutputDir
+from nag.runs.run_dir import RunDir, discover, one_line
+from nag.runs.stored_config import local_paths
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +52,45 @@ def report_role(role: Role) -> str | None:
     return None
 
 
-def find_runs(root: Path) -> dict[str, Run]:
+def find_runs(root: Path) -> dict[str, RunDir]:
     """The newest run of each role under ``root`` (a run dir, a sweep dir or any folder above them), judged by
-    what each run's checkpoint stores."""
-    runs: dict[str, Run] = {}
-    with_ckpt = [r for r in discover(root) if r.last_ckpt.is_file()]
-    for run in sorted(with_ckpt, key=lambda r: r.last_ckpt.stat().st_mtime):
-        role = report_role(role_of(run.load(best=False)))
+    what each run's checkpoint stores. A run whose checkpoint is refused is passed over with a warning (and
+    named if its role is then missing)."""
+    runs: dict[str, RunDir] = {}
+    passed_over: list[str] = []
+    with_ckpt = [r for r in discover(root) if r.last_ckpt is not None]
+    for run in sorted(with_ckpt, key=lambda r: r.last_ckpt.stat().st_mtime):  # type: ignore[union-attr]
+        try:
+            role = report_role(role_of(load_model(run, best=False)))
+        except UserInputError as e:
+            log.warning("passed over %s: %s", run.path, e)
+            passed_over.append(f"{run.path} ({one_line(str(e), 160)})")
+            continue
         if role is not None:
             runs[role] = run
     missing = [r for r in ROLES if r not in runs]
     if missing:
         found = ", ".join(f"{r}: {run.path}" for r, run in runs.items()) or "none"
+        skipped = f"; passed over: {'; '.join(passed_over[:3])}" if passed_over else ""
         raise UserInputError(
-            f"{root} lacks the report's run(s) {', '.join(ROLES[m] for m in missing)} (found {found}). "
+            f"{root} lacks the report's run(s) {', '.join(ROLES[m] for m in missing)} (found {found}{skipped}). "
             f"Train them with: {HOW_TO}"
         )
     return runs
 
 
-def newest_report_sweep(multirun: Path) -> tuple[Path, dict[str, Run]]:
+def newest_report_sweep(multirun: Path) -> tuple[Path, dict[str, RunDir]]:
     """The newest sweep under ``multirun`` (``multirun/<date>/<time>``, newest by name) holding the report's three
     runs, and those runs; sweeps of other experiments are passed over. What the notebooks use when
     ``NAG_RUN_DIR`` is unset."""
     sweeps = sorted((p for p in multirun.glob("*/*") if p.is_dir()), key=lambda p: (p.parent.name, p.name))
     for sweep in reversed(sweeps):
         try:
-            return sweep, find_runs(sweep)
-        except UserInputError:
+            runs = find_runs(sweep)
+            describe_runs(runs)  # its configs must be readable too
+            return sweep, runs
+        except (UserInputError, OSError) as e:
+            log.info("passed over %s: %s", sweep, one_line(str(e), 200))
             continue
     raise UserInputError(
         f"no sweep under {multirun} holds the report's three runs ({len(sweeps)} sweep(s) looked at). Train them "
@@ -102,12 +114,12 @@ def side_by_side(*grids: torch.Tensor, gap: int = 8) -> torch.Tensor:
 
 
 def evaluate_runs(
-    runs: dict[str, Run], real: RealImages, n_samples: int = 500, seed: int = 0, classifier: Any = None
+    runs: dict[str, RunDir], real: RealImages, n_samples: int = 500, seed: int = 0, classifier: Any = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Every evaluation the findings need, and the report's figures (name -> grid). With an attribute
     ``classifier`` (datasets with attributes), also its verdict on the matched model's reconstructions and
     samples (``matched0_attributes``)."""
-    models: dict[str, NAGModule] = {r: run.load(best=False) for r, run in runs.items()}
+    models: dict[str, NAGModule] = {r: load_model(run, best=False) for r, run in runs.items()}
     dim = models["plain"].hparams.latent_dim
     n0, n3 = normal(dim, 0.0), normal(dim, -3.0)
 
@@ -160,26 +172,45 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
     ``report.md`` into ``out``."""
     start = time.perf_counter()
     runs = find_runs(root)
-    data = build_stored(runs["mean0"].cfg.data, f"{runs['mean0'].path}/.hydra/config.yaml data")  # type: ignore[union-attr]
+    rows = describe_runs(runs)  # every stored config read and checked before any evaluation
+    data = load_data(runs["mean0"])
+    out_dir = OutputDir(out, "the report folder")
     real = RealImages.load(data, n_eval=n_eval, n_fit=5000)
     classifier = load_or_train_classifier(data, data.cache_dir) if real.names else None
     metrics, figures = evaluate_runs(runs, real, n_samples, seed, classifier)
-    out.mkdir(parents=True, exist_ok=True)
     for name, grid in figures.items():
-        save_grid(grid, out / f"{name}.png", palette)
+        out_dir.write_bytes(f"{name}.png", png_bytes(grid, palette))
     findings = assess(metrics)
     metrics["seconds"] = time.perf_counter() - start
     metrics["findings"] = [vars(f) for f in findings]
-    write_json_atomic(out / "metrics.json", metrics)
-    (out / "report.md").write_text(render_markdown(runs, metrics, findings))
+    out_dir.write_json("metrics.json", metrics)
+    out_dir.write_text("report.md", render_markdown(rows, metrics, findings))
     log.info("report written to %s in %.0f s", out, metrics["seconds"])
     return metrics
 
 
-def _run_row(role: str, run: Run) -> str:
-    cfg = run.cfg
-    return (f"| {ROLES[role]} | `{run.path}` | `{str(cfg.matching._target_).split('.')[-1]}` "
-            f"(λ={cfg.matching.weight}) | {cfg.trainer.max_epochs} | {cfg.data.image_size} px |")  # fmt: skip
+def _cell(value: Any, limit: int = 60) -> str:
+    """A value from a run dir as one markdown table cell: one line, no table or HTML syntax, bounded."""
+    text = one_line(str(value), limit)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+
+
+def describe_runs(runs: dict[str, RunDir]) -> list[str]:
+    """The runs table's rows (matching, λ, epochs, image size), read from each stored config as data: a config
+    that is not a mapping, lacks a section, holds ``???`` or an interpolation it may not is refused here,
+    naming the file, before any evaluation."""
+    rows = []
+    for role in ROLES:
+        run = runs[role]
+        paths = local_paths(run.path)
+        cfg = run.config
+        target = cfg.get("matching._target_", paths)
+        values = [str(target).split(".")[-1], cfg.get("matching.weight", paths), cfg.get("trainer.max_epochs", paths),
+                  cfg.get("data.image_size", paths)]  # fmt: skip
+        cfg.section("data", paths)
+        matching, weight, epochs, size = (_cell(v) for v in values)
+        rows.append(f"| {ROLES[role]} | `{_cell(run.path, 200)}` | `{matching}` (λ={weight}) | {epochs} | {size} px |")
+    return rows
 
 
 def plain_codes_explained(lat: dict[str, float], m: dict[str, Any]) -> list[str]:
@@ -210,7 +241,7 @@ def plain_codes_explained(lat: dict[str, float], m: dict[str, Any]) -> list[str]
     ]
 
 
-def render_markdown(runs: dict[str, Run], m: dict[str, Any], findings: list[Finding]) -> str:
+def render_markdown(rows: list[str], m: dict[str, Any], findings: list[Finding]) -> str:
     plain = m["plain_reconstruction"]["latent"]
     lines = [
         "# Reproducing the lab report",
@@ -221,7 +252,7 @@ def render_markdown(runs: dict[str, Run], m: dict[str, Any], findings: list[Find
         "",
         "| run | directory | matching | epochs | images |",
         "| --- | --- | --- | --- | --- |",
-        *[_run_row(r, runs[r]) for r in ROLES],
+        *rows,
         "",
         f"Real-vs-real baseline: SWD {m['real_baseline']['swd_mean']:.1f}, diversity "
         f"{m['real_baseline']['diversity']:.3f}.",

@@ -15,21 +15,17 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from nag import CONF_DIR
+from nag.compose import compose
 from nag.errors import instantiate
 
 
 def compose_train(overrides: list[str], output_dir: Path, config: str = "train") -> DictConfig:
     """``conf/<config>.yaml`` composed as ``python -m nag.<config> <overrides>`` would, writing into
     ``output_dir`` (what the benchmark and the tests run)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config, overrides=overrides, return_hydra_config=True)
+    cfg = compose(config, overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations (the HParams callback's overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

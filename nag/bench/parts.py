@@ -3,7 +3,6 @@ time a bad config takes to be reported, and the end-to-end commands (quickstart,
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -16,6 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nag.bench.loop import default_model
+from nag.runs.run_dir import RunDir
 
 #: The distances the issue names, at the batch and code size of the report's CelebA runs.
 DISTANCES = ("mmd_imq", "mmd_rbf", "swd", "moments")
@@ -115,7 +115,7 @@ def quickstart(cwd: Path, extra: list[str]) -> dict[str, float]:
     the test codes and the prior, and the test reconstruction error)."""
     run = cwd / "quickstart"
     seconds = run_timed("nag.train", ["experiment=quickstart", f"hydra.run.dir={run}", *extra], cwd)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = RunDir(run).metrics or {}
     return {"seconds": seconds, "test_mmd": metrics["test/matching"], "test_recon": metrics["test/recon"]}
 
 
@@ -126,7 +126,7 @@ def evaluation_and_report(cwd: Path, train_extra: list[str], eval_extra: list[st
     run_timed("nag.train", ["-m", "experiment=report_plain,report_mean0,report_mean-3", "test=false",
                             f"hydra.sweep.dir={cwd}/sweep", *train_extra], cwd)  # fmt: skip
     sweep = cwd / "sweep"
-    (ckpt,) = (sweep / "1" / "checkpoints").glob("best-*.ckpt")
+    ckpt = RunDir(sweep / "1").best_ckpt
     evaluate_s = run_timed("nag.evaluate", [f"ckpt_path={ckpt}", f"hydra.run.dir={cwd}/eval", *eval_extra], cwd)
     report_s = run_timed("nag.report", [str(sweep), *report_extra], cwd)
     return {"evaluate_s": evaluate_s, "report_s": report_s}

@@ -5,6 +5,11 @@ A cache is a directory ``<cache_dir>/<name>-<key>/`` holding ``images.npy`` (N, 
 into place only when complete, so an interrupted build never leaves a directory that is later trusted
 (a rename within one file system is atomic). The key is a hash of every setting that changes the pixels,
 so changing e.g. the crop or the size builds a new cache instead of serving stale images.
+
+A cache is read back as untrusted input: its files must be regular files (not links), its ``meta.json`` must
+describe exactly the settings asked for, with a sane count and in-range ``bad_indices``, and the arrays must have
+the shapes those settings give; anything else is a damaged cache, rebuilt with a warning. The decode workers of
+a build exit when the process that started them dies (``kill -9`` included), instead of living on.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nag.errors import UserInputError
+from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +67,45 @@ class CacheDamagedError(RuntimeError):
     """A cache directory whose files are missing, truncated or inconsistent (it is rebuilt)."""
 
 
-def open_cache(path: Path) -> CachedSplit:
-    """Open a built cache; :class:`CacheDamagedError` when any file is missing, truncated or disagrees."""
+def _normalised(settings: dict[str, Any]) -> Any:
+    """Settings as they read back from ``meta.json`` (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(settings, default=str))
+
+
+def open_cache(path: Path, settings: dict[str, Any] | None = None, image_size: int | None = None,
+               n_attributes: int | None = None) -> CachedSplit:  # fmt: skip
+    """Open a built cache; :class:`CacheDamagedError` when any file is missing, a link, truncated or disagrees
+    with its ``meta.json``, or ``meta.json`` with the ``settings``, ``image_size`` and ``n_attributes`` asked for."""
+    if not is_real_dir(path):
+        raise CacheDamagedError("the cache folder is a link or not a folder")
+    for name in ("meta.json", "images.npy", "attributes.npy"):
+        if not is_regular_file(path / name):
+            raise CacheDamagedError(f"{name} is missing, a link or not a regular file")
     try:
-        meta = json.loads((path / "meta.json").read_text())
+        meta = load_json(path / "meta.json")
         images = np.load(path / "images.npy", mmap_mode="r")
         attributes = np.load(path / "attributes.npy")
-        n = meta["n"]
-    except (OSError, ValueError, EOFError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+    except (OSError, ValueError, EOFError, UnsafeFileError) as e:
         raise CacheDamagedError(f"{type(e).__name__}: {e}") from None
-    if images.shape[0] != n or attributes.shape[0] != n or images.dtype != np.uint8 or images.ndim != 4:
+    if not isinstance(meta, dict):
+        raise CacheDamagedError("meta.json is not a mapping")
+    n, bad = meta.get("n"), meta.get("bad_indices")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise CacheDamagedError(f"meta.json has n={n!r}")
+    if not isinstance(bad, list) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in bad) \
+            or len(set(bad)) != len(bad):  # fmt: skip
+        raise CacheDamagedError("meta.json's bad_indices are missing, repeated or out of range")
+    if settings is not None and meta.get("settings") != _normalised(settings):
+        raise CacheDamagedError("meta.json describes other settings than its name says")
+    if images.shape[0] != n or attributes.shape[0] != n or images.dtype != np.uint8 or images.ndim != 4 \
+            or attributes.dtype != np.uint8 or attributes.ndim != 2:  # fmt: skip
         raise CacheDamagedError(
             f"images {images.shape} / attributes {attributes.shape} disagree with meta.json (n={n})"
         )
+    if image_size is not None and images.shape[1:] != (image_size, image_size, 3):
+        raise CacheDamagedError(f"images of shape {images.shape[1:]}, not {image_size} x {image_size} x 3")
+    if n_attributes is not None and attributes.shape[1] != n_attributes:
+        raise CacheDamagedError(f"{attributes.shape[1]} attribute columns, not {n_attributes}")
     return CachedSplit(path, images, attributes, meta)
 
 
@@ -111,9 +146,9 @@ def load_or_build(
     """
     root = Path(cache_dir).expanduser()
     final = root / f"{name}-{cache_key(settings)}"
-    if final.exists() and not rebuild:
+    if os.path.lexists(final) and not rebuild:
         try:
-            return open_cache(final)
+            return open_cache(final, settings, image_size, n_attributes)
         except CacheDamagedError as e:
             log.warning("cache %s is damaged (%s); rebuilding it", final, e)
     try:
@@ -125,7 +160,7 @@ def load_or_build(
         n = len(items)
         bad = _build(tmp, items, image_size, n_attributes, fill, chunk_size, workers, desc=f"caching {name}")
         meta = {"n": n, "settings": settings, "bad_indices": bad, "format": CACHE_FORMAT, **(extra_meta or {})}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        write_json_atomic(tmp / "meta.json", _normalised(meta))
         _move_into_place(tmp, final)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
@@ -134,7 +169,7 @@ def load_or_build(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("cached %d images in %s", len(items), final)
-    return open_cache(final)
+    return open_cache(final, settings, image_size, n_attributes)
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
@@ -143,10 +178,13 @@ def _move_into_place(tmp: Path, final: Path) -> None:
     Every state in between is safe: a missing ``final`` is rebuilt by the next run, a leftover aside directory
     is only ever deleted.
     """
-    if final.exists():
+    if os.path.lexists(final):
         aside = final.with_name(f".{final.name}.{os.getpid()}.old")
-        os.rename(final, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(final, aside)  # a link is renamed itself, never what it points to
+        if os.path.islink(aside):
+            aside.unlink()
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
     try:
         os.rename(tmp, final)
     except OSError:
@@ -175,7 +213,7 @@ def _build(
     chunks = [list(items[i : i + chunk_size]) for i in starts]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     bad: list[int] = []
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) if workers > 1 else None
     try:
         results = pool.map(fill, chunks) if pool else map(fill, chunks)
         with tqdm(total=n, desc=desc, unit="img", disable=None) as bar:
@@ -190,3 +228,25 @@ def _build(
     del images
     np.save(tmp / "attributes.npy", attributes)
     return bad
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: exit when ``parent`` dies. A worker blocked on its task queue never notices a parent
+    killed by ``kill -9`` (and each holds hundreds of MB while decoding): Linux's ``PR_SET_PDEATHSIG`` kills it
+    with its parent, and a watchdog thread polling the parent's id covers the other systems."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="nag-die-with-parent").start()

@@ -2,14 +2,20 @@
 
 The first use of a split decodes every JPEG once (all cores, with a progress bar): RGB conversion, a centre
 crop of ``crop`` pixels and an antialiased resize to ``image_size``. Later epochs and runs memory-map the
-cache and never touch a JPEG. Unreadable or truncated images are skipped and counted; more than
-``max_bad_fraction`` of a split aborts with an error.
+cache and never touch a JPEG. The cache follows the files: its key holds the size and modification time of
+every image and of the partition and attribute files, so a photo replaced under the same name is decoded again.
+
+A dataset folder is untrusted input. Images that cannot be used are skipped and counted — unreadable or
+truncated files, files whose header claims more than ``max_image_pixels`` pixels (a "decompression bomb" of a few
+KB can claim 12000 × 12000; a CelebA photo is 178 × 218), and links to files outside the image folder and
+``data.root`` — and more than ``max_bad_fraction`` of a split aborts with an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Bump when the decoding/preprocessing changes the pixels, so existing caches are rebuilt.
 DECODER_VERSION = 1
+#: Default cap on one image's pixels (``data.max_image_pixels``): 16 MP, 400 times a CelebA photo.
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class CelebADecodeError(UserInputError, RuntimeError):
@@ -44,31 +52,75 @@ def preprocess(image: Image.Image, crop: int, image_size: int) -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
+class BadImage(Exception):
+    """An image file nag will not decode (the message says why)."""
+
+
+def open_image(path: str, roots: Sequence[str], max_pixels: int) -> Image.Image:
+    """Open an image for decoding, refusing a link that leads outside ``roots`` (real paths) and a header that
+    claims more than ``max_pixels`` pixels, before any pixel is decoded.
+
+    Raises:
+        BadImage: Why the file is not used.
+    """
+    real = os.path.realpath(path)
+    if not any(real == r or real.startswith(r + os.sep) for r in roots):
+        raise BadImage(f"a link to {real}, outside the image folder and data.root")
+    try:
+        im = Image.open(path)  # reads the header only
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImage(f"unreadable ({type(e).__name__})") from None
+    if im.width * im.height > max_pixels:
+        im.close()
+        raise BadImage(f"{im.width} x {im.height} px claimed, more than data.max_image_pixels={max_pixels:,}")
+    return im
+
+
+def why_bad(path: str, roots: Sequence[str], max_pixels: int) -> str:
+    """Why ``path`` is not decoded ('' if it decodes completely now)."""
+    try:
+        with open_image(path, roots, max_pixels) as im:
+            im.load()
+        return ""
+    except BadImage as e:
+        return str(e)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"unreadable or truncated ({type(e).__name__})"
+
+
 def decode_images(
-    items: Sequence[tuple[str, np.ndarray]], crop: int, image_size: int
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Cache fill function: decode ``(path, attributes)`` items; unreadable files are reported, not raised."""
+    items: Sequence[tuple[str, np.ndarray]], crop: int, image_size: int, roots: Sequence[str] = ("/",),
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:  # fmt: skip
+    """Cache fill function: decode ``(path, attributes)`` items; unusable files are reported, not raised."""
     images = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
     bad: list[int] = []
     for j, (path, _) in enumerate(items):
         try:
-            with Image.open(path) as im:
+            with open_image(path, roots, max_pixels) as im:
                 images[j] = preprocess(im, crop, image_size)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            bad.append(j)  # unreadable/truncated: counted and skipped by the caller
+        except (BadImage, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            bad.append(j)  # unusable: counted and skipped by the caller
     n_attr = len(items[0][1]) if items else 0
     attributes = np.stack([a for _, a in items]) if n_attr else np.zeros((len(items), 0), np.uint8)
     return images, attributes, bad
 
 
-def _decodes(path: str) -> bool:
-    """Whether the image at ``path`` decodes completely now."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return True
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return False
+def fingerprint(folder: Path, names: Sequence[str], extra: Sequence[Path | None] = ()) -> str:
+    """A hash of the name, size and modification time of every image (and of the metadata files), so a cache
+    built from other contents under the same names is never served. Costs one ``stat`` per file."""
+    h = hashlib.sha256()
+    for name in names:
+        try:
+            st = os.stat(folder / name)
+            h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{name}\t-\n".encode())
+    for path in extra:
+        if path is not None:
+            st = os.stat(path)
+            h.update(f"{path.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 class CelebA(ImageDataModule):
@@ -81,6 +133,7 @@ class CelebA(ImageDataModule):
         max_bad_fraction: Abort when more than this fraction of a split's images cannot be decoded.
         split_fractions: Train/val/test fractions of the seeded split (used only without official split info).
         split_seed: Seed of that split.
+        max_image_pixels: Images whose header claims more pixels are counted bad, not decoded.
         **kwargs: See :class:`~nag.data.datamodule.ImageDataModule` (``image_size``, ``batch_size``, ``flip``...).
     """
 
@@ -92,6 +145,7 @@ class CelebA(ImageDataModule):
         max_bad_fraction: float = 0.001,
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         split_seed: int = 0,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -108,6 +162,9 @@ class CelebA(ImageDataModule):
         self.crop, self.download = crop, download
         self.max_bad_fraction = max_bad_fraction
         self.split_fractions, self.split_seed = tuple(split_fractions), split_seed
+        if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels < 1:
+            raise ConfigError(f"data.max_image_pixels must be a positive integer, got {max_image_pixels!r}.")
+        self.max_image_pixels = max_image_pixels
         self._index: CelebAIndex | None = None
 
     @property
@@ -151,8 +208,11 @@ class CelebA(ImageDataModule):
             "image_dir": str(ix.layout.image_dir.resolve()), "split": split, "crop": self.crop,
             "image_size": self.image_size, "split_source": ix.split_source,
             "files": hashlib.sha256("\n".join(files).encode()).hexdigest(), "attributes": list(ix.attribute_names),
+            "contents": fingerprint(ix.layout.image_dir, files, (ix.layout.partition_file, ix.layout.attr_file)),
+            "max_image_pixels": self.max_image_pixels,
         }  # fmt: skip
         items = [(str(ix.layout.image_dir / f), a) for f, a in zip(files, ix.attributes[split], strict=True)]
+        roots = self._roots()
         build = partial(
             load_or_build,
             self.cache_dir,
@@ -161,12 +221,14 @@ class CelebA(ImageDataModule):
             items=items,
             image_size=self.image_size,
             n_attributes=len(ix.attribute_names),
-            fill=partial(decode_images, crop=self.crop, image_size=self.image_size),
+            fill=partial(decode_images, crop=self.crop, image_size=self.image_size, roots=roots,
+                         max_pixels=self.max_image_pixels),
             extra_meta={"attribute_names": list(ix.attribute_names)},
         )
         cached = build()
         # The cache remembers which files could not be decoded; a user who repaired them gets them back.
-        repaired = [items[i][0] for i in cached.meta["bad_indices"] if _decodes(items[i][0])]
+        repaired = [items[i][0] for i in cached.meta["bad_indices"]
+                    if not why_bad(items[i][0], roots, self.max_image_pixels)]  # fmt: skip
         if repaired:
             log.warning("CelebA %s: %d image(s) unreadable when the cache was built now decode (first: %s); "
                         "rebuilding the cache", split, len(repaired), repaired[0])  # fmt: skip
@@ -174,10 +236,16 @@ class CelebA(ImageDataModule):
         self._check_bad(split, files, cached.meta["bad_indices"])
         return cached
 
+    def _roots(self) -> tuple[str, ...]:
+        """Where an image's real path may lie: the image folder and data.root (each with its links resolved)."""
+        return tuple(dict.fromkeys(os.path.realpath(p) for p in (self.index.layout.image_dir, self.root)))
+
     def _check_bad(self, split: str, files: list[str], bad: list[int]) -> None:
         if not bad:
             return
-        first = ", ".join(str(self.index.layout.image_dir / files[i]) for i in bad[:5])
+        folder, roots = self.index.layout.image_dir, self._roots()
+        reasons = [why_bad(str(folder / files[i]), roots, self.max_image_pixels) or "unreadable" for i in bad[:5]]
+        first = ", ".join(f"{folder / files[i]} ({why})" for i, why in zip(bad[:5], reasons, strict=True))
         fraction = len(bad) / len(files)
         if fraction > self.max_bad_fraction:
             raise CelebADecodeError(

@@ -17,39 +17,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from nag.errors import ConfigError, MissingFileError, UserInputError
+from nag.runs.files import load_yaml
+from nag.runs.overrides import PER_INVOCATION, StoredOverrideError, carried_over, check_stored, override_key
+from nag.runs.run_dir import OVERRIDES, RESUME_SUBDIR, RunDir
 
-# Overrides that belong to one invocation, never carried over from the run being resumed.
-_PER_INVOCATION = ("resume", "ckpt_path", "hydra.run.dir", "hydra.output_subdir")
 # Hydra's options that take a separate value argument (``--cfg job``).
 _OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                        "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
 
 
-def last_checkpoint(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
-
-
-def override_key(override: str) -> str:
-    """``+a.b=1`` / ``~a.b`` / ``a@pkg=x`` -> ``a.b`` / ``a.b`` / ``a@pkg``."""
-    return override.lstrip("~+").split("=", 1)[0]
-
-
-def override_values(overrides: list[str]) -> dict[str, str]:
-    """``["prior.mean=-3", "+x=1", "~y"]`` -> ``{"prior.mean": "-3", "x": "1"}`` (deletions carry no value)."""
-    out = {}
-    for o in overrides:
-        if "=" in o and not o.startswith("~"):
-            out[override_key(o)] = o.split("=", 1)[1]
-    return out
-
-
 def expand_resume(argv: Sequence[str]) -> list[str]:
     """Rewrite a ``resume=<run dir>`` command line into the run's own overrides plus the new ones.
 
-    Other command lines come back unchanged. New overrides replace the run's own of the same key.
+    Other command lines come back unchanged. New overrides replace the run's own of the same key. The run dir
+    is untrusted: it must hold no links (:meth:`RunDir.check_resumable`), its stored overrides must pass
+    :func:`nag.runs.overrides.check_stored`, and the config they compose must pass
+    :func:`nag.runs.trusted.check_training_config`, all before Hydra writes or builds anything.
     """
     args = list(argv)
     overrides: list[tuple[int, str]] = []
@@ -67,24 +53,39 @@ def expand_resume(argv: Sequence[str]) -> list[str]:
     if "-m" in args or "--multirun" in args:
         raise UserInputError("resume=<run dir> continues one run; it cannot be combined with -m/--multirun.")
     run_dir = Path(resume[-1]).expanduser()
-    stored = run_dir / ".hydra" / "overrides.yaml"
-    if not stored.is_file():
-        raise MissingFileError(
-            f"resume={resume[-1]}: {stored} does not exist; give the directory of a run started by "
-            "python -m nag.train (it holds .hydra/ and checkpoints/)."
-        )
-    if not last_checkpoint(run_dir).is_file():
-        raise MissingFileError(
-            f"resume={resume[-1]}: the run has no {last_checkpoint(run_dir).relative_to(run_dir)} to continue from "
-            "(it stopped before its first checkpoint); start it again instead."
-        )
-    original = [str(o) for o in (OmegaConf.load(stored) or [])]
-    new = [a for _, a in overrides if override_key(a) not in _PER_INVOCATION]
-    replaced = {override_key(a) for a in new}
-    kept = [o for o in original if override_key(o) not in replaced and override_key(o) not in _PER_INVOCATION]
+    run = RunDir(run_dir)
+    run.check_resumable(resume[-1])
+    new = [a for _, a in overrides if override_key(a) not in PER_INVOCATION]
+    stored = load_yaml(run / OVERRIDES)
+    if isinstance(stored, list):  # the per-invocation ones are dropped unchecked: they never come back
+        stored = [o for o in stored if not (isinstance(o, str) and override_key(o) in PER_INVOCATION)]
+    kept = carried_over(check_stored(stored, run / OVERRIDES), new)
+    _check_composed(kept, run / OVERRIDES)
     positions = {i for i, _ in overrides}
     options = [a for i, a in enumerate(args) if i not in positions]
-    return [*options, *kept, *new, f"resume={run_dir}", f"hydra.run.dir={run_dir}", "hydra.output_subdir=.hydra/resume"]
+    return [*options, *kept, *new, f"resume={run_dir}", f"hydra.run.dir={run_dir}",
+            f"hydra.output_subdir={RESUME_SUBDIR}"]  # fmt: skip
+
+
+def _check_composed(kept: list[str], source: Path) -> None:
+    """Compose the training config with the stored overrides alone (every key must exist) and check what it
+    would build against the allow-list, naming ``source`` on any problem."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nag.compose import compose
+    from nag.runs.trusted import UntrustedConfigError, check_training_config
+
+    try:
+        cfg = compose("train", kept)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise StoredOverrideError(
+            f"{source}: its overrides do not compose into a nag config ({' '.join(str(e).split())[:300]})."
+        ) from None
+    try:
+        check_training_config(cfg, "config")
+    except UntrustedConfigError as e:
+        raise StoredOverrideError(f"{source}: the config its overrides compose is refused: {e}") from None
 
 
 def checkpoint_to_continue(cfg: DictConfig) -> str | None:
@@ -100,9 +101,9 @@ def checkpoint_to_continue(cfg: DictConfig) -> str | None:
             f"resume={resume} continues that run in its own directory, but this run writes to {out}; "
             f"start it as: python -m nag.train resume={resume}"
         )
-    last = last_checkpoint(out)
-    if not last.is_file():
-        raise MissingFileError(f"resume={resume}: {last} does not exist.")
+    last = RunDir(out).last_ckpt
+    if last is None:
+        raise MissingFileError(f"resume={resume}: {out}/checkpoints/last.ckpt does not exist (as a file).")
     return str(last)
 
 

@@ -8,7 +8,6 @@ message, its type and the training step reached) and logged, and Hydra goes on w
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,13 +20,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nag.artifacts import write_json_atomic
 from nag.errors import UserInputError
+from nag.runs.run_dir import RunDir, discover
 
 log = logging.getLogger(__name__)
-
-FAILURE = "failure.json"
-METRICS = "metrics.json"
 
 
 def global_rank() -> int:
@@ -44,17 +40,8 @@ def in_multirun() -> bool:
 
 def write_failure(out_dir: Path, error: BaseException) -> None:
     """``<out_dir>/failure.json``: what went wrong and how far training got (written by rank 0 only)."""
-    if global_rank() != 0:
-        return
-    write_json_atomic(
-        out_dir / FAILURE,
-        {
-            "status": "failed",
-            "error": str(error),
-            "type": type(error).__name__,
-            "step": getattr(error, "global_step", None),
-        },
-    )
+    if global_rank() == 0:
+        RunDir(out_dir).write_failure(error)
 
 
 def _failed_value(cfg: DictConfig) -> float | tuple[float, ...] | None:
@@ -83,28 +70,8 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
             return _failed_value(cfg)
         raise
     if global_rank() == 0:
-        (out / FAILURE).unlink(missing_ok=True)  # e.g. a failed run resumed successfully
+        RunDir(out).clear_failure()  # e.g. a failed run resumed successfully
     return result
-
-
-def one_line(message: str, limit: int = 300) -> str:
-    """A (possibly multi-line) error message on one line, for tables and summaries."""
-    text = " ".join(message.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def job_status(job_dir: Path) -> tuple[str, str]:
-    """``("ok", "")``, ``("failed", reason)`` or ``("incomplete", "")`` for a job directory."""
-    failure = job_dir / FAILURE
-    if failure.is_file():
-        try:
-            record = json.loads(failure.read_text())
-            return "failed", one_line(str(record.get("error", "")))
-        except (OSError, ValueError):
-            return "failed", f"unreadable {FAILURE}"
-    if (job_dir / METRICS).is_file():
-        return "ok", ""
-    return "incomplete", ""
 
 
 class SweepSummary(Callback):
@@ -112,28 +79,14 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        jobs = sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=_job_order) if sweep.is_dir() else []
+        jobs = discover(sweep) if sweep.is_dir() else []
         if not jobs:
             return
         lines, failed = [], 0
         for job in jobs:
-            status, reason = job_status(job)
+            status, reason = job.status, job.reason
             failed += status != "ok"
-            overrides = _overrides(job)
-            lines.append(f"  {job.name:>4}  {status:<10} {overrides}{'  — ' + reason if reason else ''}")
+            lines.append(f"  {job.path.name:>4}  {status:<10} {job.label()}{'  — ' + reason if reason else ''}")
         print(f"sweep {sweep}: {len(jobs) - failed} of {len(jobs)} job(s) ok\n" + "\n".join(lines), flush=True)
         if failed:
             raise SystemExit(1)
-
-
-def _job_order(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)
-
-
-def _overrides(job: Path) -> str:
-    try:
-        from omegaconf import OmegaConf
-
-        return " ".join(str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
-    except Exception:  # an unreadable record must not hide the others
-        return "?"

@@ -1,0 +1,27 @@
+"""Composing the project's config tree outside ``@hydra.main``: what ``resume=`` checks a run's stored overrides
+with, and what the benchmark and the tests run. Imports only Hydra and OmegaConf."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from nag import CONF_DIR
+
+
+def compose(config: str, overrides: Sequence[str], return_hydra_config: bool = False) -> DictConfig:
+    """``conf/<config>.yaml`` with ``overrides``, as ``python -m nag.<config>`` composes it (unresolved).
+
+    Hydra's global state is restored afterwards, so this may run before ``@hydra.main``."""
+    was_initialized = GlobalHydra.instance().is_initialized()
+    if was_initialized:
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config, overrides=list(overrides), return_hydra_config=return_hydra_config)
+    finally:
+        GlobalHydra.instance().clear()

@@ -1,0 +1,228 @@
+"""Reading a checkpoint file that may come from anyone: bounded, unpickled safely, validated before use.
+
+:func:`read_checkpoint` is the one door every checkpoint comes in by (training's ``ckpt_path=`` and ``resume=``,
+``NAGModule.load_from_checkpoint``, evaluation, report, compare). Before anything is built from it:
+
+- the file is a zip archive as ``torch.save`` writes it (entries stored, not compressed), no larger than
+  :data:`MAX_CHECKPOINT_BYTES`, and does not inflate beyond its size (a 390 KB file holding a deflated
+  500 MB tensor is refused before ``torch.load`` allocates it);
+- it is unpickled by torch's ``weights_only`` unpickler (no code objects);
+- its structure is what ``nag.train`` writes: a ``state_dict`` of finite tensors (a non-finite one is named),
+  ``hyper_parameters`` a mapping, ``global_step``/``epoch`` non-negative integers, ``nag_draw_seed`` an integer
+  or null, and Lightning's callback state (a ``ModelCheckpoint``'s best and last paths) confined to its own
+  checkpoint folder, so restoring it can never make Lightning delete or write a file elsewhere.
+
+Which classes the hyper-parameters may build is :mod:`nag.runs.trusted`'s business.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from nag.errors import MissingFileError, UserInputError
+
+#: The largest checkpoint read (the report AE at 64 px with Adam's state: 480 MB); ``$NAG_MAX_CHECKPOINT_BYTES``.
+MAX_CHECKPOINT_BYTES = int(os.environ.get("NAG_MAX_CHECKPOINT_BYTES", 16 << 30))
+#: The most a checkpoint's entries may inflate to, beyond the file's own size (``torch.save`` stores them raw).
+INFLATION_SLACK = 64 << 20
+_CHECKPOINT_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+class CheckpointError(UserInputError):
+    """A checkpoint file that cannot be used: unreadable, not nag's, malformed, or of another model."""
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0][:200]
+
+
+def check_archive(p: Path, key: str, shown: Any) -> None:
+    size = p.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{key}={shown} is {size:,} bytes, more than NAG_MAX_CHECKPOINT_BYTES="
+                              f"{MAX_CHECKPOINT_BYTES:,}; set that variable to read it.")  # fmt: skip
+    if not zipfile.is_zipfile(p):
+        raise CheckpointError(
+            f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file (no zip archive, "
+            "which is how torch.save writes one)."
+        )
+    try:
+        with zipfile.ZipFile(p) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file "
+                              f"({_first_line(e)}).") from None  # fmt: skip
+    inflated = sum(i.file_size for i in infos)
+    if len(infos) > 1_000_000 or inflated > size + INFLATION_SLACK:
+        raise CheckpointError(
+            f"{key}={shown} would inflate from {size:,} to {inflated:,} bytes when read (compressed entries; "
+            "torch.save stores them uncompressed). Refused before reading it."
+        )
+
+
+def _check_int(ckpt: Mapping[str, Any], name: str, key: str, shown: Any, low: int = 0, high: int = 2**63,
+               nullable: bool = False) -> None:  # fmt: skip
+    if name not in ckpt:
+        return
+    value = ckpt[name]
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise CheckpointError(f"{key}={shown}: {name}={value!r} must be an integer in [{low}, {high}); the file "
+                              "is damaged or crafted.")  # fmt: skip
+
+
+def _confined(path: Any, folder: PurePosixPath) -> bool:
+    """Whether a stored checkpoint path is a file directly inside ``folder`` (no ``..``, no other folder)."""
+    if path in ("", None):
+        return True
+    if not isinstance(path, str):
+        return False
+    p = PurePosixPath(path)
+    return ".." not in p.parts and p.parent == folder and p.name not in ("", ".", "..")
+
+
+def check_callback_state(ckpt: Mapping[str, Any], key: str, shown: Any) -> None:
+    """Lightning restores each callback's state from the checkpoint; a ``ModelCheckpoint`` later *deletes* its
+    previous best file by the path it restored. Every such path must name a file directly in the state's own
+    ``dirpath``, and that folder no ``..``."""
+    callbacks = ckpt.get("callbacks")
+    if callbacks is None:
+        return
+    if not isinstance(callbacks, Mapping):
+        raise CheckpointError(f"{key}={shown}: callbacks is a {type(callbacks).__name__}, not a mapping.")
+    for name, state in callbacks.items():
+        if not isinstance(state, Mapping) or "dirpath" not in state and "best_model_path" not in state:
+            continue
+        dirpath = state.get("dirpath")
+        if dirpath is not None and (not isinstance(dirpath, str) or ".." in PurePosixPath(dirpath).parts):
+            raise CheckpointError(f"{key}={shown}: callback state {str(name)[:60]} has dirpath={dirpath!r}; refused.")
+        folder = PurePosixPath(dirpath) if dirpath else None
+        paths = [(k, state.get(k)) for k in _CHECKPOINT_PATHS if k in state]
+        best_k = state.get("best_k_models", {})
+        if not isinstance(best_k, Mapping):
+            raise CheckpointError(f"{key}={shown}: callback state {str(name)[:60]} best_k_models is not a mapping.")
+        paths += [("best_k_models", p) for p in best_k]
+        for what, path in paths:
+            if folder is None and path not in ("", None) or folder is not None and not _confined(path, folder):
+                raise CheckpointError(
+                    f"{key}={shown}: callback state {str(name)[:60]} has {what}={str(path)[:120]!r}, not a file in "
+                    f"its own checkpoint folder {dirpath!r}; Lightning would delete or write it on resuming. Refused."
+                )
+
+
+def check_structure(ckpt: Any, key: str, shown: Any) -> None:
+    """What ``nag.train`` writes (module docstring); :class:`CheckpointError` names the first thing wrong."""
+    import torch
+
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{key}={shown} is not a Lightning checkpoint (no state_dict).")
+    if not isinstance(ckpt.get("hyper_parameters"), dict):
+        raise CheckpointError(
+            f"{key}={shown} was not written by nag.train: it stores no hyper-parameters to rebuild the model from."
+        )
+    for name, value in ckpt["state_dict"].items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{key}={shown}: state_dict[{str(name)[:80]!r}] is a {type(value).__name__}, "
+                                  "not a tensor; the file is damaged or crafted.")  # fmt: skip
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{key}={shown}: the weights {name} hold NaN or infinite values; nothing "
+                                  "evaluated or trained from them would mean anything. Refused.")  # fmt: skip
+    _check_int(ckpt, "global_step", key, shown)
+    _check_int(ckpt, "epoch", key, shown)
+    _check_int(ckpt, "nag_draw_seed", key, shown, nullable=True)
+    check_callback_state(ckpt, key, shown)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a checkpoint written by ``nag.train``, safely (module docstring).
+
+    Args:
+        path: The ``.ckpt`` file.
+        map_location: Where tensors go.
+        key: The config key that named the file, for messages.
+
+    Raises:
+        MissingFileError: No such file.
+        CheckpointError: Not a checkpoint, truncated, inflating, holding code objects, malformed, or not nag's.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{key}={path} does not exist; give a .ckpt file written by nag.train.")
+    check_archive(p, key, path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise CheckpointError(
+                f"{key}={path} holds Python objects that torch's safe loader refuses to build "
+                f"({_first_line(e)}); nag will not unpickle it."
+            ) from None
+        raise CheckpointError(f"{key}={path} is not a checkpoint (it could not be unpickled: {e}).") from None
+    except Exception as e:  # torch reports a text file, a truncated zip, a wrong magic number in many ways
+        raise CheckpointError(
+            f"{key}={path} is not a readable checkpoint: it is truncated or not a .ckpt file "
+            f"({type(e).__name__}: {_first_line(e) or 'empty file'})."
+        ) from None
+    check_structure(ckpt, key, path)
+    return ckpt
+
+
+def check_optimizer_state(ckpt: Mapping[str, Any], optimizer: Any, source: str, key: str = "model.optimizer") -> None:
+    """Refuse a checkpoint whose stored optimizer state disagrees with the configured optimizer.
+
+    Lightning restores the optimizer's param groups as stored, hyper-parameters included: a state saying lr 7.5
+    would train at 7.5 while the config (and every record) says 0.001. Each stored group must have the
+    hyper-parameters the configured optimizer gets (``initial_lr`` stands for ``lr`` where a scheduler moved it).
+
+    Args:
+        ckpt: The checkpoint.
+        optimizer: The configured optimizer, built on the model's parameters (``configure_optimizers``).
+        source: The file, for messages.
+    """
+    states = ckpt.get("optimizer_states") or []
+    if not isinstance(states, list):
+        raise CheckpointError(f"{source}: optimizer_states is a {type(states).__name__}, not a list.")
+    expected = optimizer.param_groups[0]
+    for state in states[:1]:
+        groups = state.get("param_groups") if isinstance(state, Mapping) else None
+        if not isinstance(groups, list) or not groups:
+            raise CheckpointError(f"{source}: its optimizer state has no param_groups; the file is damaged.")
+        for group in groups:
+            if not isinstance(group, Mapping):
+                raise CheckpointError(f"{source}: an optimizer param group is not a mapping; the file is damaged.")
+            for name, want in expected.items():
+                if name in ("params", "initial_lr") or name not in group:
+                    continue
+                have = group.get("initial_lr", group[name]) if name == "lr" else group[name]
+                if not _same(have, want):
+                    raise CheckpointError(
+                        f"{source}: its stored optimizer state has {name}={have!r} but {key}.{name}={want!r}; "
+                        "Lightning would restore the stored one and train with it while every record says the "
+                        "configured one. Refused: use the setting the checkpoint was trained with, or start a new run."
+                    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+    try:
+        import torch
+
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            return _same(torch.as_tensor(a).tolist(), torch.as_tensor(b).tolist())
+    except (TypeError, ValueError):
+        return False
+    return a == b

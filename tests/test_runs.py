@@ -1,0 +1,428 @@
+"""The run-dir model and the trust boundary, in process: bounded readers, link-proof writers, stored configs read
+as data, stored overrides checked, the allow-list, checkpoint structure, caches, decode workers that die with
+their parent. (The same rules through the real entry points: ``test_untrusted.py``.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from nag.runs.checkpoint_file import CheckpointError, check_callback_state, check_optimizer_state
+from nag.runs.files import (
+    OutputDir,
+    UnsafeFileError,
+    atomic_file,
+    load_json,
+    load_yaml,
+    read_bytes,
+    safe_name,
+    walk,
+)
+from nag.runs.overrides import StoredOverrideError, check_stored
+from nag.runs.run_dir import RunDir, discover, job_order
+from nag.runs.stored_config import StoredConfig, StoredConfigError, local_paths, own_resolvers
+from nag.runs.trusted import UntrustedConfigError, check_config, check_target, check_training_config
+
+# --- bounded reading -----------------------------------------------------------------------------------
+
+
+def test_reading_refuses_links_fifos_and_large_files_without_blocking(tmp_path: Path) -> None:
+    (tmp_path / "real").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    assert read_bytes(tmp_path / "real") == b"x"
+    with pytest.raises(UnsafeFileError, match="is a symbolic link, not a regular file"):
+        read_bytes(tmp_path / "link")
+    start = time.monotonic()
+    with pytest.raises(UnsafeFileError, match="is a named pipe"):
+        read_bytes(tmp_path / "fifo")
+    assert time.monotonic() - start < 1
+    with pytest.raises(UnsafeFileError, match="larger than 100 bytes"):
+        read_bytes(tmp_path / "big", limit=100)
+    with pytest.raises(FileNotFoundError):
+        read_bytes(tmp_path / "absent")
+
+
+def test_yaml_expansion_is_bounded_on_the_graph_not_by_expanding(tmp_path: Path) -> None:
+    laughs = "".join(f"- &{c} [{','.join(['*' + p] * 9) if p else 'x,x,x,x,x,x,x,x,x'}]\n"
+                     for p, c in zip(["", *"abcdefgh"], "abcdefghi", strict=True))  # fmt: skip
+    (tmp_path / "laughs.yaml").write_text(laughs)
+    start = time.monotonic()
+    with pytest.raises(UnsafeFileError, match="expands to more than 100,000 nodes"):
+        load_yaml(tmp_path / "laughs.yaml")
+    assert time.monotonic() - start < 1
+    (tmp_path / "few.yaml").write_text("a: &a [1, 2]\nb: *a\nc: *a\n")
+    assert load_yaml(tmp_path / "few.yaml") == {"a": [1, 2], "b": [1, 2], "c": [1, 2]}  # honest aliases load
+    (tmp_path / "loop.yaml").write_text("&a [*a]\n")
+    with pytest.raises(UnsafeFileError, match="recursive alias"):
+        load_yaml(tmp_path / "loop.yaml")
+    (tmp_path / "dup.yaml").write_text("a: 1\na: 2\n")
+    with pytest.raises(UnsafeFileError, match="duplicate key 'a'"):
+        load_yaml(tmp_path / "dup.yaml")
+    (tmp_path / "obj.yaml").write_text("!!python/object/apply:os.system ['true']\n")
+    with pytest.raises(UnsafeFileError, match="not a readable YAML"):
+        load_yaml(tmp_path / "obj.yaml")
+
+
+def test_yaml_values_are_typed_as_omegaconf_types_them(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("lr: 1e-3\nx: 1.0e-06\nd: 2026-11-28\nn: 3\ns: ${a.b}\nb: true\nz: null\n")
+    assert load_yaml(tmp_path / "c.yaml") == OmegaConf.to_container(OmegaConf.load(tmp_path / "c.yaml"))
+    assert load_yaml(tmp_path / "c.yaml")["lr"] == 1e-3 and load_yaml(tmp_path / "c.yaml")["d"] == "2026-11-28"
+
+
+def test_json_numbers_are_finite_or_none_and_deep_nesting_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"a": NaN, "b": Infinity, "c": 1e400, "d": 1' + "0" * 400 + ', "e": 2.5, "f": 7}')
+    assert load_json(tmp_path / "m.json") == {"a": None, "b": None, "c": None, "d": None, "e": 2.5, "f": 7}
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UnsafeFileError, match="not valid JSON"):
+        load_json(tmp_path / "deep.json")
+
+
+def test_walk_never_follows_links_and_is_bounded(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "up").symlink_to(tmp_path)
+    (tmp_path / "a" / "f").write_text("x")
+    names = sorted(str(p.relative_to(tmp_path)) for p, _ in walk(tmp_path))
+    assert names == ["a", "a/b", "a/b/up", "a/f"]
+    with pytest.raises(UnsafeFileError, match="more than 2 files"):
+        list(walk(tmp_path, max_entries=2))
+
+
+# --- link-proof writing ---------------------------------------------------------------------------------
+
+
+def test_an_atomic_write_replaces_a_planted_link_and_never_follows_it(tmp_path: Path) -> None:
+    victim = tmp_path / "bashrc"
+    victim.write_text("mine\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").symlink_to(victim)
+    with atomic_file(out / "report.md") as f:
+        f.write("report\n")
+    assert victim.read_text() == "mine\n"
+    assert not (out / "report.md").is_symlink() and (out / "report.md").read_text() == "report\n"
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UnsafeFileError, match="is a symbolic link"), atomic_file(tmp_path / "linked" / "x"):
+        pass
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_output_dir_that_is_a_link_or_reaches_through_one_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "compare").symlink_to(tmp_path / "theirs")
+    with pytest.raises(UnsafeFileError, match="compare folder .* is a symbolic link"):
+        OutputDir(tmp_path / "compare", "the compare folder")
+    out = OutputDir(tmp_path / "report")
+    (tmp_path / "report" / "tensorboard").symlink_to(tmp_path / "theirs")
+    with pytest.raises(UnsafeFileError, match="is a symbolic link"):
+        out.folder("tensorboard")
+    with pytest.raises(UnsafeFileError, match="not a file name inside"):
+        out.file("../escape.txt")
+    out.write_text("sub/dir/a.txt", "a")
+    assert (tmp_path / "report" / "sub" / "dir" / "a.txt").read_text() == "a"
+    assert list((tmp_path / "theirs").iterdir()) == []
+
+
+def test_safe_names_are_bounded_and_stay_unique() -> None:
+    a, b = safe_name("latent_mmd_vs_" + "k" * 300 + "1"), safe_name("latent_mmd_vs_" + "k" * 300 + "2")
+    assert len(a) <= 120 and len(b) <= 120 and a != b
+    assert safe_name("a/b:c $x") == "a_b_c__x" and safe_name("..hidden") == "hidden"
+
+
+# --- stored configs are data --------------------------------------------------------------------------
+
+
+def _stored(tmp_path: Path, text: str) -> StoredConfig:
+    (tmp_path / "config.yaml").write_text(textwrap.dedent(text))
+    return StoredConfig.read(tmp_path / "config.yaml")
+
+
+def test_a_real_stored_config_is_accepted_and_read_with_this_machines_paths(tiny_run: Path) -> None:
+    cfg = RunDir(tiny_run).config
+    paths = local_paths(tiny_run, {"cache_dir": "/here/cache", "data_dir": "/here/data"})
+    data = cfg.section("data", paths)
+    assert data["cache_dir"] == "/here/cache" and data["_target_"].startswith("nag.data.")
+    assert cfg.get("model.encoder.latent_dim", paths) == cfg.get("model.latent_dim", paths) == 8  # references
+    assert cfg.get("callbacks.last_checkpoint.dirpath", paths) == f"{tiny_run}/checkpoints"  # output_dir = the run
+    assert ("paths.cache_dir", "${oc.env:NAG_CACHE_DIR,'~/.cache/nag'}") in own_resolvers()
+
+
+def test_a_stored_config_never_runs_a_resolver(tmp_path: Path) -> None:
+    for text, words in [
+        ("trainer:\n  max_epochs: ${oc.env:SECRET_TOKEN}\n", "trainer.max_epochs='${oc.env:SECRET_TOKEN}'"),
+        ("data:\n  cache_dir: ${nag.fresh_dir:/elsewhere}\n", "data.cache_dir"),
+        ("paths:\n  cache_dir: ${oc.env:HOME}\n", "paths.cache_dir"),  # an own key, another resolver
+        ("a: \"${oc.decode:'{_target_: os.system}'}\"\n", "a="),
+    ]:
+        with pytest.raises(StoredConfigError, match="never run"):
+            _stored(tmp_path, text)
+        assert words in str(pytest.raises(StoredConfigError, _stored, tmp_path, text).value)
+
+
+def test_stored_paths_where_nag_writes_are_always_this_machines(tmp_path: Path) -> None:
+    cfg = _stored(tmp_path, """\
+        paths:
+          data_dir: /their/data
+          cache_dir: /their/home/.ssh
+        data:
+          root: ${paths.data_dir}
+          cache_dir: /their/cache
+          image_size: 16
+        """)
+    data = cfg.section("data", {"paths.cache_dir": "/mine", "paths.data_dir": "/mine/data"})
+    assert data == {"root": "/their/data", "cache_dir": "/mine", "image_size": 16}  # reads from theirs, writes mine
+    own = _stored(tmp_path, "paths:\n  data_dir: ${oc.env:NAG_DATA_DIR,data}\ndata:\n  root: ${paths.data_dir}\n")
+    assert own.get("data.root", {"paths.data_dir": "/mine/data", "paths.cache_dir": "/c"}) == "/mine/data"
+
+
+@pytest.mark.parametrize(("text", "key", "message"), [
+    ("a: ${a}\n", "a", "recursive interpolation"),
+    ("a: ${b}\nb: ${a}\n", "a", "recursive interpolation"),
+    ("a: ???\n", "a", r"is \?\?\?"),
+    ("a: ${nope}\n", "a", "which the file does not have"),
+    ("d: $\nb: '${d}{oc.env:HOME}'\n", "b", "builds an interpolation"),
+    ("x: 1\n", "y", "has no y"),
+])  # fmt: skip
+def test_bad_stored_values_are_named(tmp_path: Path, text: str, key: str, message: str) -> None:
+    cfg = _stored(tmp_path, text)
+    with pytest.raises(StoredConfigError, match=message):
+        cfg.get(key, {"paths.cache_dir": "/c"})
+
+
+@pytest.mark.parametrize(("text", "message"), [("- a\n", "holds a list"), ("1: x\n", "not text"), ("", "NoneType")])
+def test_a_stored_config_must_be_a_mapping_of_text_keys(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(StoredConfigError, match=message):
+        _stored(tmp_path, text)
+
+
+# --- stored overrides come back as data only ----------------------------------------------------------
+
+
+def test_honest_overrides_come_back() -> None:
+    honest = ["experiment=quickstart", "prior.mean=-3", "prior=normal_mean-3", "~callbacks.probes", "data.root=/d",
+              "model.encoder.channels=[8,16]", "matching.weight=0.1", "experiment=null", "paths.data_dir=/x"]
+    assert check_stored(honest, Path("o.yaml")) == honest
+
+
+@pytest.mark.parametrize(("override", "why"), [
+    ("+callbacks.x._target_=numpy.load", "adds a key"),
+    ("++trainer.x=1", "adds a key"),
+    ("hydra.job.chdir=true", "changes Hydra itself"),
+    ("hydra/launcher=basic", "changes Hydra itself"),
+    ("model._target_=builtins.exec", "special key"),
+    ("prior._args_=[1]", "special key"),
+    ("prior={_target_: os.system}", "whole mapping"),
+    ("trainer.max_epochs=${oc.env:SECRET}", "interpolation"),
+    ("model.encoder.channels=[1,'${oc.env:X}']", "interpolation"),
+    ("paths.cache_dir=/x", "where nag writes"),
+    ("data.cache_dir=/x", "where nag writes"),
+    ("callbacks.model_checkpoint.dirpath=/x", "where nag writes"),
+    ("logger.tensorboard.save_dir=/x", "where nag writes"),
+    ("trainer.default_root_dir=/x", "where nag writes"),
+    ("data=nope", "not one of nag's data options"),
+    ("data@foo=synthetic", "another package"),
+    ("prior.mean=1,2", "a sweep"),
+    ("prior.mean=[", "not an override"),
+])  # fmt: skip
+def test_stored_overrides_that_name_code_or_places_are_refused(override: str, why: str) -> None:
+    with pytest.raises(StoredOverrideError, match=why) as err:
+        check_stored(["debug=tiny", override], Path("run/.hydra/overrides.yaml"))
+    assert "run/.hydra/overrides.yaml, entry 2" in str(err.value)
+
+
+def test_stored_overrides_must_be_a_list_of_text() -> None:
+    for bad in ({"a": 1}, ["a=1", 3], "a=1"):
+        with pytest.raises(StoredOverrideError, match="not a list of overrides"):
+            check_stored(bad, Path("o.yaml"))
+    assert check_stored(None, Path("o.yaml")) == []
+
+
+# --- the allow-list -----------------------------------------------------------------------------------
+
+
+def test_a_class_imported_into_an_allowed_module_is_not_allowed(monkeypatch) -> None:
+    """nag.nets may build its own nets, not an nn.Module it happens to import (or one added to it)."""
+    import nag.nets
+
+    monkeypatch.setattr(nag.nets, "Sequential", torch.nn.Sequential, raising=False)
+    with pytest.raises(UntrustedConfigError, match="defined in nag.nets"):
+        check_target("nag.nets.Sequential", "encoder")
+    check_target("nag.nets.Encoder", "encoder")
+    for outside in ("torch.nn.Sequential", "torch.nn.Module", "torch.nn.modules.linear.Linear", "os.system"):
+        with pytest.raises(UntrustedConfigError, match="not on nag's allow-list"):
+            check_target(outside, "encoder")
+
+
+def test_checkpoint_parts_must_be_of_their_kind() -> None:
+    from nag.runs.trusted import CHECKPOINT_ROLES
+
+    good = {"encoder": {"_target_": "nag.nets.Encoder"}, "prior": {"_target_": "nag.priors.NormalPrior"},
+            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}, "scheduler": None}  # fmt: skip
+    check_config(good, "hp", roles=CHECKPOINT_ROLES)
+    for part, target in [("encoder", "nag.priors.NormalPrior"), ("prior", "nag.nets.Encoder"),
+                         ("optimizer", "torch.optim.lr_scheduler.StepLR"), ("matching", "nag.priors.LaplacePrior")]:
+        with pytest.raises(UntrustedConfigError, match=f"hp.{part}._target_"):
+            check_config({**good, part: {"_target_": target}}, "hp", roles=CHECKPOINT_ROLES)
+    with pytest.raises(UntrustedConfigError, match="names no class"):
+        check_config({**good, "encoder": {"image_size": 16}}, "hp", roles=CHECKPOINT_ROLES)
+
+
+def test_every_target_of_nags_training_configs_is_on_the_training_allow_list(compose_cfg) -> None:
+    for overrides in ([], ["callbacks=with_edits", "logger=csv"], ["experiment=wae_celeba"], ["trainer=ddp_cpu"]):
+        check_training_config(compose_cfg(overrides), "config")
+    with pytest.raises(UntrustedConfigError, match=r"callbacks.x._target_='numpy.load'"):
+        check_training_config(compose_cfg(["+callbacks.x._target_=numpy.load"]), "config")
+    with pytest.raises(UntrustedConfigError, match="_target_='.{.*}'"):
+        check_training_config(compose_cfg(["matching._target_=${oc.env:X}"]), "config")
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+
+def _callbacks(dirpath: str, best: str) -> dict:
+    return {"callbacks": {"ModelCheckpoint{...}": {"dirpath": dirpath, "best_model_path": best, "best_k_models": {
+        best: torch.tensor(1.0)}, "kth_best_model_path": best, "last_model_path": ""}}}
+
+
+@pytest.mark.parametrize(("dirpath", "best", "ok"), [
+    ("/r/checkpoints", "/r/checkpoints/best-epoch003.ckpt", True),
+    ("/r/checkpoints", "", True),
+    ("/r/checkpoints", "/r/checkpoints/../../home/thesis.pdf", False),
+    ("/r/checkpoints", "/home/thesis.pdf", False),
+    ("/r/checkpoints", "/r/checkpoints/sub/x.ckpt", False),
+    ("/r/../home", "/r/../home/x", False),
+])  # fmt: skip
+def test_callback_state_paths_stay_in_their_checkpoint_folder(dirpath: str, best: str, ok: bool) -> None:
+    if ok:
+        check_callback_state(_callbacks(dirpath, best), "ckpt_path", "x.ckpt")
+    else:
+        with pytest.raises(CheckpointError, match="x.ckpt"):
+            check_callback_state(_callbacks(dirpath, best), "ckpt_path", "x.ckpt")
+
+
+def test_the_stored_optimizer_state_must_match_the_configured_optimizer() -> None:
+    w = torch.nn.Parameter(torch.zeros(2))
+    configured = torch.optim.Adam([w], lr=1e-3)
+    state = {"optimizer_states": [configured.state_dict()]}
+    check_optimizer_state(state, configured, "x.ckpt")
+    scheduled = torch.optim.Adam([w], lr=1e-3)
+    scheduled.step()
+    torch.optim.lr_scheduler.StepLR(scheduled, step_size=1, gamma=0.5).step()  # lr moved: initial_lr stands for it
+    check_optimizer_state({"optimizer_states": [scheduled.state_dict()]}, configured, "x.ckpt")
+    for name, value in [("lr", 7.5), ("betas", (0.5, 0.999)), ("weight_decay", 0.1)]:
+        bad = configured.state_dict()
+        bad["param_groups"][0][name] = value
+        with pytest.raises(CheckpointError, match=f"{name}="):
+            check_optimizer_state({"optimizer_states": [bad]}, configured, "x.ckpt")
+
+
+# --- the run dir ------------------------------------------------------------------------------------
+
+
+def test_job_order_counts_only_ascii_digits() -> None:
+    assert sorted(["10", "2", "²", "a", "0"], key=job_order) == ["0", "2", "10", "a", "²"]
+
+
+def test_a_run_dir_reports_its_bad_files_as_unreadable(tmp_path: Path) -> None:
+    run = tmp_path / "0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("data: {}\n")
+    (run / ".hydra" / "overrides.yaml").write_text("- prior.mean=1\n")
+    (run / "metrics.json").write_text('{"val/recon": 0.1}')
+    r = RunDir(run)
+    assert (r.status, r.reason, r.label()) == ("ok", "", "prior.mean=1")
+    (run / "failure.json").write_text('{"error": "line one\\nline\\u0007two"}')
+    assert (RunDir(run).status, RunDir(run).reason) == ("failed", "line one line two")
+    (run / "failure.json").unlink()
+    os.mkfifo(run / "failure.json")
+    assert RunDir(run).status == "unreadable" and "named pipe" in RunDir(run).reason
+    (run / "failure.json").unlink()
+    (run / "metrics.json").write_text("[1, 2]")
+    assert RunDir(run).status == "unreadable" and "not a mapping" in RunDir(run).reason
+
+
+def test_best_checkpoint_is_the_newest_regular_best_file(tmp_path: Path) -> None:
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    assert RunDir(tmp_path).best_ckpt is None
+    (ckpts / "last.ckpt").write_bytes(b"x")
+    assert RunDir(tmp_path).best_ckpt == ckpts / "last.ckpt"
+    (ckpts / "best-epoch001.ckpt").write_bytes(b"x")
+    os.utime(ckpts / "best-epoch001.ckpt", (1, 1))
+    (ckpts / "best-epoch004.ckpt").write_bytes(b"x")
+    (ckpts / "best-epoch009.ckpt").symlink_to(tmp_path / "elsewhere.ckpt")  # dangling: never chosen
+    assert RunDir(tmp_path).best_ckpt == ckpts / "best-epoch004.ckpt"
+
+
+def test_discovery_walks_no_links(tmp_path: Path) -> None:
+    for job in ("0", "1", "10", "2"):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "config.yaml").write_text("a: 1\n")
+    (tmp_path / "1" / ".hydra" / "resume").mkdir()
+    (tmp_path / "1" / ".hydra" / "resume" / "config.yaml").write_text("a: 1\n")
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "0")
+    (tmp_path / "0" / "loop").symlink_to(tmp_path)
+    assert [r.path.name for r in discover(tmp_path)] == ["0", "1", "2", "10"]
+
+
+# --- caches and their workers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["prctl", "watchdog"])
+def test_decode_workers_exit_when_their_parent_is_killed(tmp_path: Path, how: str) -> None:
+    """kill -9 of a process building a cache must not leave its decode workers alive (each holds hundreds of MB):
+    on Linux by PR_SET_PDEATHSIG, elsewhere (here: with prctl made unavailable) by the watchdog thread."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = textwrap.dedent(f"""
+        import os, time
+        if {how == "watchdog"}:
+            import ctypes
+            def unavailable(*args, **kwargs):
+                raise OSError("no prctl here")
+            ctypes.CDLL = unavailable
+        from functools import partial
+        import numpy as np
+        from nag.data.cache import load_or_build
+
+        def fill(chunk, folder):
+            open(os.path.join(folder, str(os.getpid())), "w").close()
+            time.sleep(60)
+            return np.zeros((len(chunk), 4, 4, 3), np.uint8), np.zeros((len(chunk), 0), np.uint8), []
+
+        load_or_build({str(tmp_path / 'cache')!r}, "x", {{"k": 1}}, list(range(4)), 4, 0,
+                      partial(fill, folder={str(pids)!r}), chunk_size=1, workers=2)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert len(workers) == 2, "the workers did not start"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return state not in ("Z", "X")
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in workers if alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"decode workers {left} outlived their killed parent"
