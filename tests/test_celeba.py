@@ -309,24 +309,6 @@ def test_a_photo_replaced_under_the_same_name_is_decoded_again(tmp_path: Path) -
     assert len(list((tmp_path / "cache").glob("celeba-train-*"))) == 3
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda d: (d / "images.npy").write_bytes((d / "images.npy").read_bytes()[:1000]),  # truncated
-        lambda d: (d / "images.npy").unlink(),  # deleted
-        lambda d: (d / "meta.json").write_text('{"n": 20, "sett'),  # torn metadata
-        lambda d: (d / "meta.json").write_text('{"n": 7}'),  # metadata that disagrees with the arrays
-        lambda d: (d / "attributes.npy").write_bytes(b"garbage"),
-        lambda d: _edit_meta(d, bad_indices=[999]),  # an index past the split
-        lambda d: _edit_meta(d, bad_indices=None),  # missing
-        lambda d: _edit_meta(d, bad_indices=[-1]),
-        lambda d: _edit_meta(d, settings={"crop": 99}),  # another cache's metadata
-        lambda d: _edit_meta(d, n=True),
-        _images_through_a_link,
-    ],
-    ids=["truncated", "deleted", "torn-meta", "wrong-n", "garbage-attributes", "bad-index-past-the-end",
-         "bad-indices-missing", "bad-index-negative", "other-settings", "n-not-a-count", "images-a-link"],
-)
 def _edit_meta(cache: Path, **changes) -> None:
     meta = json.loads((cache / "meta.json").read_text())
     for key, value in changes.items():
@@ -345,6 +327,24 @@ def _images_through_a_link(cache: Path) -> None:
     (cache / "images.npy").symlink_to(other)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / "images.npy").write_bytes((d / "images.npy").read_bytes()[:1000]),  # truncated
+        lambda d: (d / "images.npy").unlink(),  # deleted
+        lambda d: (d / "meta.json").write_text('{"n": 20, "sett'),  # torn metadata
+        lambda d: (d / "meta.json").write_text('{"n": 7}'),  # metadata that disagrees with the arrays
+        lambda d: (d / "attributes.npy").write_bytes(b"garbage"),
+        lambda d: _edit_meta(d, bad_indices=[999]),  # an index past the split
+        lambda d: _edit_meta(d, bad_indices=None),  # missing
+        lambda d: _edit_meta(d, bad_indices=[-1]),
+        lambda d: _edit_meta(d, settings={"crop": 99}),  # another cache's metadata
+        lambda d: _edit_meta(d, n=True),
+        _images_through_a_link,
+    ],
+    ids=["truncated", "deleted", "torn-meta", "wrong-n", "garbage-attributes", "bad-index-past-the-end",
+         "bad-indices-missing", "bad-index-negative", "other-settings", "n-not-a-count", "images-a-link"],
+)
 def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(tmp_path: Path, caplog, damage) -> None:
     write_torchvision(tmp_path / "data")
     first = make(tmp_path / "data", tmp_path / "cache").dataset("train").images.copy()
