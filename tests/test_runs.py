@@ -386,11 +386,20 @@ def test_decode_workers_exit_when_their_parent_is_killed(tmp_path: Path, how: st
     pids.mkdir()
     script = textwrap.dedent(f"""
         import os, time
-        if {how == "watchdog"}:
+        if {how == "watchdog"}:  # prctl unavailable: only the watchdog thread can end the workers
             import ctypes
             def unavailable(*args, **kwargs):
                 raise OSError("no prctl here")
             ctypes.CDLL = unavailable
+        else:  # no watchdog thread: only prctl can end them
+            import types
+            import nag.data.cache
+            class NoThread:
+                def __init__(self, *args, **kwargs):
+                    pass
+                def start(self):
+                    pass
+            nag.data.cache.threading = types.SimpleNamespace(Thread=NoThread)
         from functools import partial
         import numpy as np
         from nag.data.cache import load_or_build
@@ -404,13 +413,15 @@ def test_decode_workers_exit_when_their_parent_is_killed(tmp_path: Path, how: st
                       partial(fill, folder={str(pids)!r}), chunk_size=1, workers=2)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    workers = [int(p.name) for p in pids.iterdir()]
-    assert len(workers) == 2, "the workers did not start"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2, "the workers did not start"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def alive(pid: int) -> bool:
         try:

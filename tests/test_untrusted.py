@@ -204,6 +204,27 @@ def _best_path_outside(ckpt: dict, tmp: Path) -> None:
         state["kth_best_model_path"] = escape
 
 
+def _best_elsewhere(tmp: Path, fx: Fixtures) -> list[str]:
+    """A finished run's checkpoint whose ModelCheckpoint state names a "best" file in a folder of its own (so the
+    state passes as confined): Lightning restores best_model_path even into a new run dir, and nothing trains
+    (the epochs are done), so testing "the best" would load that file."""
+    run = _run(tmp, fx)
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    (tmp / "decoy").mkdir()
+    (tmp / "decoy" / "best.ckpt").write_text("not a checkpoint: loading it fails the run\n")
+    for state in ckpt["callbacks"].values():
+        state.update(dirpath=str(tmp / "decoy"), best_model_path=str(tmp / "decoy" / "best.ckpt"),
+                     kth_best_model_path="", best_k_models={})  # fmt: skip
+    torch.save(ckpt, last)
+    return [*TINY, f"ckpt_path={last}", "trainer.max_epochs=1", "test=true", f"hydra.run.dir={tmp}/out"]
+
+
+def _tested(tmp: Path, out: str) -> None:
+    metrics = json.loads((tmp / "out" / "metrics.json").read_text())
+    assert metrics["test/recon"] > 0
+
+
 def _zip_bomb(tmp: Path, fx: Fixtures) -> list[str]:
     """A checkpoint of a few hundred KB whose entries inflate to 200 MB (deflated zeros)."""
     run = _run(tmp, fx)
@@ -450,6 +471,8 @@ CASES = [
     # 4, 5, 6. Checkpoints: bounded, validated, each part of its kind; the optimizer follows the config.
     Case("ckpt_path: stored optimizer state lr 7.5 vs config 0.001", "nag.train", _ckpt(_lr),
          [LAST, "lr=7.5", "model.optimizer.lr=0.001"]),
+    Case("ckpt_path: a best_model_path naming a file elsewhere", "nag.train", _best_elsewhere, [], code=0,
+         check=_tested),
     Case("ckpt_path: a zip bomb (deflated 200 MB)", "nag.train", _zip_bomb, [LAST, "would inflate"]),
     Case("ckpt_path: no optimizer hyper-parameter", "nag.train", _ckpt(_drop("hyper_parameters/optimizer")),
          [LAST, "lacks the hyper-parameter(s) ['optimizer']"]),
