@@ -14,8 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
-from nag.console import print_help_and_exit, quiet_third_party
-from nag.errors import reported_as_exit
+from nag.config.console import print_help_and_exit, quiet_third_party
+from nag.config.errors import reported_as_exit
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from nag.console import quiet_third_party
-from nag.errors import reported_as_exit
+from nag.config.console import quiet_third_party
+from nag.config.errors import reported_as_exit
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Training entry point: ``python -m nag.train [overrides]``.
 
 ``main`` is a thin ``@hydra.main`` wrapper; ``train(cfg)`` does the work and is what tests and notebooks call.
-Only OmegaConf/Hydra are imported at module level: the config is validated (:mod:`nag.schema`) before torch and
+Only OmegaConf/Hydra are imported at module level: the config is validated (:mod:`nag.config.schema`) before torch and
 Lightning load, so a mistyped value is reported in a second or two, not after the imports.
 """
 
@@ -17,12 +17,12 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
-from nag.console import print_help_and_exit, quiet_third_party, single_lightning_log
-from nag.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
+from nag.config.console import print_help_and_exit, quiet_third_party, single_lightning_log
+from nag.config.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
+from nag.config.schema import validate
 from nag.runs.resume import checkpoint_to_continue, expand_resume
 from nag.runs.run_dir import RunDir
 from nag.runs.sweep import in_multirun, run_job
-from nag.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     single_lightning_log()
 
-    from nag.module import check_hparams
     from nag.runs.checkpoint_file import check_optimizer_state, read_checkpoint
     from nag.runs.resume import check_same_model, continue_logging
+    from nag.training.module import check_hparams
 
     _check_launcher(cfg)
     ckpt_path = checkpoint_to_continue(cfg)

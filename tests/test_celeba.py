@@ -359,7 +359,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(tmp_path: Path, cap
 
 
 def test_an_unwritable_cache_dir_is_one_message(tmp_path: Path) -> None:
-    from nag.errors import UserInputError
+    from nag.config.errors import UserInputError
 
     write_torchvision(tmp_path / "data")
     (tmp_path / "afile").write_text("not a folder")

@@ -15,12 +15,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nag.checkpoint import AtomicCheckpointIO
-from nag.errors import DivergenceError
-from nag.module import NAGModule
+from nag.config.errors import DivergenceError
 from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
 from nag.runs.trusted import UntrustedConfigError, check_config
 from nag.train import train
+from nag.training.checkpoint import AtomicCheckpointIO
+from nag.training.module import NAGModule
 
 from .conftest import TINY, run_module
 
@@ -47,7 +47,7 @@ CRAFTED = [
     (
         "prior",
         lambda t: {
-            "_target_": "nag.priors.NormalPrior",
+            "_target_": "nag.model.priors.NormalPrior",
             "_args_": [{"_target_": "subprocess.run", "args": ["touch", _canary(t)]}],
         },
         "prior._args_[0]._target_='subprocess.run'",
@@ -61,10 +61,11 @@ CRAFTED = [
         },
         "builtins.eval",
     ),  # fmt: skip
-    ("matching", lambda t: {"_target_": "nag.matching.squared_distances"}, "is not a subclass of PriorMatching"),
+    ("matching", lambda t: {"_target_": "nag.model.matching.squared_distances"}, "is not a subclass of PriorMatching"),
     ("matching", lambda t: {"_target_": "nag.train.main"}, "nag.train.main' is not on nag's allow-list"),
-    ("encoder", lambda t: {"_target_": "nag.nets.__builtins__"}, "allow-list"),
-    ("prior", lambda t: {"_target_": "nag.priors.NormalPrior", "dim": 8, "mean": "${oc.env:HOME}"}, "interpolation"),
+    ("encoder", lambda t: {"_target_": "nag.model.nets.__builtins__"}, "allow-list"),
+    ("prior", lambda t: {"_target_": "nag.model.priors.NormalPrior", "dim": 8, "mean": "${oc.env:HOME}"},
+     "interpolation"),
     ("_instantiator", lambda t: "os.system", "unexpected hyper-parameters ['_instantiator']"),
 ]
 
@@ -98,7 +99,7 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(trained: Path, tmp_path:
     ckpt = _craft(trained, tmp_path / "crafted.ckpt", "matching", canary)
     # nag.report discovers runs by their config and checkpoint: the report's three roles, each crafted.
     sweep = tmp_path / "sweep"
-    roles = {"0": "matching._target_=nag.matching.NoMatching", "1": "prior.mean=0.0", "2": "prior.mean=-3.0"}
+    roles = {"0": "matching._target_=nag.model.matching.NoMatching", "1": "prior.mean=0.0", "2": "prior.mean=-3.0"}
     for job, override in roles.items():
         config = OmegaConf.load(trained / ".hydra" / "config.yaml")
         key, value = override.split("=")
@@ -159,7 +160,7 @@ def test_another_architecture_is_one_message(trained: Path) -> None:
 
 _WRITER = """
 import sys, torch
-from nag.checkpoint import AtomicCheckpointIO
+from nag.training.checkpoint import AtomicCheckpointIO
 io, i = AtomicCheckpointIO(), 0
 while True:
     i += 1

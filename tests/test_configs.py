@@ -7,9 +7,9 @@ import torch
 from hydra.utils import instantiate
 
 from nag import CONF_DIR
-from nag.matching import PriorMatching
-from nag.module import NAGModule
-from nag.priors import NormalPrior, Prior
+from nag.model.matching import PriorMatching
+from nag.model.priors import NormalPrior, Prior
+from nag.training.module import NAGModule
 
 from .conftest import TINY
 

@@ -14,11 +14,11 @@ from omegaconf import open_dict
 from torchvision.utils import make_grid
 
 from nag.bench.loop import compose_train
-from nag.callbacks import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
+from nag.config.errors import instantiate
 from nag.data.celeba_layout import index_celeba
-from nag.errors import instantiate
-from nag.figures import PAD_VALUE
 from nag.train import build_data_and_trainer
+from nag.training.callbacks import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
+from nag.training.figures import PAD_VALUE
 
 from .celeba_fixtures import write_torchvision
 
@@ -205,7 +205,7 @@ def test_official_celeba_ranges_at_their_boundaries(tmp_path: Path) -> None:
 
 
 def test_the_scheduler_branch_decays_the_rate_at_its_milestones(compose_cfg) -> None:
-    cfg = compose_cfg(["debug=tiny", "+model.scheduler._target_=nag.schedules.StepDecay",
+    cfg = compose_cfg(["debug=tiny", "+model.scheduler._target_=nag.model.schedules.StepDecay",
                        "+model.scheduler._partial_=true", "+model.scheduler.milestones=[2,3]",
                        "+model.scheduler.factors=[0.5,0.2]"])  # fmt: skip
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
@@ -255,8 +255,8 @@ def test_reconstruction_grid_is_padded_with_the_figure_background(fitted) -> Non
 
 def test_moments_penalty_is_the_weighted_sum_of_squared_moment_errors() -> None:
     """A batch with known per-dimension moments against N(1, 2) (kurtosis 3), each weight distinct."""
-    from nag.matching import Moments
-    from nag.priors import NormalPrior
+    from nag.model.matching import Moments
+    from nag.model.priors import NormalPrior
 
     z = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-1.0, 4.0], [1.0, 4.0]])  # means 0, 2; variances 1, 4; kurtosis 1, 1
     moments = Moments(mean_weight=0.5, variance_weight=0.25, kurtosis_weight=0.125, weight=0.01)

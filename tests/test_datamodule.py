@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from nag.config.errors import ConfigError
 from nag.data.cache import CachedSplit
 from nag.data.datamodule import BalancedBatchSampler, CachedImages, keep_batch
 from nag.data.synthetic import SyntheticFaces
-from nag.errors import ConfigError
 
 
 def faces(cache_dir: Path, **kwargs: object) -> SyntheticFaces:

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 from nag import gpu_precision
-from nag.module import NAGModule
+from nag.training.module import NAGModule
 
 from .conftest import TINY, run_module
 

@@ -43,7 +43,7 @@ def test_roles_are_read_from_what_the_checkpoints_store(report_sweep: Path, tmp_
     liar = tmp_path / "liar"
     shutil.copytree(runs["mean0"].path, liar)
     cfg = OmegaConf.load(liar / ".hydra" / "config.yaml")
-    cfg.matching = {"_target_": "nag.matching.NoMatching", "weight": 0.0}
+    cfg.matching = {"_target_": "nag.model.matching.NoMatching", "weight": 0.0}
     OmegaConf.save(cfg, liar / ".hydra" / "config.yaml")
     role = role_of(load_model(RunDir(liar), best=False))
     assert not role.plain and role.normal_mean == 0.0

@@ -9,9 +9,9 @@ import lightning as L
 import pytest
 import torch
 
-from nag.errors import instantiate
-from nag.module import NAGModule
+from nag.config.errors import instantiate
 from nag.train import build_data_and_trainer
+from nag.training.module import NAGModule
 
 FAST = ["data.on_device=true", "model.channels_last=true"]
 

@@ -7,7 +7,7 @@ import ot
 import pytest
 import torch
 
-from nag.matching import (
+from nag.model.matching import (
     MMD,
     WAE_SCALES,
     Moments,
@@ -19,7 +19,7 @@ from nag.matching import (
     random_directions,
     sliced_wasserstein,
 )
-from nag.priors import NormalPrior
+from nag.model.priors import NormalPrior
 
 D = 8
 PRIOR = NormalPrior(D, mean=-3.0, variance=2.0)
@@ -229,7 +229,7 @@ def test_estimators_refuse_too_few_samples_and_unequal_counts() -> None:
 
 
 def test_kernels_and_squared_distances_by_hand() -> None:
-    from nag.matching import kernel_matrix, squared_distances
+    from nag.model.matching import kernel_matrix, squared_distances
 
     a = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
     d2 = squared_distances(a, a)
@@ -277,7 +277,7 @@ def test_random_directions_shape_and_generator() -> None:
 
 
 def test_batch_moments_by_hand() -> None:
-    from nag.matching import batch_moments
+    from nag.model.matching import batch_moments
 
     z = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [3.0, 0.0], [-3.0, 0.0]])
     mean, var, kurt = batch_moments(z)
@@ -299,7 +299,7 @@ def test_defaults_of_each_distance() -> None:
 
 
 def test_kurtosis_of_a_nearly_constant_dimension_stays_small_and_positive() -> None:
-    from nag.matching import batch_moments
+    from nag.model.matching import batch_moments
 
     z = torch.tensor([[0.01], [-0.01], [0.01], [-0.01]])  # variance 1e-4: eps (1e-6) dominates variance² (1e-8)
     kurt = batch_moments(z)[2].item()

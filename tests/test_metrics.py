@@ -21,7 +21,7 @@ from nag.analysis.metrics import (
     reconstruction_metrics,
 )
 from nag.analysis.samplers import GaussianMixtureSampler, PriorSampler
-from nag.priors import NormalPrior
+from nag.model.priors import NormalPrior
 
 
 def faces(n: int, seed: int = 0, size: int = 32) -> torch.Tensor:

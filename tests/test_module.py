@@ -11,11 +11,11 @@ import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 
-from nag.errors import DivergenceError, MissingFileError, instantiate
-from nag.module import HPARAM_KEYS, NAGModule, _plain, gather_codes
+from nag.config.errors import DivergenceError, MissingFileError, instantiate
 from nag.runs.checkpoint_file import CheckpointError
 from nag.runs.trusted import UntrustedConfigError
 from nag.train import build_data_and_trainer
+from nag.training.module import HPARAM_KEYS, NAGModule, _plain, gather_codes
 
 from .test_connections import TINY_FIT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nag.nets import Decoder, Encoder
+from nag.model.nets import Decoder, Encoder
 
 
 @pytest.mark.parametrize("image_size", [32, 64, 128])

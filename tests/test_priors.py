@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import Laplace, Normal
 
-from nag.priors import GaussianMixturePrior, LaplacePrior, NormalPrior
+from nag.model.priors import GaussianMixturePrior, LaplacePrior, NormalPrior
 
 N = 200_000
 
@@ -118,7 +118,7 @@ def test_parameters_broadcast_and_negative_means_are_fine() -> None:
 
 
 def test_descriptions() -> None:
-    from nag.priors import describe
+    from nag.model.priors import describe
 
     assert describe(NormalPrior(4, mean=-3.0, variance=2.0)) == "NormalPrior(mean=-3, variance=2, dim=4)"
     assert describe(LaplacePrior(2, mean=[0.0, 3.0], variance=[1.0, 3.0])) == (
@@ -130,7 +130,7 @@ def test_descriptions() -> None:
 
 
 def test_fixed_draws_and_translation() -> None:
-    from nag.priors import fixed_draw, translated
+    from nag.model.priors import fixed_draw, translated
 
     p = NormalPrior(3, mean=-3.0, variance=2.0)
     a = fixed_draw(p, 5)
@@ -149,7 +149,7 @@ def test_laplace_noise_is_standardised_and_symmetric() -> None:
 
 
 def test_laplace_quantile_is_finite_at_the_ends_and_the_inverse_cdf_inside() -> None:
-    from nag.priors import laplace_quantile
+    from nag.model.priors import laplace_quantile
 
     r = torch.tensor([0.0, 1e-9, 0.25, 0.5, 0.75, 1 - 2**-24])  # torch.rand's smallest and largest values included
     q = laplace_quantile(r)

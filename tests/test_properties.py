@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nag.data.celeba_layout import OFFICIAL_ENDS, _official_split
-from nag.latent_fit import latent_fit
-from nag.matching import MMD, WAE_SCALES, Moments, SlicedWasserstein, random_directions
-from nag.priors import LaplacePrior, NormalPrior
+from nag.model.latent_fit import latent_fit
+from nag.model.matching import MMD, WAE_SCALES, Moments, SlicedWasserstein, random_directions
+from nag.model.priors import LaplacePrior, NormalPrior
 
 # Reproducible in CI (the same examples every run), no per-example deadline (first calls warm torch up).
 settings.register_profile("nag", derandomize=True, deadline=None, max_examples=40)
@@ -161,7 +161,7 @@ def test_latent_fit_fields_by_hand() -> None:
 
 
 def test_gaussian_mixture_centres_bounds_density_and_draws() -> None:
-    from nag.priors import GaussianMixturePrior
+    from nag.model.priors import GaussianMixturePrior
 
     prior = GaussianMixturePrior(3, n_components=6, radius=2.5, variance=0.5)
     r = 2.5

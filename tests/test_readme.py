@@ -13,9 +13,9 @@ from hydra.utils import instantiate
 
 from nag.bench.cli import build_parser as build_bench_parser
 from nag.compare import parser as compare_parser
-from nag.errors import ConfigError
+from nag.config.errors import ConfigError
+from nag.config.schema import validate
 from nag.report import parser as report_parser
-from nag.schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nag import fresh_dir
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 from nag.runs.overrides import override_key
 from nag.runs.resume import expand_resume
 

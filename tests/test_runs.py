@@ -251,13 +251,13 @@ def test_stored_overrides_must_be_a_list_of_text() -> None:
 
 
 def test_a_class_imported_into_an_allowed_module_is_not_allowed(monkeypatch) -> None:
-    """nag.nets may build its own nets, not an nn.Module it happens to import (or one added to it)."""
-    import nag.nets
+    """nag.model.nets may build its own nets, not an nn.Module it happens to import (or one added to it)."""
+    import nag.model.nets
 
-    monkeypatch.setattr(nag.nets, "Sequential", torch.nn.Sequential, raising=False)
-    with pytest.raises(UntrustedConfigError, match="defined in nag.nets"):
-        check_target("nag.nets.Sequential", "encoder")
-    check_target("nag.nets.Encoder", "encoder")
+    monkeypatch.setattr(nag.model.nets, "Sequential", torch.nn.Sequential, raising=False)
+    with pytest.raises(UntrustedConfigError, match="defined in nag.model.nets"):
+        check_target("nag.model.nets.Sequential", "encoder")
+    check_target("nag.model.nets.Encoder", "encoder")
     for outside in ("torch.nn.Sequential", "torch.nn.Module", "torch.nn.modules.linear.Linear", "os.system"):
         with pytest.raises(UntrustedConfigError, match="not on nag's allow-list"):
             check_target(outside, "encoder")
@@ -266,11 +266,12 @@ def test_a_class_imported_into_an_allowed_module_is_not_allowed(monkeypatch) -> 
 def test_checkpoint_parts_must_be_of_their_kind() -> None:
     from nag.runs.trusted import CHECKPOINT_ROLES
 
-    good = {"encoder": {"_target_": "nag.nets.Encoder"}, "prior": {"_target_": "nag.priors.NormalPrior"},
+    good = {"encoder": {"_target_": "nag.model.nets.Encoder"}, "prior": {"_target_": "nag.model.priors.NormalPrior"},
             "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}, "scheduler": None}  # fmt: skip
     check_config(good, "hp", roles=CHECKPOINT_ROLES)
-    for part, target in [("encoder", "nag.priors.NormalPrior"), ("prior", "nag.nets.Encoder"),
-                         ("optimizer", "torch.optim.lr_scheduler.StepLR"), ("matching", "nag.priors.LaplacePrior")]:
+    for part, target in [("encoder", "nag.model.priors.NormalPrior"), ("prior", "nag.model.nets.Encoder"),
+                         ("optimizer", "torch.optim.lr_scheduler.StepLR"),
+                         ("matching", "nag.model.priors.LaplacePrior")]:  # fmt: skip
         with pytest.raises(UntrustedConfigError, match=f"hp.{part}._target_"):
             check_config({**good, part: {"_target_": target}}, "hp", roles=CHECKPOINT_ROLES)
     with pytest.raises(UntrustedConfigError, match="names no class"):
@@ -316,8 +317,10 @@ def test_the_stored_optimizer_state_must_match_the_configured_optimizer() -> Non
     state = {"optimizer_states": [configured.state_dict()]}
     check_optimizer_state(state, configured, "x.ckpt")
     scheduled = torch.optim.Adam([w], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(scheduled, step_size=1, gamma=0.5)
     scheduled.step()
-    torch.optim.lr_scheduler.StepLR(scheduled, step_size=1, gamma=0.5).step()  # lr moved: initial_lr stands for it
+    scheduler.step()  # lr moved to 5e-4: initial_lr stands for it
+    assert scheduled.param_groups[0]["lr"] == 5e-4
     check_optimizer_state({"optimizer_states": [scheduled.state_dict()]}, configured, "x.ckpt")
     for name, value in [("lr", 7.5), ("betas", (0.5, 0.999)), ("weight_decay", 0.1)]:
         bad = configured.state_dict()
@@ -437,3 +440,20 @@ def test_decode_workers_exit_when_their_parent_is_killed(tmp_path: Path, how: st
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"decode workers {left} outlived their killed parent"
+
+
+def test_checkpoints_naming_classes_where_they_lived_before_still_load(tiny_run: Path, tmp_path: Path) -> None:
+    """Checkpoints written before nag/model existed name nag.priors.NormalPrior, nag.nets.Encoder, ..."""
+    from nag.training.module import NAGModule
+
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    for part in ("encoder", "decoder", "prior", "matching"):
+        hp[part]["_target_"] = hp[part]["_target_"].replace("nag.model.", "nag.")
+    assert hp["prior"]["_target_"] == "nag.priors.NormalPrior"
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    old = NAGModule.load_from_checkpoint(tmp_path / "old.ckpt")
+    new = NAGModule.load_from_checkpoint(tiny_run / "checkpoints" / "last.ckpt")
+    assert old.hparams["prior"]["_target_"] == "nag.model.priors.NormalPrior"
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(old.eval().reconstruct(x), new.eval().reconstruct(x))

@@ -121,7 +121,7 @@ def test_parallel_build_equals_serial_build(tmp_path: Path) -> None:
 
 
 def test_training_split_smaller_than_a_batch_is_refused_small_eval_splits_are_not() -> None:
-    from nag.errors import ConfigError
+    from nag.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"training split has 8 images, fewer than data.batch_size=16"):
         SyntheticFaces(n_train=8, batch_size=16)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nag.errors import MissingFileError
-from nag.module import NAGModule
+from nag.config.errors import MissingFileError
 from nag.train import train
+from nag.training.module import NAGModule
 
 from .conftest import TINY, run_module
 
@@ -137,7 +137,7 @@ def test_fast_dev_run_preset(tmp_path: Path, cache_dir: Path) -> None:
 
 
 def test_optimized_metric_single_multi_and_missing() -> None:
-    from nag.errors import UserInputError
+    from nag.config.errors import UserInputError
     from nag.train import optimized
 
     metrics = {"val/recon": 0.1, "latent/mmd": 0.02}

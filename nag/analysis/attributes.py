@@ -1,8 +1,8 @@
 """Attributes in latent space, and an attribute classifier as an independent judge of generated faces.
 
-- **Directions** (:func:`nag.figures.attribute_directions`, :func:`nag.figures.edit_grid`): for each attribute,
-  mean(code | attribute) − mean(code | no attribute) over training codes; moving a code along it adds (or,
-  backwards, removes) the attribute.
+- **Directions** (:func:`nag.training.figures.attribute_directions`, :func:`nag.training.figures.edit_grid`): for
+  each attribute, mean(code | attribute) − mean(code | no attribute) over training codes; moving a code along it
+  adds (or, backwards, removes) the attribute.
 - **Classifier**: a small CNN trained once per dataset on the training split's real images and labels, cached
   next to the data caches (:func:`load_or_train_classifier`). It measures what the report only described: how
   often generated faces show each attribute compared with real ones, whether reconstructions keep each

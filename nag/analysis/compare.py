@@ -22,12 +22,12 @@ from torch import Tensor
 from nag.analysis import plots
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
 from nag.analysis.runs import data_config, load_data, load_model
-from nag.errors import UserInputError
-from nag.figures import image_grid
-from nag.priors import fixed_draw
+from nag.config.errors import UserInputError
+from nag.model.priors import fixed_draw
 from nag.runs.files import OutputDir, safe_name
 from nag.runs.overrides import override_values
 from nag.runs.run_dir import RunDir, discover, one_line, swept_keys
+from nag.training.figures import image_grid
 
 log = logging.getLogger(__name__)
 

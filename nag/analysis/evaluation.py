@@ -31,9 +31,14 @@ from nag.analysis.metrics import (
 )
 from nag.analysis.runs import data_config
 from nag.analysis.samplers import PriorSampler
+from nag.config.errors import UserInputError, instantiate
+from nag.config.schema import validate
 from nag.data.datamodule import ImageDataModule
-from nag.errors import UserInputError, instantiate
-from nag.figures import (
+from nag.model.priors import Prior, describe, fixed_draw, translated
+from nag.runs.files import OutputDir
+from nag.runs.run_dir import RunDir
+from nag.runs.trusted import build_stored
+from nag.training.figures import (
     EDIT_STEPS,
     attribute_directions,
     chosen,
@@ -43,12 +48,7 @@ from nag.figures import (
     probe_tag,
     reconstruction_grid,
 )
-from nag.module import NAGModule
-from nag.priors import Prior, describe, fixed_draw, translated
-from nag.runs.files import OutputDir
-from nag.runs.run_dir import RunDir
-from nag.runs.trusted import build_stored
-from nag.schema import validate
+from nag.training.module import NAGModule
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from nag.latent_fit import latent_fit  # noqa: F401  (re-exported: one of the evaluation's metrics)
-from nag.matching import random_directions, sliced_wasserstein
+from nag.model.latent_fit import latent_fit  # noqa: F401  (re-exported: one of the evaluation's metrics)
+from nag.model.matching import random_directions, sliced_wasserstein
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def inception_metrics(real: Tensor, fake: Tensor, weights_path: str | None, kid_
         return {}
     path = Path(weights_path).expanduser()
     if not path.is_file():
-        from nag.errors import MissingFileError
+        from nag.config.errors import MissingFileError
 
         raise MissingFileError(f"metrics.fid.weights_path={weights_path} does not exist.")
     from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3

@@ -28,14 +28,14 @@ from nag.analysis.evaluation import (
 from nag.analysis.findings import Finding, assess
 from nag.analysis.runs import Role, load_data, load_model, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
-from nag.errors import UserInputError
-from nag.figures import attribute_directions, png_bytes
-from nag.latent_fit import latent_fit
-from nag.module import NAGModule
-from nag.priors import NormalPrior
+from nag.config.errors import UserInputError
+from nag.model.latent_fit import latent_fit
+from nag.model.priors import NormalPrior
 from nag.runs.files import OutputDir
 from nag.runs.run_dir import RunDir, discover, one_line
 from nag.runs.stored_config import local_paths
+from nag.training.figures import attribute_directions, png_bytes
+from nag.training.module import NAGModule
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 
-from nag.errors import UserInputError
-from nag.matching import NoMatching
-from nag.module import NAGModule
-from nag.priors import NormalPrior
+from nag.config.errors import UserInputError
+from nag.model.matching import NoMatching
+from nag.model.priors import NormalPrior
 from nag.runs.run_dir import RunDir
 from nag.runs.stored_config import local_paths
 from nag.runs.trusted import build_stored
+from nag.training.module import NAGModule
 
 
 def load_model(run: RunDir, device: str = "cpu", best: bool = True) -> NAGModule:

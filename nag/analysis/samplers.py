@@ -12,7 +12,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
-from nag.priors import Prior, fixed_draw
+from nag.model.priors import Prior, fixed_draw
 
 
 class PriorSampler:

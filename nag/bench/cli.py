@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 import nag.bench
-from nag.console import quiet_third_party
+from nag.config.console import quiet_third_party
 from nag.runs.files import write_json_atomic
 
 PARTS = ("startup", "loop", "matching", "model", "data", "evaluation", "quickstart")

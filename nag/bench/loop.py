@@ -18,8 +18,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from nag.compose import compose
-from nag.errors import instantiate
+from nag.config.compose import compose
+from nag.config.errors import instantiate
 
 
 def compose_train(overrides: list[str], output_dir: Path, config: str = "train") -> DictConfig:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from nag.config.errors import ConfigError, UserInputError
 from nag.data.cache import CachedSplit, load_or_build
 from nag.data.celeba_layout import CelebAIndex, CelebANotFoundError, index_celeba, not_found_message
 from nag.data.datamodule import ImageDataModule
-from nag.errors import ConfigError, UserInputError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import TextIO
 
 import numpy as np
 
-from nag.errors import MissingFileError, UserInputError
+from nag.config.errors import MissingFileError, UserInputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # Last image index (1-based, inclusive) of the official train / valid / test partitions.

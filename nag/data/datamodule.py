@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
+from nag.config.errors import ConfigError
 from nag.data.cache import CachedSplit
-from nag.errors import ConfigError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from nag.errors import MissingFileError, UserInputError
+from nag.config.errors import MissingFileError, UserInputError
 
 #: The largest checkpoint read (the report AE at 64 px with Adam's state: 480 MB); ``$NAG_MAX_CHECKPOINT_BYTES``.
 MAX_CHECKPOINT_BYTES = int(os.environ.get("NAG_MAX_CHECKPOINT_BYTES", 16 << 30))
@@ -173,6 +173,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", key: str
             f"({type(e).__name__}: {_first_line(e) or 'empty file'})."
         ) from None
     check_structure(ckpt, key, path)
+    from nag.runs.trusted import moved
+
+    ckpt["hyper_parameters"] = moved(ckpt["hyper_parameters"])  # classes named where they lived before
     return ckpt
 
 

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import yaml
 
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 
 #: The most a run's config, overrides, metrics or failure record may hold (nag writes a few KB).
 MAX_TEXT_BYTES = 1 << 20

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nag import CONF_DIR
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 
 #: Overrides that belong to one invocation, never carried over from the run being resumed.
 PER_INVOCATION = ("resume", "ckpt_path", "hydra.run.dir", "hydra.output_subdir")

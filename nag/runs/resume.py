@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from nag.errors import ConfigError, MissingFileError, UserInputError
+from nag.config.errors import ConfigError, MissingFileError, UserInputError
 from nag.runs.files import load_yaml
 from nag.runs.overrides import PER_INVOCATION, StoredOverrideError, carried_over, check_stored, override_key
 from nag.runs.run_dir import OVERRIDES, RESUME_SUBDIR, RunDir
@@ -73,7 +73,7 @@ def _check_composed(kept: list[str], source: Path) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from nag.compose import compose
+    from nag.config.compose import compose
     from nag.runs.trusted import UntrustedConfigError, check_training_config
 
     try:

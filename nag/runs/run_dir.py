@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nag.errors import MissingFileError, UserInputError
+from nag.config.errors import MissingFileError, UserInputError
 from nag.runs.files import (
     UnsafeFileError,
     is_real_dir,

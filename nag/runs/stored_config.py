@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nag import CONF_DIR
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 from nag.runs.files import load_yaml
 
 #: ``${a.b.c}``: a reference to another key of the same file.

@@ -1,6 +1,6 @@
 """Jobs that fail cleanly: a failure record in the job dir, and a sweep that goes on.
 
-In a single run a :class:`~nag.errors.UserInputError` ends the program with its message (exit status 1) and a
+In a single run a :class:`~nag.config.errors.UserInputError` ends the program with its message (exit status 1) and a
 bug keeps its traceback. In a multirun (``-m``) either one is recorded in ``<job dir>/failure.json`` (the
 message, its type and the training step reached) and logged, and Hydra goes on with the next job; at the end
 :class:`SweepSummary` prints one line per job and exits non-zero if any failed.
@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 from nag.runs.run_dir import RunDir, discover
 
 log = logging.getLogger(__name__)

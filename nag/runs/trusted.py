@@ -11,13 +11,13 @@ there) that derives from that module's allowed base class:
 =============================  ==========================================
 module                         allowed classes
 =============================  ==========================================
-``nag.priors`` (and below)     subclasses of :class:`nag.priors.Prior`
-``nag.matching`` (and below)   subclasses of :class:`nag.matching.PriorMatching`
-``nag.nets`` (and below)       ``torch.nn.Module`` subclasses defined there
+``nag.model.priors`` (and below)     subclasses of :class:`nag.model.priors.Prior`
+``nag.model.matching`` (and below)   subclasses of :class:`nag.model.matching.PriorMatching`
+``nag.model.nets`` (and below)       ``torch.nn.Module`` subclasses defined there
 ``nag.data`` (and below)       subclasses of :class:`nag.data.datamodule.ImageDataModule`
 ``torch.optim``                subclasses of ``torch.optim.Optimizer``
 ``torch.optim.lr_scheduler``   subclasses of ``LRScheduler`` / ``ReduceLROnPlateau``
-``nag.schedules``              subclasses of ``LRScheduler``
+``nag.model.schedules``              subclasses of ``LRScheduler``
 =============================  ==========================================
 
 A checkpoint's hyper-parameters are checked by role too (:data:`CHECKPOINT_ROLES`): its encoder must be one of
@@ -36,20 +36,41 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from nag.errors import UserInputError
+from nag.config.errors import UserInputError
 
 # Keys Hydra's instantiate reads besides _target_ and _args_ (plain flags, never code).
 _HYDRA_FLAGS = {"_partial_", "_recursive_", "_convert_"}
 
 #: The package prefixes each checkpoint hyper-parameter's ``_target_`` must come from.
 CHECKPOINT_ROLES = {
-    "encoder": ("nag.nets",),
-    "decoder": ("nag.nets",),
-    "prior": ("nag.priors",),
-    "matching": ("nag.matching",),
+    "encoder": ("nag.model.nets",),
+    "decoder": ("nag.model.nets",),
+    "prior": ("nag.model.priors",),
+    "matching": ("nag.model.matching",),
     "optimizer": ("torch.optim",),
-    "scheduler": ("torch.optim.lr_scheduler", "nag.schedules"),
+    "scheduler": ("torch.optim.lr_scheduler", "nag.model.schedules"),
 }
+
+
+#: Where nag's classes lived before the model and training layers got their folders: checkpoints written then
+#: name them so, and still load (:func:`moved`).
+MOVED_MODULES = {"nag.nets": "nag.model.nets", "nag.priors": "nag.model.priors", "nag.matching": "nag.model.matching",
+                 "nag.schedules": "nag.model.schedules"}  # fmt: skip
+
+
+def moved(cfg: Any) -> Any:
+    """A plain config tree with every ``_target_`` of a module in :data:`MOVED_MODULES` renamed to where the class
+    lives now (as text, before anything is checked or imported)."""
+    if isinstance(cfg, Mapping):
+        out = {k: moved(v) for k, v in cfg.items()}
+        target = out.get("_target_")
+        if isinstance(target, str):
+            module, _, name = target.rpartition(".")
+            out["_target_"] = f"{MOVED_MODULES.get(module, module)}.{name}" if module else target
+        return out
+    if isinstance(cfg, list):
+        return [moved(v) for v in cfg]
+    return cfg
 
 
 class UntrustedConfigError(UserInputError):
@@ -62,17 +83,17 @@ def _allowed_bases() -> dict[str, tuple[type, ...]]:
     from torch import nn
 
     from nag.data.datamodule import ImageDataModule
-    from nag.matching import PriorMatching
-    from nag.priors import Prior
+    from nag.model.matching import PriorMatching
+    from nag.model.priors import Prior
 
     schedulers = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     return {
-        "nag.priors": (Prior,),
-        "nag.matching": (PriorMatching,),
-        "nag.nets": (nn.Module,),
+        "nag.model.priors": (Prior,),
+        "nag.model.matching": (PriorMatching,),
+        "nag.model.nets": (nn.Module,),
         "nag.data": (ImageDataModule,),
         "torch.optim.lr_scheduler": schedulers,
-        "nag.schedules": schedulers,
+        "nag.model.schedules": schedulers,
         "torch.optim": (torch.optim.Optimizer,),
     }
 
@@ -85,10 +106,10 @@ def _training_bases() -> dict[str, tuple[type, ...]]:
 
     return {
         **_allowed_bases(),
-        "nag.module": (pl.LightningModule,),
-        "nag.callbacks": (pl.Callback,),
-        "nag.checkpoint": (pl.Callback, CheckpointIO),
-        "nag.progress": (pl.Callback,),
+        "nag.training.module": (pl.LightningModule,),
+        "nag.training.callbacks": (pl.Callback,),
+        "nag.training.checkpoint": (pl.Callback, CheckpointIO),
+        "nag.training.progress": (pl.Callback,),
         "lightning.pytorch.callbacks": (pl.Callback,),
         "lightning.pytorch.loggers": (Logger,),
         "lightning.pytorch": (pl.Trainer,),
@@ -207,7 +228,7 @@ def build_stored(cfg: Any, where: str) -> Any:
     """Instantiate a plain config read from disk (e.g. a run's ``data`` section, from
     :meth:`nag.runs.stored_config.StoredConfig.section`) after checking it against the allow-list. Nothing is
     resolved here: an interpolation left in it is refused."""
-    from nag.errors import instantiate
+    from nag.config.errors import instantiate
 
     check_config(cfg, where)
     return instantiate(cfg)

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nag.errors import ConfigError
+from nag.config.errors import ConfigError
 
 _MISSING = object()
 

@@ -18,9 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from nag.errors import DivergenceError, UserInputError
-from nag.matching import PriorMatching
-from nag.priors import Prior
+from nag.config.errors import DivergenceError, UserInputError
+from nag.model.matching import PriorMatching
+from nag.model.priors import Prior
 from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
 from nag.runs.trusted import CHECKPOINT_ROLES, UntrustedConfigError, check_config
 
@@ -81,7 +81,7 @@ class NAGModule(L.LightningModule):
 
     Args:
         latent_dim: Code size; must agree with the encoder, decoder and prior.
-        encoder, decoder: Configs of the nets (``nag.nets.Encoder`` / ``Decoder``).
+        encoder, decoder: Configs of the nets (``nag.model.nets.Encoder`` / ``Decoder``).
         prior: Config of the prior (``conf/prior``).
         matching: Config of the matching distance (``conf/matching``).
         optimizer: Config of a partial optimizer (``_partial_: true``), called with the parameters.

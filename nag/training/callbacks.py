@@ -16,7 +16,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from nag.figures import (
+from nag.model.latent_fit import latent_fit
+from nag.model.priors import fixed_draw, translated
+from nag.runs.overrides import override_key, override_values
+from nag.training.figures import (
     attribute_directions,
     chosen,
     edit_grid,
@@ -25,9 +28,6 @@ from nag.figures import (
     probe_tag,
     reconstruction_grid,
 )
-from nag.latent_fit import latent_fit
-from nag.priors import fixed_draw, translated
-from nag.runs.overrides import override_key, override_values
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from nag.priors import Prior
+from nag.model.priors import Prior
 
 # WAE (Tolstikhin et al. 2018) sums the kernel over these multiples of the base scale 2·d·σ².
 WAE_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

@@ -9,8 +9,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nag.matching import WAE_SCALES, base_scale, batch_moments, mmd_unbiased, random_directions, sliced_wasserstein
-from nag.priors import Prior
+from nag.model.matching import (
+    WAE_SCALES,
+    base_scale,
+    batch_moments,
+    mmd_unbiased,
+    random_directions,
+    sliced_wasserstein,
+)
+from nag.model.priors import Prior
 
 
 def latent_fit(z: Tensor, prior: Prior, seed: int = 0, n_projections: int = 128) -> dict[str, float]:

@@ -7,7 +7,7 @@
   at every epoch end (after validation), refusing to overwrite it with non-finite weights.
 
 Reading a checkpoint (it may come from anyone) is :mod:`nag.runs.checkpoint_file`'s job; building a model from
-what it read goes through :mod:`nag.runs.trusted` (see :meth:`nag.module.NAGModule.load_from_checkpoint`).
+what it read goes through :mod:`nag.runs.trusted` (see :meth:`nag.training.module.NAGModule.load_from_checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
-from nag.errors import DivergenceError
+from nag.config.errors import DivergenceError
 from nag.runs.files import atomic_file
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class LastCheckpoint(Checkpoint):
     that epoch's validation), so a run killed at any moment resumes from at most ``every_n_train_steps`` steps
     back. As a Lightning ``Checkpoint`` callback it runs after the other callbacks of the same hook, so the state
     it saves includes theirs. Before each write the weights are checked: non-finite weights stop the run with
-    :class:`~nag.errors.DivergenceError` and leave the previous, good ``last.ckpt`` in place.
+    :class:`~nag.config.errors.DivergenceError` and leave the previous, good ``last.ckpt`` in place.
 
     Args:
         dirpath: Checkpoint directory.

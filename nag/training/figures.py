@@ -3,7 +3,7 @@ and the attribute directions the edit grids move codes along.
 
 Each function returns a ``(3, H, W)`` grid in [0, 1] (``torchvision.utils.make_grid``) and needs only the
 module's public API (``reconstruct``, ``interpolate``, ``decode``). Which codes to decode is the prior's
-business (:func:`nag.priors.fixed_draw`, :func:`nag.priors.translated`).
+business (:func:`nag.model.priors.fixed_draw`, :func:`nag.model.priors.translated`).
 """
 
 from __future__ import annotations
