@@ -4,7 +4,8 @@ Finds every job under the directory (a sweep dir ``multirun/<date>/<time>``, a r
 writes ``<dir>/compare/``: ``summary.csv`` and ``summary.md`` (one row per job: the swept keys, status, final
 metrics; with ``--evaluate`` also sample SWD, diversity, PSNR and SSIM of each best checkpoint against one real
 baseline), ``samples.png`` (each job's prior samples, a table when two keys are swept) and
-``<metric>_vs_<key>.png``. Failed jobs are rows with their reason. The work is done by :mod:`nag.analysis.compare`.
+``<metric>_vs_<key>.png``. Failed and unreadable jobs are rows with their reason. What is compared is
+:mod:`nag.analysis.compare`'s; the files are written here.
 
 Examples:
   python -m nag.train -m experiment=quickstart prior.mean=-3,0,3 matching=none,mmd_imq trainer.max_epochs=1
@@ -15,11 +16,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 from nag.config.console import quiet_third_party
 from nag.config.errors import reported_as_exit
+
+log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,14 +44,69 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _numeric(values: list[Any]) -> bool:
+    try:
+        return all(math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+#: Characters that make a spreadsheet read a cell as a formula (OWASP's CSV-injection list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: one starting like a formula gets a leading ``'``, unless it
+    is a plain number (``-3`` stays a number)."""
+    if not cell.startswith(_FORMULA_START):
+        return cell
+    try:
+        float(cell)
+        return cell
+    except ValueError:
+        return "'" + cell
+
+
+def write(result: Any, out: Any) -> None:
+    """The comparison as files in ``out`` (an :class:`~nag.runs.output.OutputDir`): summary.csv (cells escaped),
+    summary.md, summary.json, samples.png and ``<metric>_vs_<key>.png``, each written atomically."""
+    from nag.analysis import plots
+    from nag.analysis.compare import _fmt, markdown
+    from nag.runs.output import safe_name
+
+    grids, metric = result.grids, result.metric
+    cols = [*result.columns, "reason"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({c: spreadsheet_safe(_fmt(r.get(c))) for c in cols} for r in result.rows)
+    files = [out.write_text("summary.csv", buffer.getvalue()), out.write_text("summary.md", markdown(result))]
+    out.write_json("summary.json", {"rows": result.rows, "baseline": result.baseline})
+    labels = [{k: str(r.get(k, "")) for k in result.keys} for r in result.rows]
+    notes = [f"{r['status']}: {r['reason']}"[:60] if r["reason"] else r["status"] for r in result.rows]
+    files.append(out.write_bytes("samples.png", plots.sample_table(grids, labels, result.keys, notes)))
+    numeric = [k for k in result.keys if _numeric([r.get(k) for r in result.rows if r.get(k) != ""])]
+    if numeric:
+        key = numeric[0]
+        png = plots.metric_vs_key(result.rows, metric, key, [k for k in result.keys if k != key])
+        files.append(out.write_bytes(f"{safe_name(f'{metric}_vs_{key}')}.png", png))
+    else:
+        log.info("no numeric swept key: no %s plot", metric)
+    result.files += files
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_third_party()
     with reported_as_exit():
         from nag.analysis.compare import compare, table
+        from nag.runs.output import OutputDir
 
-        result = compare(args.root, args.out, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device)
+        # The output folder first: one that is a link is refused before any work.
+        out = OutputDir(args.out, "--out") if args.out else OutputDir(args.root / "compare", "the compare folder")
+        result = compare(args.root, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device)
+        write(result, out)
         print(table(result))
         print("written: " + ", ".join(str(f) for f in result.files))
 

@@ -2,27 +2,109 @@
 
 Samples any checkpoint from any prior (``prior=normal_mean-3``, ``prior=normal_mean0 prior.mean=100``) or from
 an ex-post density fitted to its training codes (``sampler=gmm``), and writes ``metrics.json``, PNG figures and
-TensorBoard entries into its own run dir. The work is done by :mod:`nag.analysis.evaluation`.
+TensorBoard entries into its own run dir. What is measured is :mod:`nag.analysis.evaluation`'s; reading the
+checkpoint's run and writing the results is done here.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.config.console import print_help_and_exit, quiet_third_party
 from nag.config.errors import reported_as_exit
 
+log = logging.getLogger(__name__)
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """``{"a": {"b": 1}} -> {"a/b": 1.0}`` for the numeric leaves (TensorBoard scalars)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}/"))
+        elif isinstance(v, int | float):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def write_outputs(ev: Any, out_dir: Path) -> None:
+    """An evaluation's metrics.json, one PNG per figure, and the same into TensorBoard under
+    ``out_dir/tensorboard`` (every file through :class:`~nag.runs.output.OutputDir`'s atomic writer; a link there
+    is never followed)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from nag.runs.output import OutputDir
+    from nag.training.figures import png_bytes
+
+    out = OutputDir(out_dir, "the evaluation's output dir")
+    out.write_json("metrics.json", ev.metrics)
+    with SummaryWriter(str(out.folder("tensorboard"))) as writer:
+        for name, grid in ev.figures.items():
+            out.write_bytes(f"{name}.png", png_bytes(grid))
+            writer.add_image(f"images/{name}", grid)
+        for key, value in flatten(ev.metrics).items():
+            writer.add_scalar(key, value)
+
+
+def _plain(cfg: Any) -> Any:
+    """A composed (trusted) config section as plain data, resolved; plain data as it is."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
-    from nag.analysis.evaluation import evaluate as evaluate_checkpoint
+    from omegaconf import open_dict
 
-    return evaluate_checkpoint(cfg)
+    from nag.analysis.evaluation import RealImages, evaluate_attributes, evaluate_model, load_model
+    from nag.analysis.runs import data_config
+    from nag.config.errors import UserInputError, instantiate
+    from nag.config.schema import validate
+    from nag.runs.run_dir import RunDir
+    from nag.runs.trusted import build_stored
+
+    if not cfg.get("ckpt_path"):
+        raise UserInputError("ckpt_path is required: python -m nag.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
+    model = load_model(cfg.ckpt_path, cfg.device)
+    run = RunDir.of_checkpoint(cfg.ckpt_path)  # <run dir>/checkpoints/<name>.ckpt
+    with open_dict(cfg):
+        cfg.model.latent_dim = model.hparams.latent_dim  # what prior configs interpolate
+        if cfg.get("data") is None:
+            if run is None or not run.is_run:
+                raise UserInputError(
+                    f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to evaluate on, e.g. data=synthetic"
+                )
+            # Read as data, with this command's paths (where the cache is written is this machine's business).
+            cfg.data = data_config(run, {"data_dir": cfg.paths.data_dir, "cache_dir": cfg.paths.cache_dir})
+            where = f"data (from {run.path / '.hydra/config.yaml'})"
+        else:
+            where = "data"
+    validate(cfg)
+    datamodule = build_stored(_plain(cfg.data), where)
+    prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
+    real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)
+    ev = evaluate_model(
+        model,
+        real,
+        prior=prior,
+        sampler=instantiate(cfg.sampler),
+        n_samples=cfg.n_samples,
+        probes=tuple(cfg.probes),
+        fid_weights=cfg.metrics.fid.weights_path,
+        seed=cfg.seed,
+    )
+    ev.metrics["setup"]["ckpt_path"] = str(cfg.ckpt_path)
+    if cfg.attributes.enabled and real.names:
+        evaluate_attributes(model, real, datamodule, ev, cfg.attributes)
+    write_outputs(ev, Path(cfg.paths.output_dir))
+    log.info("evaluation written to %s", cfg.paths.output_dir)
+    return ev.metrics
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

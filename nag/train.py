@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from nag.runs.checkpoint_file import check_optimizer_state, read_checkpoint
     from nag.runs.resume import check_same_model, continue_logging
-    from nag.training.module import check_hparams
+    from nag.training.loading import check_hparams
 
     _check_launcher(cfg)
     ckpt_path = checkpoint_to_continue(cfg)

@@ -14,8 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nag import RUN_NAME_LIMIT, run_name
 from nag.analysis.compare import Comparison, table
+from nag.runs.discovery import swept_keys
 from nag.runs.overrides import override_values
-from nag.runs.run_dir import RunDir, swept_keys
+from nag.runs.run_dir import RunDir
 
 from .conftest import TINY, run_module
 

@@ -17,7 +17,7 @@ from nag.bench.loop import compose_train
 from nag.config.errors import instantiate
 from nag.data.celeba_layout import index_celeba
 from nag.train import build_data_and_trainer
-from nag.training.callbacks import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
+from nag.training.callbacks.grids import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
 from nag.training.figures import PAD_VALUE
 
 from .celeba_fixtures import write_torchvision

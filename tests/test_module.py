@@ -15,7 +15,10 @@ from nag.config.errors import DivergenceError, MissingFileError, instantiate
 from nag.runs.checkpoint_file import CheckpointError
 from nag.runs.trusted import UntrustedConfigError
 from nag.train import build_data_and_trainer
-from nag.training.module import HPARAM_KEYS, NAGModule, _plain, gather_codes
+from nag.training.distributed import gather_codes
+from nag.training.loading import HPARAM_KEYS
+from nag.training.module import NAGModule, _plain
+from nag.training.term_logging import divergence_message
 
 from .test_connections import TINY_FIT
 
@@ -239,7 +242,7 @@ def _terms(recon: float, matching: float, loss: float) -> dict[str, torch.Tensor
     ],
 )  # fmt: skip
 def test_the_divergence_message_says_which_term_and_where(tiny: NAGModule, terms: dict, stage: str, what: str) -> None:
-    msg = tiny._divergence_message(terms, stage)
+    msg = divergence_message(terms, stage, tiny.global_step, tiny.current_epoch, tiny.matching.weight)
     assert msg.startswith("training diverged: ")
     assert what in msg
     if "overflows" in what:

@@ -17,18 +17,11 @@ import torch
 from omegaconf import OmegaConf
 
 from nag.runs.checkpoint_file import CheckpointError, check_callback_state, check_optimizer_state
-from nag.runs.files import (
-    OutputDir,
-    UnsafeFileError,
-    atomic_file,
-    load_json,
-    load_yaml,
-    read_bytes,
-    safe_name,
-    walk,
-)
+from nag.runs.discovery import discover, job_order
+from nag.runs.files import UnsafeFileError, load_json, load_yaml, read_bytes, walk
+from nag.runs.output import OutputDir, atomic_file, safe_name
 from nag.runs.overrides import StoredOverrideError, check_stored
-from nag.runs.run_dir import RunDir, discover, job_order
+from nag.runs.run_dir import RunDir
 from nag.runs.stored_config import StoredConfig, StoredConfigError, local_paths, own_resolvers
 from nag.runs.trusted import UntrustedConfigError, check_config, check_target, check_training_config
 
@@ -123,6 +116,8 @@ def test_an_output_dir_that_is_a_link_or_reaches_through_one_is_refused(tmp_path
     with pytest.raises(UnsafeFileError, match="compare folder .* is a symbolic link"):
         OutputDir(tmp_path / "compare", "the compare folder")
     out = OutputDir(tmp_path / "report")
+    assert not (tmp_path / "report").exists(), "created with its first file, so a refused command leaves none"
+    out.write_text("first.txt", "x")
     (tmp_path / "report" / "tensorboard").symlink_to(tmp_path / "theirs")
     with pytest.raises(UnsafeFileError, match="is a symbolic link"):
         out.folder("tensorboard")
@@ -209,7 +204,8 @@ def test_a_stored_config_must_be_a_mapping_of_text_keys(tmp_path: Path, text: st
 
 
 def test_honest_overrides_come_back() -> None:
-    honest = ["experiment=quickstart", "prior.mean=-3", "prior=normal_mean-3", "~callbacks.probes", "data.root=/d",
+    honest = ["experiment=quickstart", "callbacks=[model_checkpoint,samples]",
+              "prior.mean=-3", "prior=normal_mean-3", "~callbacks.probes", "data.root=/d",
               "model.encoder.channels=[8,16]", "matching.weight=0.1", "experiment=null", "paths.data_dir=/x"]
     assert check_stored(honest, Path("o.yaml")) == honest
 
@@ -230,6 +226,7 @@ def test_honest_overrides_come_back() -> None:
     ("logger.tensorboard.save_dir=/x", "where nag writes"),
     ("trainer.default_root_dir=/x", "where nag writes"),
     ("data=nope", "not one of nag's data options"),
+    ("callbacks=[samples,../../x]", "not one of nag's callbacks options"),
     ("data@foo=synthetic", "another package"),
     ("prior.mean=1,2", "a sweep"),
     ("prior.mean=[", "not an override"),

@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nag.data.datamodule import ImageDataModule
+from nag.model.inference import batched
 from nag.runs.checkpoint_file import check_archive
-from nag.runs.files import atomic_file, is_regular_file
+from nag.runs.files import is_regular_file
+from nag.runs.output import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,7 @@ class AttributeClassifier(nn.Module):
     def predict(self, x: Tensor, batch: int = 512) -> Tensor:
         """0/1 predictions ``(N, A)`` for images ``(N, 3, H, W)`` in [0, 1]."""
         self.eval()
-        dev = next(self.parameters()).device
-        return torch.cat([(self(x[i : i + batch].to(dev)) > 0).float().cpu() for i in range(0, len(x), batch)])
+        return batched(lambda b: self(b) > 0, x, next(self.parameters()).device, batch)
 
 
 def _classifier_path(dm: ImageDataModule, cache_dir: Path, settings: dict[str, Any]) -> Path:

@@ -1,15 +1,14 @@
-"""Comparing the jobs of a sweep (the body of ``python -m nag.compare``).
+"""Comparing the jobs of a sweep (the library behind ``python -m nag.compare``).
 
 One row per job: the swept keys (only those that vary), its status, its final metrics from ``metrics.json`` and,
 with ``evaluate=True``, the evaluation of its best checkpoint by the same code as ``nag.evaluate`` against one
-shared real baseline. Written as ``summary.csv`` / ``summary.md``, a table of sample grids (``samples.png``) and
-a metric against the numeric swept key (``<metric>_vs_<key>.png``).
+shared real baseline, and each job's sample grid. ``nag/compare.py`` writes them as ``summary.csv`` /
+``summary.md``, a table of sample grids (``samples.png``) and a metric against the numeric swept key
+(``<metric>_vs_<key>.png``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -19,14 +18,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nag.analysis import plots
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
 from nag.analysis.runs import data_config, load_data, load_model
 from nag.config.errors import UserInputError
+from nag.model.inference import resolve_device
 from nag.model.priors import fixed_draw
-from nag.runs.files import OutputDir, safe_name
+from nag.runs.discovery import discover, swept_keys
 from nag.runs.overrides import override_values
-from nag.runs.run_dir import RunDir, discover, one_line, swept_keys
+from nag.runs.run_dir import RunDir, one_line
 from nag.training.figures import image_grid
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,9 @@ class Comparison:
     keys: list[str]
     metric_columns: list[str]
     baseline: dict[str, float] = field(default_factory=dict)
-    files: list[Path] = field(default_factory=list)
+    grids: list[Tensor | None] = field(default_factory=list)  # one sample grid (3, H, W) per job, or None
+    metric: str = "latent_mmd"  # the column plotted against the numeric swept key
+    files: list[Path] = field(default_factory=list)  # what the entry point wrote
 
     @property
     def columns(self) -> list[str]:
@@ -66,7 +67,6 @@ class Comparison:
 
 def compare(
     root: Path,
-    out: Path | None = None,
     evaluate: bool = False,
     metric: str | None = None,
     n_eval: int = 500,
@@ -74,7 +74,7 @@ def compare(
     device: str = "auto",
     seed: int = 0,
 ) -> Comparison:
-    """Compare every run under ``root`` and write the results into ``out`` (default ``<root>/compare``)."""
+    """Compare every run under ``root`` (nothing is written: ``nag/compare.py`` writes the result)."""
     runs = discover(root)
     if not runs:
         raise UserInputError(
@@ -86,9 +86,8 @@ def compare(
     if metric not in allowed:
         raise UserInputError(f"--metric {metric} is not a column; choose one of {allowed}"
                              f"{'' if evaluate else ' (or add --evaluate for the sample metrics)'}.")  # fmt: skip
-    out_dir = OutputDir(out, "--out") if out else OutputDir(root / "compare", "the compare folder")
     keys = swept_keys(runs)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = resolve_device(device)
     rows = [_row(run, root, keys) for run in runs]
     grids: list[Tensor | None] = [None] * len(runs)
     metric_columns = list(TRAINING_COLUMNS)
@@ -104,9 +103,7 @@ def compare(
                     with torch.no_grad():
                         z = fixed_draw(model.prior, N_GRID, seed).to(model.device)
                         grids[i] = image_grid(model.decode(z).float().cpu(), nrow=4)
-    result = Comparison(rows, keys, metric_columns, baseline)
-    _write(result, grids, out_dir, metric)
-    return result
+    return Comparison(rows, keys, metric_columns, baseline, grids, metric)
 
 
 def _load(run: RunDir, row: dict[str, Any], device: str) -> Any:
@@ -225,47 +222,3 @@ def markdown(result: Comparison) -> str:
         lines += ["", "Real vs real (the floor of the sample metrics): "
                   + ", ".join(f"{k} {_fmt(v)}" for k, v in result.baseline.items())]  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def _numeric(values: list[Any]) -> bool:
-    try:
-        return all(math.isfinite(float(v)) for v in values)
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-#: Characters that make a spreadsheet read a cell as a formula (OWASP's CSV-injection list).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """A CSV cell that a spreadsheet shows as text: one starting like a formula gets a leading ``'``, unless it
-    is a plain number (``-3`` stays a number)."""
-    if not cell.startswith(_FORMULA_START):
-        return cell
-    try:
-        float(cell)
-        return cell
-    except ValueError:
-        return "'" + cell
-
-
-def _write(result: Comparison, grids: list[Tensor | None], out: OutputDir, metric: str) -> None:
-    cols = [*result.columns, "reason"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows({c: spreadsheet_safe(_fmt(r.get(c))) for c in cols} for r in result.rows)
-    files = [out.write_text("summary.csv", buffer.getvalue()), out.write_text("summary.md", markdown(result))]
-    out.write_json("summary.json", {"rows": result.rows, "baseline": result.baseline})
-    labels = [{k: str(r.get(k, "")) for k in result.keys} for r in result.rows]
-    notes = [f"{r['status']}: {r['reason']}"[:60] if r["reason"] else r["status"] for r in result.rows]
-    files.append(out.write_bytes("samples.png", plots.sample_table(grids, labels, result.keys, notes)))
-    numeric = [k for k in result.keys if _numeric([r.get(k) for r in result.rows if r.get(k) != ""])]
-    if numeric:
-        key = numeric[0]
-        png = plots.metric_vs_key(result.rows, metric, key, [k for k in result.keys if k != key])
-        files.append(out.write_bytes(f"{safe_name(f'{metric}_vs_{key}')}.png", png))
-    else:
-        log.info("no numeric swept key: no %s plot", metric)
-    result.files += files

@@ -1,9 +1,9 @@
-"""Evaluating a trained model (the body of ``python -m nag.evaluate``, used by ``nag.report`` and ``nag.compare``).
-
-Samples any checkpoint from any prior (``prior=normal_mean-3``, ``prior=normal_mean0 prior.mean=100``) or from
-an ex-post density fitted to its training codes (``sampler=gmm``), and writes ``metrics.json``, PNG figures and
-TensorBoard entries into its own run dir. ``evaluate_model`` is the importable core used by ``nag.report`` and
+"""Evaluating a trained model: the library behind ``python -m nag.evaluate``, ``nag.report``, ``nag.compare`` and
 the notebook.
+
+Samples any model from any prior or from an ex-post density fitted to its training codes, and measures its
+reconstructions, the fit of its codes, its samples and the far-away probes against real images. No file is read
+or written here: the entry points do that (``nag/evaluate.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, open_dict
 from torch import Tensor
-from torch.utils.tensorboard import SummaryWriter
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.analysis.metrics import (
@@ -29,22 +27,17 @@ from nag.analysis.metrics import (
     multiscale_swd,
     reconstruction_metrics,
 )
-from nag.analysis.runs import data_config
 from nag.analysis.samplers import PriorSampler
-from nag.config.errors import UserInputError, instantiate
-from nag.config.schema import validate
+from nag.config.errors import UserInputError
 from nag.data.datamodule import ImageDataModule
+from nag.model.inference import batched, resolve_device
 from nag.model.priors import Prior, describe, fixed_draw, translated
-from nag.runs.files import OutputDir
-from nag.runs.run_dir import RunDir
-from nag.runs.trusted import build_stored
 from nag.training.figures import (
     EDIT_STEPS,
     attribute_directions,
     chosen,
     edit_grid,
     image_grid,
-    png_bytes,
     probe_tag,
     reconstruction_grid,
 )
@@ -96,24 +89,17 @@ class RealImages:
 
 def load_model(ckpt_path: str | Path, device: str = "auto") -> NAGModule:
     """A trained model from a checkpoint, read safely (see ``NAGModule.load_from_checkpoint``), in eval mode."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return NAGModule.load_from_checkpoint(ckpt_path, map_location=device, _key="ckpt_path").eval()
-
-
-@torch.no_grad()
-def _batched(fn, x: Tensor, device: torch.device, batch: int = 256) -> Tensor:
-    return torch.cat([fn(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
+    return NAGModule.load_from_checkpoint(ckpt_path, map_location=resolve_device(device), _key="ckpt_path").eval()
 
 
 def encode_images(model: NAGModule, x: Tensor) -> Tensor:
     """Codes of images ``(N, 3, H, W)``, in batches on the model's device, ``(N, d)`` on the CPU."""
-    return _batched(model.encode, x, model.device)
+    return batched(model.encode, x, model.device)
 
 
 def reconstruct_images(model: NAGModule, x: Tensor) -> Tensor:
     """Reconstructions of images ``(N, 3, H, W)``, in batches on the model's device, on the CPU."""
-    return _batched(model.reconstruct, x, model.device)
+    return batched(model.reconstruct, x, model.device)
 
 
 def encode_test_split(model: NAGModule, real: RealImages) -> Tensor:
@@ -128,7 +114,7 @@ def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, se
     model.eval()
     dev = model.device
     z = encode_test_split(model, real)  # (N, d)
-    x_hat = _batched(model.decode, z, dev)  # (N, 3, H, W)
+    x_hat = batched(model.decode, z, dev)  # (N, 3, H, W)
     per_image = (x_hat - real.test).pow(2).flatten(1).mean(1)  # (N,)
     rows = model.interpolate(real.test[:6].to(dev), real.test[6:12].to(dev), steps=11).cpu()  # (6, 11, 3, H, W)
     metrics = {
@@ -163,9 +149,9 @@ def evaluate_sampling(
     dev = model.device
     sampler = sampler if sampler is not None else PriorSampler()
     # Only an ex-post density needs the training codes; sampling the prior does not encode anything.
-    codes = _batched(model.encode, real.train, dev) if sampler.needs_codes else real.train.new_zeros(0, prior.dim)
+    codes = batched(model.encode, real.train, dev) if sampler.needs_codes else real.train.new_zeros(0, prior.dim)
     sampler = sampler.fit(codes, prior)
-    samples = _batched(model.decode, sampler.sample(n_samples, seed=seed), dev)
+    samples = batched(model.decode, sampler.sample(n_samples, seed=seed), dev)
     metrics: dict[str, Any] = {
         "samples": {**multiscale_swd(samples, real.test, seed=seed), "diversity": diversity(samples)},
         "probes": {},
@@ -173,7 +159,7 @@ def evaluate_sampling(
     figures = {"samples": image_grid(samples[:64])}
     noise = fixed_draw(prior, min(n_samples, 256), seed)
     for mean in probes:
-        probe = _batched(model.decode, translated(noise, prior, mean), dev)
+        probe = batched(model.decode, translated(noise, prior, mean), dev)
         metrics["probes"][f"{mean:+g}"] = {**multiscale_swd(probe, real.test, seed=seed), "diversity": diversity(probe)}
         figures[probe_tag(mean)] = image_grid(probe[:16])
     return Evaluation(metrics, figures, samples)
@@ -227,75 +213,3 @@ def evaluate_attributes(model: NAGModule, real: RealImages, dm: ImageDataModule,
         **attribute_metrics(clf, real.names, real.test, real.attributes, reconstructions, ev.samples, model,
                             directions, opts.n_edit),  # fmt: skip
     }
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """``{"a": {"b": 1}} -> {"a/b": 1.0}`` for the numeric leaves (TensorBoard scalars)."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}/"))
-        elif isinstance(v, int | float):
-            out[f"{prefix}{k}"] = float(v)
-    return out
-
-
-def write_outputs(ev: Evaluation, out_dir: Path) -> None:
-    """metrics.json, one PNG per figure, and the same into TensorBoard under ``out_dir/tensorboard`` (every file
-    through the atomic writer of :class:`~nag.runs.files.OutputDir`; a link there is never followed)."""
-    out = OutputDir(out_dir, "the evaluation's output dir")
-    out.write_json("metrics.json", ev.metrics)
-    with SummaryWriter(str(out.folder("tensorboard"))) as writer:
-        for name, grid in ev.figures.items():
-            out.write_bytes(f"{name}.png", png_bytes(grid))
-            writer.add_image(f"images/{name}", grid)
-        for key, value in flatten(ev.metrics).items():
-            writer.add_scalar(key, value)
-
-
-def _plain(cfg: Any) -> Any:
-    """A composed (trusted) config section as plain data, resolved; plain data as it is."""
-    from omegaconf import DictConfig as _DictConfig
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, _DictConfig) else cfg
-
-
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
-    if not cfg.get("ckpt_path"):
-        raise UserInputError("ckpt_path is required: python -m nag.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
-    model = load_model(cfg.ckpt_path, cfg.device)
-    run = RunDir.of_checkpoint(cfg.ckpt_path)  # <run dir>/checkpoints/<name>.ckpt
-    with open_dict(cfg):
-        cfg.model.latent_dim = model.hparams.latent_dim  # what prior configs interpolate
-        if cfg.get("data") is None:
-            if run is None or not run.is_run:
-                raise UserInputError(
-                    f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to evaluate on, e.g. data=synthetic"
-                )
-            # Read as data, with this command's paths (where the cache is written is this machine's business).
-            cfg.data = data_config(run, {"data_dir": cfg.paths.data_dir, "cache_dir": cfg.paths.cache_dir})
-            where = f"data (from {run.path / '.hydra/config.yaml'})"
-        else:
-            where = "data"
-    validate(cfg)
-    datamodule = build_stored(_plain(cfg.data), where)
-    prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
-    real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)
-    ev = evaluate_model(
-        model,
-        real,
-        prior=prior,
-        sampler=instantiate(cfg.sampler),
-        n_samples=cfg.n_samples,
-        probes=tuple(cfg.probes),
-        fid_weights=cfg.metrics.fid.weights_path,
-        seed=cfg.seed,
-    )
-    ev.metrics["setup"]["ckpt_path"] = str(cfg.ckpt_path)
-    if cfg.attributes.enabled and real.names:
-        evaluate_attributes(model, real, datamodule, ev, cfg.attributes)
-    write_outputs(ev, Path(cfg.paths.output_dir))
-    log.info("evaluation written to %s", cfg.paths.output_dir)
-    return ev.metrics

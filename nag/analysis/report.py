@@ -1,22 +1,23 @@
-"""The report's reproduction (``python -m nag.report <run or sweep dir>``).
+"""The report's reproduction (the library behind ``python -m nag.report <run or sweep dir>`` and the notebook).
 
-Finds the three runs of the report among the training runs under the directory (the plain autoencoder, the
+Finds the three runs of the report among the training runs under a directory (the plain autoencoder, the
 model matched to N(0, 2) and the one matched to N(−3, 2), e.g. from
 ``python -m nag.train -m experiment=report_plain,report_mean0,report_mean-3``), evaluates them, regenerates
-the report's figures and writes ``report.md`` with, for each of its six findings, the measured numbers and
-whether they support it. The criteria live in :mod:`nag.analysis.findings`.
+the report's figures and renders ``report.md`` — its prose is the template ``report.md`` beside this module —
+with, for each of its six findings, the measured numbers and whether they support it. The criteria live in
+:mod:`nag.analysis.findings`; writing the files is the entry point's (``nag/report.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import torch
 
-from nag.analysis.attributes import attribute_metrics, load_or_train_classifier
+from nag.analysis.attributes import attribute_metrics
 from nag.analysis.evaluation import (
     RealImages,
     encode_images,
@@ -25,19 +26,22 @@ from nag.analysis.evaluation import (
     evaluate_sampling,
     reconstruct_images,
 )
-from nag.analysis.findings import Finding, assess
-from nag.analysis.runs import Role, load_data, load_model, role_of
+from nag.analysis.findings import Finding
+from nag.analysis.runs import Role, load_model, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
 from nag.config.errors import UserInputError
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior
-from nag.runs.files import OutputDir
-from nag.runs.run_dir import RunDir, discover, one_line
+from nag.runs.discovery import discover
+from nag.runs.run_dir import RunDir, one_line
 from nag.runs.stored_config import local_paths
-from nag.training.figures import attribute_directions, png_bytes
+from nag.training.figures import attribute_directions
 from nag.training.module import NAGModule
 
 log = logging.getLogger(__name__)
+
+#: report.md's prose, with ``$placeholders`` for what was measured.
+TEMPLATE = Template((Path(__file__).with_name("report.md")).read_text(encoding="utf-8"))
 
 ROLES = {"plain": "plain autoencoder (matching=none)", "mean0": "matched to N(0, 2)", "mean-3": "matched to N(-3, 2)"}
 HOW_TO = "python -m nag.train -m experiment=report_plain,report_mean0,report_mean-3"
@@ -166,29 +170,6 @@ def evaluate_runs(
     return metrics, figures
 
 
-def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500, seed: int = 0,
-                 palette: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Evaluate the three runs under ``root``; write figures (256-colour PNGs with ``palette``), ``metrics.json`` and
-    ``report.md`` into ``out``."""
-    start = time.perf_counter()
-    runs = find_runs(root)
-    rows = describe_runs(runs)  # every stored config read and checked before any evaluation
-    data = load_data(runs["mean0"])
-    out_dir = OutputDir(out, "the report folder")
-    real = RealImages.load(data, n_eval=n_eval, n_fit=5000)
-    classifier = load_or_train_classifier(data, data.cache_dir) if real.names else None
-    metrics, figures = evaluate_runs(runs, real, n_samples, seed, classifier)
-    for name, grid in figures.items():
-        out_dir.write_bytes(f"{name}.png", png_bytes(grid, palette))
-    findings = assess(metrics)
-    metrics["seconds"] = time.perf_counter() - start
-    metrics["findings"] = [vars(f) for f in findings]
-    out_dir.write_json("metrics.json", metrics)
-    out_dir.write_text("report.md", render_markdown(rows, metrics, findings))
-    log.info("report written to %s in %.0f s", out, metrics["seconds"])
-    return metrics
-
-
 def _cell(value: Any, limit: int = 60) -> str:
     """A value from a run dir as one markdown table cell: one line, no table or HTML syntax, bounded."""
     text = one_line(str(value), limit)
@@ -213,82 +194,50 @@ def describe_runs(runs: dict[str, RunDir]) -> list[str]:
     return rows
 
 
-def plain_codes_explained(lat: dict[str, float], m: dict[str, Any]) -> list[str]:
+def plain_codes_verdict(lat: dict[str, float]) -> str:
     """Why sampling the plain autoencoder near 0 did or did not work, from its measured code statistics."""
     spread = lat["code_variance"] / 2.0  # against the prior's variance 2
     centred = abs(lat["code_mean"]) < lat["code_variance"] ** 0.5
-    plain, matched = m["plain_N0"]["samples"], m["matched0_N0"]["samples"]
     if centred and 0.5 <= spread <= 2:
-        verdict = "so N(0, 2) covers them and its samples decode into faces much like a matched model's."
-    elif centred and spread > 2:
-        verdict = (f"but spread {spread:.1f}× wider than N(0, 2): its samples land only in the middle of the code "
-                   "cloud and decode into a narrow set of averaged faces.")  # fmt: skip
-    elif centred:
-        verdict = f"but {1 / spread:.1f}× narrower than N(0, 2): most of its samples fall outside the codes."
-    else:
-        verdict = "but off-centre against their own spread: N(0, 2) misses most of them."
-    return [
-        "Nothing in a plain autoencoder's loss puts its codes near 0; where they end up is an accident of",
-        "initialisation and training. Sampling it from N(0, 2) works exactly as far as N(0, 2) covers them: when the",
-        "code mean is small against the code spread and the spread is close to the prior's. Here the codes are",
-        f"centred at {lat['code_mean']:+.2f} (per-dimension std {lat['code_variance'] ** 0.5:.2f}), {verdict}",
-        f"Measured: sample SWD {plain['swd_mean']:.1f} and diversity {plain['diversity']:.3f}, against "
-        f"{matched['swd_mean']:.1f} and {matched['diversity']:.3f} for the model matched to N(0, 2). A prior",
-        "centred elsewhere (N(−3, 2)) misses the codes further still; a matched model puts its codes where its",
-        "prior is by construction. The ex-post Gaussian mixture fitted to the plain codes (RAE) samples where they",
-        f"actually are: SWD {m['plain_gmm']['samples']['swd_mean']:.1f}, diversity "
-        f"{m['plain_gmm']['samples']['diversity']:.3f}.",
-    ]
+        return "so N(0, 2) covers them and its samples decode into faces much like a matched model's."
+    if centred and spread > 2:
+        return (f"but spread {spread:.1f}× wider than N(0, 2): its samples land only in the middle of the code "
+                "cloud and decode into a narrow set of averaged faces.")  # fmt: skip
+    if centred:
+        return f"but {1 / spread:.1f}× narrower than N(0, 2): most of its samples fall outside the codes."
+    return "but off-centre against their own spread: N(0, 2) misses most of them."
+
+
+#: The report's figures (file stem -> caption), in the order report.md shows them.
+CAPTIONS = {
+    "reconstructions": "Test faces (top) and their reconstructions by the model matched to N(0, 2).",
+    "interpolation": "Decoding (1 − i/10)·z_A + (i/10)·z_B, i = 0..10 (the report's formula has a typo).",
+    "samples_matched_N0": "Samples of N(0, 2) decoded by the model matched to it.",
+    "probe_mean+100": "The same noise translated to mean +100: far from the codes.",
+    "probe_mean-100": "Translated to mean −100.",
+    "samples_plain_N0": "The plain autoencoder decoding samples of N(0, 2).",
+    "plain_vs_matched_N-3": "Samples of N(−3, 2): plain autoencoder (left), model matched to N(−3, 2) (right).",
+    "samples_plain_gmm": "The plain autoencoder decoding a 10-component GMM fitted to its training codes.",
+}
 
 
 def render_markdown(rows: list[str], m: dict[str, Any], findings: list[Finding]) -> str:
-    plain = m["plain_reconstruction"]["latent"]
-    lines = [
-        "# Reproducing the lab report",
-        "",
-        "Generated by `python -m nag.report`. Sample quality is the multi-scale sliced Wasserstein distance (SWD ×10³,",
-        "lower is better) between generated and real test images on a Laplacian pyramid; diversity is the mean",
-        "pairwise RMS distance between images (0 = all identical). Every number is in `metrics.json`.",
-        "",
-        "| run | directory | matching | epochs | images |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-        f"Real-vs-real baseline: SWD {m['real_baseline']['swd_mean']:.1f}, diversity "
-        f"{m['real_baseline']['diversity']:.3f}.",
-        "",
-        "## Findings",
-        "",
-        "| # | the report says | measured | verdict |",
-        "| --- | --- | --- | --- |",
-        *[
-            f"| {i} | {f.claim} | {f.evidence} | **{'supported' if f.supported else 'not supported'}** |"
-            for i, f in enumerate(findings, 1)
-        ],  # fmt: skip
-        "",
-        "## What the report could not show: where the plain autoencoder's codes live",
-        "",
-        f"Measured on {m['n_test']} test codes of the plain autoencoder: "
-        f"mean {plain['code_mean']:+.2f}, variance {plain['code_variance']:.2f}, kurtosis {plain['code_kurtosis']:.2f}"
-        f" per dimension (averaged over dimensions); MMD² to N(0, 2) {plain['mmd']:.3f} vs "
-        f"{m['plain_latent_vs_N-3']['mmd']:.3f} to N(−3, 2).",
-        "",
-        *plain_codes_explained(plain, m),
-        "",
-        "## Figures",
-        "",
-    ]
-    captions = {
-        "reconstructions": "Test faces (top) and their reconstructions by the model matched to N(0, 2).",
-        "interpolation": "Decoding (1 − i/10)·z_A + (i/10)·z_B, i = 0..10 (the report's formula has a typo).",
-        "samples_matched_N0": "Samples of N(0, 2) decoded by the model matched to it.",
-        "probe_mean+100": "The same noise translated to mean +100: far from the codes.",
-        "probe_mean-100": "Translated to mean −100.",
-        "samples_plain_N0": "The plain autoencoder decoding samples of N(0, 2).",
-        "plain_vs_matched_N-3": "Samples of N(−3, 2): plain autoencoder (left), model matched to N(−3, 2) (right).",
-        "samples_plain_gmm": "The plain autoencoder decoding a 10-component GMM fitted to its training codes.",
-    }
-    for name, caption in captions.items():
-        lines += [f"**{caption}**", "", f"![{name}]({name}.png)", ""]
-    lines.append(f"_Evaluation took {m['seconds']:.0f} s._")
-    return "\n".join(lines) + "\n"
+    """``report.md``: the prose of ``nag/analysis/report.md`` with the measured numbers filled in."""
+    plain, lat = m["plain_N0"]["samples"], m["plain_reconstruction"]["latent"]
+    matched, gmm = m["matched0_N0"]["samples"], m["plain_gmm"]["samples"]
+    verdicts = [f"| {i} | {f.claim} | {f.evidence} | **{'supported' if f.supported else 'not supported'}** |"
+                for i, f in enumerate(findings, 1)]  # fmt: skip
+    values = {
+        "runs": "\n".join(rows), "findings": "\n".join(verdicts), "n_test": m["n_test"],
+        "real_swd": f"{m['real_baseline']['swd_mean']:.1f}", "real_diversity": f"{m['real_baseline']['diversity']:.3f}",
+        "code_mean": f"{lat['code_mean']:+.2f}", "code_variance": f"{lat['code_variance']:.2f}",
+        "code_kurtosis": f"{lat['code_kurtosis']:.2f}", "code_std": f"{lat['code_variance'] ** 0.5:.2f}",
+        "mmd_n0": f"{lat['mmd']:.3f}", "mmd_n3": f"{m['plain_latent_vs_N-3']['mmd']:.3f}",
+        "verdict": plain_codes_verdict(lat),
+        "plain_swd": f"{plain['swd_mean']:.1f}", "plain_diversity": f"{plain['diversity']:.3f}",
+        "matched_swd": f"{matched['swd_mean']:.1f}", "matched_diversity": f"{matched['diversity']:.3f}",
+        "gmm_swd": f"{gmm['swd_mean']:.1f}", "gmm_diversity": f"{gmm['diversity']:.3f}",
+        "figures": "\n\n".join(f"**{caption}**\n\n![{name}]({name}.png)" for name, caption in CAPTIONS.items()),
+        "seconds": f"{m['seconds']:.0f}",
+    }  # fmt: skip
+    return TEMPLATE.substitute(values)

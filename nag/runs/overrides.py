@@ -132,7 +132,8 @@ def check_stored(overrides: Any, source: Path, conf_dir: Path = CONF_DIR) -> lis
             raise refuse(i, text, "holds an interpolation (${...}), which would run a resolver")
         if key in known_groups:
             choices = options(key, conf_dir)
-            if value is not None and value not in choices:
+            chosen = value if isinstance(value, list) else [value]  # callbacks=[samples,probes] picks several
+            if any(v is not None and v not in choices for v in chosen):
                 raise refuse(i, text, f"is not one of nag's {key} options ({', '.join(choices)})")
     return list(overrides)
 

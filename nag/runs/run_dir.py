@@ -28,16 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
-from nag.runs.files import (
-    UnsafeFileError,
-    is_real_dir,
-    is_regular_file,
-    links_below,
-    load_json,
-    load_yaml,
-    walk,
-    write_json_atomic,
-)
+from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, links_below, load_json, load_yaml
+from nag.runs.output import write_json_atomic
 from nag.runs.overrides import override_values
 from nag.runs.stored_config import StoredConfig
 
@@ -255,47 +247,3 @@ class RunDir:
     def clear_failure(self) -> None:
         """A failed run resumed successfully has no failure record (a link there is removed, not followed)."""
         (self.path / FAILURE).unlink(missing_ok=True)
-
-
-# --- finding runs --------------------------------------------------------------------------------------
-
-
-def job_order(name: str) -> tuple[int, int, str]:
-    """Sweep jobs by number (``2`` before ``10``), other names after them; only ASCII digits are numbers."""
-    return (0, int(name), "") if name.isascii() and name.isdigit() else (1, 0, name)
-
-
-def discover(root: Path) -> list[RunDir]:
-    """Every run under ``root`` (``root`` itself if it is one), in sweep job order, then by path.
-
-    The folder tree is walked without following links and with a bound on its size, so a link loop or a huge
-    tree cannot hang it."""
-    if not root.is_dir():
-        raise UserInputError(f"{root} is not a directory; give a run dir, a sweep dir or a folder above them.")
-    top = RunDir(root)
-    if top.is_run:
-        return [top]
-    runs = []
-    for path, st in walk(root):
-        if path.name == CONFIG.name and path.parent.name == CONFIG.parent.name and stat.S_ISREG(st.st_mode):
-            run = RunDir(path.parent.parent)
-            if run.is_run:
-                runs.append(run)
-
-    def order(run: RunDir) -> tuple:
-        return tuple(job_order(p) for p in run.path.relative_to(root).parts)
-
-    return sorted(runs, key=order)
-
-
-def swept_keys(runs: list[RunDir]) -> list[str]:
-    """The override keys whose value differs between runs (or that only some runs set), in first-seen order.
-    Runs whose overrides cannot be read count as setting none."""
-    values = []
-    for run in runs:
-        try:
-            values.append(override_values(run.overrides))
-        except (UserInputError, OSError):
-            values.append({})
-    keys = list(dict.fromkeys(k for v in values for k in v))
-    return [k for k in keys if len({v.get(k) for v in values}) > 1]

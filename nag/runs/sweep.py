@@ -21,7 +21,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nag.config.errors import UserInputError
-from nag.runs.run_dir import RunDir, discover
+from nag.runs.discovery import discover
+from nag.runs.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from nag.config.errors import DivergenceError
-from nag.runs.files import atomic_file
+from nag.runs.output import atomic_file
 
 log = logging.getLogger(__name__)
 

@@ -18,18 +18,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from nag.config.errors import DivergenceError, UserInputError
+from nag.config.errors import DivergenceError
 from nag.model.matching import PriorMatching
 from nag.model.priors import Prior
-from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
-from nag.runs.trusted import CHECKPOINT_ROLES, UntrustedConfigError, check_config
-
-#: The loss terms of every step, in the order ``loss_terms`` returns them.
-TERMS = ("recon", "matching", "loss")
-
-#: The hyper-parameters a checkpoint may carry: the arguments of ``NAGModule.__init__`` that define the run (all
-#: of them, so resuming may change none; ``compile`` and ``channels_last`` only say how it is computed).
-HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler")
+from nag.runs.trusted import CHECKPOINT_ROLES, check_config
+from nag.training.distributed import gather_codes
+from nag.training.term_logging import TermLogging, divergence_message
 
 
 def _plain(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
@@ -41,42 +35,7 @@ def _plain(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
     return dict(cfg)
 
 
-def gather_codes(z: Tensor) -> Tensor:
-    """The codes of every process of a distributed run, ``(W·B, d)``, in rank order; ``z`` itself otherwise.
-
-    Differentiable: ``torch.distributed.nn``'s all-gather sends back to each process the *sum* over processes of
-    the gradients for its share. Every process computes the same distance of the global batch, so that sum is
-    W times the distance's gradient, and DDP's averaging of the parameter gradients over the W processes gives
-    exactly the gradient of a single process holding the whole batch.
-    """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return z
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(z.contiguous()), dim=0)
-
-
-def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
-    """A checkpoint's hyper-parameters before anything is built from them: exactly nag's keys, ``latent_dim`` a
-    positive integer, each part a class of its kind on the allow-list (:mod:`nag.runs.trusted`)."""
-    unknown = sorted(map(str, set(hparams) - set(HPARAM_KEYS)))
-    if unknown:
-        raise UntrustedConfigError(
-            f"checkpoint {source} stores unexpected hyper-parameters {unknown}; nag checkpoints hold "
-            f"only {list(HPARAM_KEYS)}. Refused."
-        )
-    missing = [k for k in HPARAM_KEYS if k not in hparams and k != "scheduler"]
-    if missing:
-        raise CheckpointError(f"checkpoint {source} lacks the hyper-parameter(s) {missing}; nag checkpoints hold "
-                              f"{list(HPARAM_KEYS)}. The file is damaged or not nag's.")  # fmt: skip
-    dim = hparams["latent_dim"]
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise CheckpointError(f"checkpoint {source}: latent_dim={dim!r} must be a positive integer.")
-    check_config(dict(hparams), f"checkpoint {source} hyper_parameters", roles=CHECKPOINT_ROLES)
-
-
-class NAGModule(L.LightningModule):
+class NAGModule(TermLogging, L.LightningModule):
     """Autoencoder with a prior-matching term: ``loss = recon + matching.weight * matching(z, prior)``.
 
     Args:
@@ -148,12 +107,9 @@ class NAGModule(L.LightningModule):
     def load_from_checkpoint(  # type: ignore[override]
         cls, checkpoint_path: str | Path, map_location: Any = None, strict: bool = True, **kwargs: Any
     ) -> NAGModule:
-        """Rebuild a trained model from a checkpoint written by ``nag.train``, safely.
-
-        Unlike Lightning's generic loader, this reads the file with torch's ``weights_only`` unpickler, accepts
-        only ``NAGModule``'s own hyper-parameters (Lightning's ``_instantiator`` hook, for one, names code to
-        call), builds nothing outside :mod:`nag.runs.trusted`'s allow-list (each part of its own kind), and
-        reports a malformed checkpoint or one of another architecture in one message instead of a traceback.
+        """Rebuild a trained model from a checkpoint written by ``nag.train``, safely
+        (:func:`nag.training.loading.load_module`: read by :mod:`nag.runs.checkpoint_file`, built only from
+        :mod:`nag.runs.trusted`'s allow-list, every problem one message).
 
         Args:
             checkpoint_path: The ``.ckpt`` file.
@@ -163,44 +119,16 @@ class NAGModule(L.LightningModule):
                 not the stored one), checked like the stored ones, and
                 ``compile`` / ``channels_last`` (how to compute, not stored).
         """
-        ckpt = read_checkpoint(checkpoint_path, map_location="cpu", key=kwargs.pop("_key", "checkpoint"))
-        how = {k: kwargs.pop(k) for k in ("compile", "channels_last") if k in kwargs}  # not hyper-parameters
-        hparams = {**ckpt["hyper_parameters"], **kwargs}
-        check_hparams(hparams, checkpoint_path)
-        try:
-            model = cls(**hparams, **how)
-        except UserInputError:
-            raise
-        except Exception as e:  # Hydra wraps a constructor's TypeError; a crafted file can fail in many ways
-            raise CheckpointError(
-                f"checkpoint {checkpoint_path}: its hyper-parameters do not build a model ({type(e).__name__}: "
-                f"{' '.join(str(e).split())[:200]}); the file is damaged or crafted."
-            ) from None
-        # A replaced prior or matching distance keeps the state built from its new config (the stored one
-        # describes the old: a prior's mean and variance are buffers).
-        own = {f"{part}.{k}": v for part in ("prior", "matching") if part in kwargs
-               for k, v in getattr(model, part).state_dict().items()}  # fmt: skip
-        model.load_weights({**ckpt["state_dict"], **own}, str(checkpoint_path), strict=strict)
-        return model.to(map_location if map_location is not None else "cpu")
+        from nag.training.loading import load_module
+
+        return load_module(cls, checkpoint_path, map_location, strict, **kwargs)
 
     def load_weights(self, state_dict: Mapping[str, Tensor], source: str, strict: bool = True) -> None:
-        """``load_state_dict`` with one readable message when the weights belong to another architecture."""
-        own = self.state_dict()
-        mismatched = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        if mismatched or (strict and (missing or unexpected)):
-            detail = "; ".join(
-                f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for what, keys in (("different shapes", mismatched), ("missing", missing), ("unexpected", unexpected))
-                if keys
-            )
-            raise CheckpointError(
-                f"{source} holds weights of another architecture than the configured model ({detail}). "
-                "Use the model/data settings it was trained with (its run's .hydra/config.yaml)."
-            )
-        # Checked above: whatever strict says, the keys left missing keep the model's own values.
-        self.load_state_dict(state_dict, strict=False)
+        """``load_state_dict`` with one readable message when the weights belong to another architecture
+        (:func:`nag.training.loading.load_weights`)."""
+        from nag.training.loading import load_weights
+
+        load_weights(self, state_dict, source, strict)
 
     # --- the API that callbacks, evaluation and notebooks use -------------------------------------------
 
@@ -293,7 +221,8 @@ class NAGModule(L.LightningModule):
         generator = self._train_generator() if on_step else torch.Generator().manual_seed(batch_idx)
         terms = self.loss_terms(x, generator)
         if not torch.isfinite(terms["loss"]):
-            raise DivergenceError(self._divergence_message(terms, stage))
+            raise DivergenceError(divergence_message(terms, stage, self.global_step, self.current_epoch,
+                                                     self.matching.weight))  # fmt: skip
         if on_step:
             self._log_train(terms, x.shape[0])
             return terms["loss"]
@@ -302,47 +231,6 @@ class NAGModule(L.LightningModule):
             self.log(f"{stage}/{name}", value, on_epoch=True, prog_bar=name == "loss", batch_size=x.shape[0],
                      sync_dist=True)  # fmt: skip
         return terms["loss"]
-
-    # Training terms are logged as train/<term>_step every trainer.log_every_n_steps steps (when Lightning writes
-    # to the loggers anyway) and as train/<term>_epoch (and train/<term>, for callbacks and metrics.json) at
-    # every epoch's end, averaged over the epoch's images on this process. The epoch sums are kept here, on the
-    # device, instead of through a self.log call per term and step: that costs about 0.5 ms a call on a CPU (3 %
-    # of a quickstart step, python -m nag.bench) and host work per step on a GPU.
-
-    def on_train_epoch_start(self) -> None:
-        self._train_sums, self._train_images = None, 0
-
-    def _log_train(self, terms: dict[str, Tensor], batch_size: int) -> None:
-        values = torch.stack([terms[name].detach().float() for name in TERMS])  # (3,)
-        sums = self._train_sums
-        self._train_sums = values * batch_size if sums is None else sums + values * batch_size
-        self._train_images += batch_size
-        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
-            for name, value in zip(TERMS, values, strict=True):
-                self.log(f"train/{name}_step", value, on_step=True, on_epoch=False, prog_bar=name == "loss")
-
-    def on_train_epoch_end(self) -> None:
-        if self._train_sums is None:
-            return
-        means = self._train_sums / self._train_images
-        for name, value in zip(TERMS, means, strict=True):
-            self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, prog_bar=name == "loss")
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, logger=False)
-
-    def _divergence_message(self, terms: dict[str, Tensor], stage: str) -> str:
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        bad = [k for k in ("recon", "matching") if not torch.isfinite(terms[k])]
-        what = (
-            f"the {' and the '.join(bad)} term{'s are' if len(bad) > 1 else ' is'} non-finite"
-            if bad
-            else f"matching.weight × matching overflows (weight {self.matching.weight:g})"
-        )
-        where = {"train": "training", "val": "validation", "test": "testing"}[stage]
-        return (
-            f"training diverged: in {where} at step {self.global_step} (epoch {self.current_epoch}) {what} "
-            f"(recon={values['recon']:.4g}, matching={values['matching']:.4g}). Lower model.optimizer.lr or "
-            "matching.weight, or check the prior's mean and variance."
-        )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train", batch_idx)
