@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from nag.bench.loop import compose_train
+from nag.config.compose import compose_run
+from nag.config.console import quiet_third_party
+
+quiet_third_party()  # the entry points' filters of third-party deprecation noise, the one list of them
 
 # The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
 TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
@@ -34,7 +37,7 @@ def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
     def _compose(
         overrides: list[str] | None = None, output_dir: Path | None = None, config: str = "train"
     ) -> DictConfig:
-        return compose_train([f"paths.cache_dir={cache_dir}", *(overrides or [])], output_dir or tmp_path, config)
+        return compose_run([f"paths.cache_dir={cache_dir}", *(overrides or [])], output_dir or tmp_path, config)
 
     return _compose
 

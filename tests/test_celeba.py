@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 
 import nag.data.celeba as celeba_mod
-from nag.data.celeba import CelebA, preprocess
-from nag.data.celeba_layout import CelebAMetadataError, CelebANotFoundError, detect_layout
+from nag.data.celeba import CelebA
+from nag.data.celeba_layout import CelebANotFoundError, detect_layout
+from nag.data.celeba_metadata import CelebAMetadataError
+from nag.data.images import preprocess
 
 from .celeba_fixtures import (
     CELEBA_ATTRIBUTES,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nag.data.celeba_layout import CelebAMetadataError, detect_layout, index_celeba
+from nag.data.celeba_layout import detect_layout, index_celeba
+from nag.data.celeba_metadata import CelebAMetadataError
 
 from .celeba_fixtures import CELEBA_ATTRIBUTES, OFFICIAL, attribute_table
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from omegaconf import open_dict
 from torchvision.utils import make_grid
 
-from nag.bench.loop import compose_train
+from nag.config.compose import compose_run
 from nag.config.errors import instantiate
 from nag.data.celeba_layout import index_celeba
 from nag.train import build_data_and_trainer
@@ -42,7 +42,7 @@ def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
     """One tiny model trained a few steps, its trainer and data module: the callbacks' real inputs."""
     overrides = [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
                  "data.n_train=512"]  # fmt: skip
-    cfg = compose_train(overrides, tmp_path_factory.mktemp("fitted"))
+    cfg = compose_run(overrides, tmp_path_factory.mktemp("fitted"))
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data, trainer = build_data_and_trainer(cfg, model)

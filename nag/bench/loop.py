@@ -15,26 +15,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from nag.config.compose import compose
+from nag.config.compose import compose_run
 from nag.config.errors import instantiate
-
-
-def compose_train(overrides: list[str], output_dir: Path, config: str = "train") -> DictConfig:
-    """``conf/<config>.yaml`` composed as ``python -m nag.<config> <overrides>`` would, writing into
-    ``output_dir`` (what the benchmark and the tests run)."""
-    cfg = compose(config, overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations (the HParams callback's overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 def default_model(workdir: Path, image_size: int, matching: str = "none", latent_dim: int = 64) -> L.LightningModule:
     """The default model of ``conf/`` (the report's autoencoder) at ``image_size``, with ``matching``."""
-    cfg = compose_train([f"data.image_size={image_size}", f"matching={matching}", f"model.latent_dim={latent_dim}"],
+    cfg = compose_run([f"data.image_size={image_size}", f"matching={matching}", f"model.latent_dim={latent_dim}"],
                         workdir)  # fmt: skip
     return instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
 
@@ -153,7 +142,7 @@ def measure(overrides: list[str], workdir: Path, epochs: int = 2, repeats: int =
     """
 
     def cfg(*extra: str, out: str) -> DictConfig:
-        return compose_train([*overrides, *extra], workdir / out)
+        return compose_run([*overrides, *extra], workdir / out)
 
     pairs, cpu_pairs = [], []
     for r in range(repeats):

@@ -10,10 +10,13 @@ import logging
 import warnings
 
 #: Deprecation warnings raised inside third-party code about third-party APIs (nothing a nag user can act on).
+#: The one list: the entry points install it (:func:`quiet_third_party`) and so does the test suite's conftest.
 THIRD_PARTY_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",  # Lightning's own use of torch's pytree API
     r".*`torch\.cuda\.amp\..*` is deprecated.*",
 )
+#: Modules whose own DeprecationWarnings are theirs to fix (TensorBoard's use of numpy and protobuf APIs).
+THIRD_PARTY_DEPRECATING_MODULES = (r"tensorboard.*",)
 
 
 class _DropTips(logging.Filter):
@@ -37,6 +40,8 @@ def single_lightning_log() -> None:
 def quiet_third_party() -> None:
     for pattern in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    for module in THIRD_PARTY_DEPRECATING_MODULES:
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
 
 

@@ -1,2 +1,2 @@
 """The Lightning glue: the LightningModule that orchestrates the model parts, checkpoint writing, the TensorBoard
-callbacks and their image grids, the progress bar. Imports the model layer, never the analysis layer."""
+callbacks and their image grids. Imports the model layer, never the analysis layer."""
