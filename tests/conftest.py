@@ -12,9 +12,16 @@ import pytest
 from omegaconf import DictConfig
 
 from nag.config.compose import compose_run
-from nag.config.console import quiet_third_party
+from nag.config.console import THIRD_PARTY_DEPRECATING_MODULES, THIRD_PARTY_WARNINGS
 
-quiet_third_party()  # the entry points' filters of third-party deprecation noise, the one list of them
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The entry points' filters of third-party deprecation noise (nag.config.console, the one list of them), as
+    pytest filters: pytest's own per-test filters would override filters installed at import."""
+    for pattern in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{pattern}")
+    for module in THIRD_PARTY_DEPRECATING_MODULES:
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}")
 
 # The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
 TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
