@@ -23,6 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in THIRD_PARTY_DEPRECATING_MODULES:
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}")
 
+
 # The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
 TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
 

@@ -118,8 +118,10 @@ def test_findings_quote_the_classifier_when_it_was_measured() -> None:
     att = {
         "accuracy_mean": 0.9,
         "frequency_gap": 0.1,
-        "frequency": {"Sunglasses": {"label": 0.03, "real": 0.03, "samples": 0.0},
-                      "Smiling": {"label": 0.5, "real": 0.5, "samples": 0.6}},  # fmt: skip
+        "frequency": {
+            "Sunglasses": {"label": 0.03, "real": 0.03, "samples": 0.0},
+            "Smiling": {"label": 0.5, "real": 0.5, "samples": 0.6},
+        },  # fmt: skip
         "reconstruction_kept": {"Sunglasses": 0.25, "Smiling": 0.75},
     }
     kept = _kept_by_classifier({"matched0_attributes": att})

@@ -344,8 +344,19 @@ def _images_through_a_link(cache: Path) -> None:
         lambda d: _edit_meta(d, n=True),
         _images_through_a_link,
     ],
-    ids=["truncated", "deleted", "torn-meta", "wrong-n", "garbage-attributes", "bad-index-past-the-end",
-         "bad-indices-missing", "bad-index-negative", "other-settings", "n-not-a-count", "images-a-link"],
+    ids=[
+        "truncated",
+        "deleted",
+        "torn-meta",
+        "wrong-n",
+        "garbage-attributes",
+        "bad-index-past-the-end",
+        "bad-indices-missing",
+        "bad-index-negative",
+        "other-settings",
+        "n-not-a-count",
+        "images-a-link",
+    ],
 )
 def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(tmp_path: Path, caplog, damage) -> None:
     write_torchvision(tmp_path / "data")

@@ -64,8 +64,11 @@ CRAFTED = [
     ("matching", lambda t: {"_target_": "nag.model.matching.squared_distances"}, "is not a subclass of PriorMatching"),
     ("matching", lambda t: {"_target_": "nag.train.main"}, "nag.train.main' is not on nag's allow-list"),
     ("encoder", lambda t: {"_target_": "nag.model.nets.__builtins__"}, "allow-list"),
-    ("prior", lambda t: {"_target_": "nag.model.priors.NormalPrior", "dim": 8, "mean": "${oc.env:HOME}"},
-     "interpolation"),
+    (
+        "prior",
+        lambda t: {"_target_": "nag.model.priors.NormalPrior", "dim": 8, "mean": "${oc.env:HOME}"},
+        "interpolation",
+    ),
     ("_instantiator", lambda t: "os.system", "unexpected hyper-parameters ['_instantiator']"),
 ]
 

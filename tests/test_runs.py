@@ -165,7 +165,9 @@ def test_a_stored_config_never_runs_a_resolver(tmp_path: Path) -> None:
 
 
 def test_stored_paths_where_nag_writes_are_always_this_machines(tmp_path: Path) -> None:
-    cfg = _stored(tmp_path, """\
+    cfg = _stored(
+        tmp_path,
+        """\
         paths:
           data_dir: /their/data
           cache_dir: /their/home/.ssh
@@ -173,7 +175,8 @@ def test_stored_paths_where_nag_writes_are_always_this_machines(tmp_path: Path) 
           root: ${paths.data_dir}
           cache_dir: /their/cache
           image_size: 16
-        """)
+        """,
+    )
     data = cfg.section("data", {"paths.cache_dir": "/mine", "paths.data_dir": "/mine/data"})
     assert data == {"root": "/their/data", "cache_dir": "/mine", "image_size": 16}  # reads from theirs, writes mine
     own = _stored(tmp_path, "paths:\n  data_dir: ${oc.env:NAG_DATA_DIR,data}\ndata:\n  root: ${paths.data_dir}\n")
@@ -204,9 +207,18 @@ def test_a_stored_config_must_be_a_mapping_of_text_keys(tmp_path: Path, text: st
 
 
 def test_honest_overrides_come_back() -> None:
-    honest = ["experiment=quickstart", "callbacks=[model_checkpoint,samples]",
-              "prior.mean=-3", "prior=normal_mean-3", "~callbacks.probes", "data.root=/d",
-              "model.encoder.channels=[8,16]", "matching.weight=0.1", "experiment=null", "paths.data_dir=/x"]
+    honest = [
+        "experiment=quickstart",
+        "callbacks=[model_checkpoint,samples]",
+        "prior.mean=-3",
+        "prior=normal_mean-3",
+        "~callbacks.probes",
+        "data.root=/d",
+        "model.encoder.channels=[8,16]",
+        "matching.weight=0.1",
+        "experiment=null",
+        "paths.data_dir=/x",
+    ]
     assert check_stored(honest, Path("o.yaml")) == honest
 
 
@@ -288,8 +300,17 @@ def test_every_target_of_nags_training_configs_is_on_the_training_allow_list(com
 
 
 def _callbacks(dirpath: str, best: str) -> dict:
-    return {"callbacks": {"ModelCheckpoint{...}": {"dirpath": dirpath, "best_model_path": best, "best_k_models": {
-        best: torch.tensor(1.0)}, "kth_best_model_path": best, "last_model_path": ""}}}
+    return {
+        "callbacks": {
+            "ModelCheckpoint{...}": {
+                "dirpath": dirpath,
+                "best_model_path": best,
+                "best_k_models": {best: torch.tensor(1.0)},
+                "kth_best_model_path": best,
+                "last_model_path": "",
+            }
+        }
+    }
 
 
 @pytest.mark.parametrize(("dirpath", "best", "ok"), [
@@ -409,7 +430,7 @@ def test_decode_workers_exit_when_their_parent_is_killed(tmp_path: Path, how: st
             time.sleep(60)
             return np.zeros((len(chunk), 4, 4, 3), np.uint8), np.zeros((len(chunk), 0), np.uint8), []
 
-        load_or_build({str(tmp_path / 'cache')!r}, "x", {{"k": 1}}, list(range(4)), 4, 0,
+        load_or_build({str(tmp_path / "cache")!r}, "x", {{"k": 1}}, list(range(4)), 4, 0,
                       partial(fill, folder={str(pids)!r}), chunk_size=1, workers=2)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

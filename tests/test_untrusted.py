@@ -419,6 +419,7 @@ def _samples_png_regular(tmp: Path, out: str) -> None:
     assert Image.open(png).size[0] > 100
 
 
+# fmt: off
 CASES = [
     # 1. resume= composes a run dir's stored overrides: they are data, never code.
     Case("resume: numpy.load payload planted beside +callbacks overrides", "nag.train", _payload,
@@ -567,6 +568,7 @@ CASES = [
     Case("data: an attribute file not UTF-8", "nag.train", _celeba(_not_utf8("list_attr_celeba.txt")),
          ["list_attr_celeba.txt: not UTF-8"]),
 ]
+# fmt: on
 
 
 def test_the_table_covers_at_least_40_crafted_inputs() -> None:

@@ -210,6 +210,7 @@ def evaluate_attributes(model: NAGModule, real: RealImages, dm: ImageDataModule,
     ev.metrics["attributes"] = {
         "edit_steps": list(EDIT_STEPS),
         "edited": list(shown),
-        **attribute_metrics(clf, real.names, real.test, real.attributes, reconstructions, ev.samples, model,
-                            directions, opts.n_edit),  # fmt: skip
+        **attribute_metrics(
+            clf, real.names, real.test, real.attributes, reconstructions, ev.samples, model, directions, opts.n_edit
+        ),  # fmt: skip
     }

@@ -66,9 +66,7 @@ def sample_table(
     return _png(fig)
 
 
-def metric_vs_key(
-    rows: Sequence[dict[str, object]], metric: str, key: str, group_keys: Sequence[str]
-) -> bytes:
+def metric_vs_key(rows: Sequence[dict[str, object]], metric: str, key: str, group_keys: Sequence[str]) -> bytes:
     """``metric`` against the numeric values of ``key``, one line per combination of ``group_keys``."""
     lines: dict[str, list[tuple[float, float]]] = {}
     for row in rows:

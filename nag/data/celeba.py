@@ -29,6 +29,7 @@ from nag.data.images import DECODER_VERSION, MAX_IMAGE_PIXELS, decode_images, fi
 
 log = logging.getLogger(__name__)
 
+
 class CelebADecodeError(UserInputError, RuntimeError):
     """More than ``data.max_bad_fraction`` of a split's images could not be decoded."""
 
@@ -131,8 +132,9 @@ class CelebA(ImageDataModule):
             items=items,
             image_size=self.image_size,
             n_attributes=len(ix.attribute_names),
-            fill=partial(decode_images, crop=self.crop, image_size=self.image_size, roots=roots,
-                         max_pixels=self.max_image_pixels),
+            fill=partial(
+                decode_images, crop=self.crop, image_size=self.image_size, roots=roots, max_pixels=self.max_image_pixels
+            ),
             extra_meta={"attribute_names": list(ix.attribute_names)},
         )
         cached = build()

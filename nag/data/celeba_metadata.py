@@ -101,5 +101,3 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray]]
         if first.isdigit() and int(first) != len(rows):
             raise CelebAMetadataError(f"{path}, line 1: says {first} images but the file has {len(rows)} rows.")
     return tuple(names), rows
-
-

@@ -90,7 +90,7 @@ def read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UnsafeFileError(f"{path} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}).") from None
+        raise UnsafeFileError(f"{path} is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r}).") from None
 
 
 class _Loader(yaml.SafeLoader):
@@ -239,5 +239,3 @@ def links_below(root: Path, limit: int = 3) -> list[Path]:
             if len(found) >= limit:
                 break
     return found
-
-

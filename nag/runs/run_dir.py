@@ -114,6 +114,7 @@ class RunDir:
     def overrides(self) -> list[str]:
         """The run's command-line overrides as text (labels, swept keys); [] without the file. Only read:
         ``resume=`` applies them, after :func:`nag.runs.overrides.check_stored`."""
+
         def read() -> list[str]:
             path = self.path / OVERRIDES
             if not os.path.lexists(path):
@@ -130,6 +131,7 @@ class RunDir:
     @property
     def config(self) -> StoredConfig:
         """``.hydra/config.yaml``, checked (:class:`~nag.runs.stored_config.StoredConfig`)."""
+
         def read() -> StoredConfig:
             path = self.path / CONFIG
             if not os.path.lexists(path):

@@ -199,6 +199,7 @@ class StoredConfig:
         try:
             raw = self._raw(ref)
         except KeyError:
-            raise StoredConfigError(f"{self.source}: {key} refers to ${{{ref}}}, which the file does not have.") \
-                from None
+            raise StoredConfigError(
+                f"{self.source}: {key} refers to ${{{ref}}}, which the file does not have."
+            ) from None
         return self._resolve(raw, ref, paths, depth + 1)
