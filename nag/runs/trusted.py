@@ -109,6 +109,7 @@ def _training_bases() -> dict[str, tuple[type, ...]]:
         "nag.training.module": (pl.LightningModule,),
         "nag.training.callbacks": (pl.Callback,),
         "nag.training.checkpoint": (pl.Callback, CheckpointIO),
+        "nag.training.progress": (pl.Callback,),
         "lightning.pytorch.callbacks": (pl.Callback,),
         "lightning.pytorch.loggers": (Logger,),
         "lightning.pytorch": (pl.Trainer,),
