@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +10,7 @@ from omegaconf import DictConfig
 
 from nag.config.compose import compose_run
 from nag.config.console import THIRD_PARTY_DEPRECATING_MODULES, THIRD_PARTY_WARNINGS
+from tests.helpers import TINY, run_module
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,10 +20,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("filterwarnings", f"ignore:{pattern}")
     for module in THIRD_PARTY_DEPRECATING_MODULES:
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}")
-
-
-# The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
-TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
 
 
 @pytest.fixture(scope="session")
@@ -48,20 +42,6 @@ def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
         return compose_run([f"paths.cache_dir={cache_dir}", *(overrides or [])], output_dir or tmp_path, config)
 
     return _compose
-
-
-def run_module(
-    module: str, args: list[str], cwd: Path, cache_dir: Path, full_error: bool = True
-) -> subprocess.CompletedProcess:
-    """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache; ``full_error=False`` shows what
-    a user sees (without HYDRA_FULL_ERROR)."""
-    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir)}
-    if full_error:
-        env["HYDRA_FULL_ERROR"] = "1"
-    else:
-        env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,7 @@ from nag.analysis.compare import Comparison, table
 from nag.runs.discovery import swept_keys
 from nag.runs.overrides import override_values
 from nag.runs.run_dir import RunDir
-
-from .conftest import TINY, run_module
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, TINY, run_module
 
 
 def _csv(path: Path) -> list[dict[str, str]]:

@@ -14,11 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nag.analysis.report import find_runs
 from nag.evaluate import evaluate
-
-from .conftest import run_module
+from tests.helpers import ROOT, run_module
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["n_eval=32", "n_samples=32", "n_fit=64"]
 
 

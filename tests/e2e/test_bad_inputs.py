@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from .celeba_fixtures import write_folder
-from .conftest import TINY, run_module
+from tests.helpers import TINY, run_module
+from tests.helpers.celeba import write_folder
 
 
 @dataclass

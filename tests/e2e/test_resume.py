@@ -18,8 +18,7 @@ from nag import fresh_dir
 from nag.config.errors import UserInputError
 from nag.runs.overrides import override_key
 from nag.runs.resume import expand_resume
-
-from .conftest import TINY, run_module
+from tests.helpers import TINY, run_module
 
 STEPS_PER_EPOCH = 4096 // 16  # data.n_train=4096 at the tiny preset's batch size 16
 EVERY = 50  # callbacks.last_checkpoint.every_n_train_steps

@@ -12,8 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from nag.config.errors import MissingFileError
 from nag.train import train
 from nag.training.module import NAGModule
-
-from .conftest import TINY, run_module
+from tests.helpers import TINY, run_module
 
 SIDE = 16 + 2  # a 16-px image plus make_grid's 2-px padding
 UP = 4  # 16-px faces are shown 4x larger (64 px), pixels kept sharp

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -16,8 +15,8 @@ from nag.compare import parser as compare_parser
 from nag.config.errors import ConfigError
 from nag.config.schema import validate
 from nag.report import parser as report_parser
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 

@@ -26,8 +26,8 @@ import pytest
 import torch
 from PIL import Image
 
-from .celeba_fixtures import face_jpeg, write_torchvision
-from .conftest import TINY, run_module
+from tests.helpers import TINY, run_module
+from tests.helpers.celeba import face_jpeg, write_torchvision
 
 SECRET = "s3cr3t-" + hashlib.sha1(b"nag").hexdigest()[:12]
 #: What a case may take, wall time (the subprocess's start and torch's import included).

@@ -121,7 +121,7 @@ def test_wae_recipe_schedule_and_lambda(compose_cfg) -> None:
 
 
 def test_wae_preset_trains_a_step_through_the_entry_point(tmp_path, cache_dir) -> None:
-    from .conftest import run_module
+    from tests.helpers import run_module
 
     r = run_module("nag.train", ["experiment=wae_celeba", "debug=fdr", "data=synthetic_tiny", "data.image_size=64",
                                  "data.batch_size=8"], tmp_path, cache_dir)  # fmt: skip

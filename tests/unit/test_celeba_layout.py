@@ -1,6 +1,6 @@
 """``index_celeba`` on copies of CelebA's metadata written as users have it: the split each layout gets, the notes it
 reports, the attributes' values and type, and the messages for metadata that disagrees with the images. The image
-files are placeholders here: indexing never decodes them (tests/test_celeba.py does, through the data module)."""
+files are placeholders here: indexing never decodes them (integration/test_celeba.py does, through the data module)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 
 from nag.data.celeba_layout import detect_layout, index_celeba
 from nag.data.celeba_metadata import CelebAMetadataError
-
-from .celeba_fixtures import CELEBA_ATTRIBUTES, OFFICIAL, attribute_table
+from tests.helpers.celeba import CELEBA_ATTRIBUTES, OFFICIAL, attribute_table
 
 NO_PARTITION = "no partition file: official index ranges used for the split"
 NO_ATTRIBUTES = "no attribute file: images are served without attributes"

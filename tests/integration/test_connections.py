@@ -19,12 +19,8 @@ from nag.data.celeba_layout import index_celeba
 from nag.train import build_data_and_trainer
 from nag.training.callbacks.grids import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
 from nag.training.figures import PAD_VALUE
-
-from .celeba_fixtures import write_torchvision
-
-TINY_FIT = ["debug=tiny", "callbacks=none", "logger=none", "trainer.num_sanity_val_steps=0",
-            "trainer.enable_model_summary=false", "+trainer.enable_progress_bar=false",
-            "+trainer.enable_checkpointing=false"]  # fmt: skip
+from tests.helpers import TINY_FIT
+from tests.helpers.celeba import write_torchvision
 
 
 def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str = "run") -> tuple[L.Trainer, torch.nn.Module]:

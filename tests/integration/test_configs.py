@@ -10,8 +10,7 @@ from nag import CONF_DIR
 from nag.model.matching import PriorMatching
 from nag.model.priors import NormalPrior, Prior
 from nag.training.module import NAGModule
-
-from .conftest import TINY
+from tests.helpers import TINY
 
 
 def options(group: str) -> list[str]:

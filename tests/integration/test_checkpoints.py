@@ -21,10 +21,7 @@ from nag.runs.trusted import UntrustedConfigError, check_config
 from nag.train import train
 from nag.training.checkpoint import AtomicCheckpointIO
 from nag.training.module import NAGModule
-
-from .conftest import TINY, run_module
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
+from tests.helpers import CONF, TINY, run_module
 
 
 def _canary(tmp: Path) -> str:
@@ -214,7 +211,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(compose_cfg
     """last.ckpt is written after steps 5, 10, ... Poisoned after step 6, the next step's loss is NaN: the run stops
     there and keeps the finite step-5 checkpoint. Poisoned after step 5, the write of step 5 itself sees the NaN
     weight and refuses. Either way: one message with the step, and no metrics."""
-    poison = f"+callbacks.poison={{_target_: tests.test_checkpoints._PoisonAt, step: {poison_step}}}"
+    poison = f"+callbacks.poison={{_target_: tests.integration.test_checkpoints._PoisonAt, step: {poison_step}}}"
     cfg = compose_cfg([*TINY, "callbacks.last_checkpoint.every_n_train_steps=5", "trainer.max_epochs=3", poison])
     with pytest.raises(DivergenceError) as err:
         train(cfg)

@@ -17,8 +17,8 @@ from nag.data.celeba import CelebA
 from nag.data.celeba_layout import CelebANotFoundError, detect_layout
 from nag.data.celeba_metadata import CelebAMetadataError
 from nag.data.images import preprocess
-
-from .celeba_fixtures import (
+from tests.helpers import run_module
+from tests.helpers.celeba import (
     CELEBA_ATTRIBUTES,
     HEIGHT,
     OFFICIAL,
@@ -29,7 +29,6 @@ from .celeba_fixtures import (
     write_kaggle,
     write_torchvision,
 )
-from .conftest import run_module
 
 SIZES = {"train": 20, "val": 8, "test": 8}
 

@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 
 from nag import gpu_precision
 from nag.training.module import NAGModule
-
-from .conftest import TINY, run_module
+from tests.helpers import TINY, run_module
 
 B = 6  # codes per process
 

@@ -96,8 +96,7 @@ def test_attribute_edits_callback_draws_every_epoch(compose_cfg, tmp_path: Path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from nag.train import train
-
-    from .conftest import TINY
+    from tests.helpers import TINY
 
     cfg = compose_cfg([*TINY, "callbacks=with_edits", "callbacks.attribute_edits.attributes=[Smiling,Blond_Hair]",
                        "test=false"])  # fmt: skip

@@ -19,8 +19,7 @@ from nag.training.distributed import gather_codes
 from nag.training.loading import HPARAM_KEYS
 from nag.training.module import NAGModule, _plain
 from nag.training.term_logging import divergence_message
-
-from .test_connections import TINY_FIT
+from tests.helpers import TINY_FIT
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nag"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "nag"
 
 #: What each layer may import of nag (besides itself). The entry points and the benchmark may import anything.
 ALLOWED = {
