@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import hydra
+from annotated_types import Ge
 from omegaconf import DictConfig, OmegaConf
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
@@ -21,6 +23,18 @@ from nag.config.console import print_help_and_exit, quiet_third_party
 from nag.config.errors import reported_as_exit
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateKeys:
+    """The keys of ``conf/evaluate.yaml``'s root, declared (checked at composition by :mod:`nag.config.schema`)."""
+
+    ckpt_path: str | None
+    device: str
+    seed: int
+    n_eval: Annotated[int, Ge(2)]
+    n_samples: Annotated[int, Ge(2)]
+    n_fit: Annotated[int, Ge(2)]
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -85,7 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             where = f"data (from {run.path / '.hydra/config.yaml'})"
         else:
             where = "data"
-    validate(cfg)
+    validate(cfg, {"": EvaluateKeys})
     datamodule = build_stored(_plain(cfg.data), where)
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
     real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)

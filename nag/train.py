@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import hydra
+from annotated_types import Ge
 from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.config.console import print_help_and_exit, quiet_third_party, single_lightning_log
 from nag.config.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
+from nag.config.params import Count, Excludes
 from nag.config.schema import validate
 from nag.runs.resume import checkpoint_to_continue, expand_resume
 from nag.runs.run_dir import RunDir
@@ -32,6 +36,37 @@ def _build_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
+@dataclass
+class TrainKeys:
+    """The keys of ``conf/train.yaml``'s root, declared (checked at composition by :mod:`nag.config.schema`)."""
+
+    seed: int | None
+    test: bool
+    ckpt_path: str | None
+    resume: str | None
+
+
+@dataclass
+class TrainerKeys:
+    """What nag checks of the arguments it passes to Lightning's ``Trainer`` (``conf/trainer``)."""
+
+    max_epochs: Annotated[int, Ge(-1), Excludes((0,), "trains nothing: give at least 1 epoch (or -1 with "
+                                                      "trainer.max_steps > 0)")]  # fmt: skip
+    max_steps: Annotated[int, Ge(-1)]
+    log_every_n_steps: Count
+
+    @staticmethod
+    def checks(get: Callable[[str], Any]) -> list[str]:
+        epochs, steps = get("trainer.max_epochs"), get("trainer.max_steps")
+        if epochs == -1 and not (isinstance(steps, int) and steps > 0):
+            return [f"trainer.max_epochs=-1 trains nothing without trainer.max_steps > 0 (it is {steps})"]
+        return []
+
+
+#: What :func:`nag.config.schema.validate` checks besides the components of a training config.
+TRAIN_ROOTS = {"": TrainKeys, "trainer": TrainerKeys}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the model described by ``cfg``; return the final metrics.
 
@@ -39,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ``<paths.output_dir>/metrics.json``. Everything the user can get wrong is checked before any data is built:
     the config's types and ranges, the checkpoint to continue from, the split sizes.
     """
-    validate(cfg)
+    validate(cfg, TRAIN_ROOTS)
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 

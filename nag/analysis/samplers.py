@@ -7,11 +7,14 @@ prior sampling separates "the decoder cannot make faces" from "the prior misses 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
+from nag.config.params import Count, checked
 from nag.model.priors import Prior, fixed_draw
 
 
@@ -41,9 +44,10 @@ class GaussianMixtureSampler:
 
     needs_codes = True
 
-    def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0) -> None:
-        if n_components < 1:
-            raise ValueError(f"sampler.n_components must be >= 1, got {n_components}.")
+    @checked
+    def __init__(self, n_components: Count = 10,
+                 covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",  # noqa: UP037
+                 seed: int = 0) -> None:  # fmt: skip
         self.n_components, self.covariance_type, self.seed = n_components, covariance_type, seed
         self.name = "gaussian" if n_components == 1 else f"gmm{n_components}"
 

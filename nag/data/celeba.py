@@ -19,9 +19,12 @@ import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from nag.config.errors import ConfigError, UserInputError
+from annotated_types import Ge, Gt, Len
+
+from nag.config.errors import UserInputError
+from nag.config.params import Count, Fraction, Hint, NotBelow, checked
 from nag.data.cache import CachedSplit, load_or_build
 from nag.data.celeba_layout import CelebAIndex, CelebANotFoundError, index_celeba, not_found_message
 from nag.data.datamodule import ImageDataModule
@@ -48,33 +51,23 @@ class CelebA(ImageDataModule):
         **kwargs: See :class:`~nag.data.datamodule.ImageDataModule` (``image_size``, ``batch_size``, ``flip``...).
     """
 
+    @checked
     def __init__(
         self,
         root: str = "data",
-        crop: int = 148,
+        crop: Annotated[int, Ge(1), NotBelow("image_size", "the crop would be upscaled")] = 148,
         download: bool = False,
-        max_bad_fraction: float = 0.001,
-        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        max_bad_fraction: Fraction = 0.001,
+        split_fractions: Annotated[Sequence[float], Len(3, 3), Gt(0), Hint("train, val, test")] = (0.8, 0.1, 0.1),
         split_seed: int = 0,
-        max_image_pixels: int = MAX_IMAGE_PIXELS,
+        max_image_pixels: Count = MAX_IMAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if crop < self.image_size:
-            raise ConfigError(
-                f"data.crop={crop} is smaller than data.image_size={self.image_size}: the crop would be upscaled; "
-                f"use data.crop >= {self.image_size}."
-            )
-        if len(split_fractions) != 3 or min(split_fractions) <= 0:
-            raise ConfigError(f"data.split_fractions must be three positive numbers, got {list(split_fractions)}.")
-        if not 0 <= max_bad_fraction < 1:
-            raise ConfigError(f"data.max_bad_fraction must be in [0, 1), got {max_bad_fraction}.")
         self.root = Path(str(root)).expanduser()
         self.crop, self.download = crop, download
         self.max_bad_fraction = max_bad_fraction
         self.split_fractions, self.split_seed = tuple(split_fractions), split_seed
-        if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels < 1:
-            raise ConfigError(f"data.max_image_pixels must be a positive integer, got {max_image_pixels!r}.")
         self.max_image_pixels = max_image_pixels
         self._index: CelebAIndex | None = None
 

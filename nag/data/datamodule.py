@@ -9,14 +9,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from typing import Annotated
 
 import lightning as L
 import numpy as np
 import torch
+from annotated_types import Ge, MultipleOf
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from nag.config.errors import ConfigError
+from nag.config.params import Hint, NonNegativeInt, checked
 from nag.data.cache import CachedSplit
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -119,23 +122,18 @@ class ImageDataModule(L.LightningDataModule):
 
     attribute_names: tuple[str, ...] = ()
 
+    @checked
     def __init__(
         self,
-        image_size: int = 64,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        image_size: Annotated[int, Ge(8), MultipleOf(8), Hint("the nets halve it three times")] = 64,
+        batch_size: Annotated[int, Ge(2), Hint("batch norm and the matching distances need two images")] = 64,
+        num_workers: NonNegativeInt = 0,
         cache_dir: str = "~/.cache/nag",
         flip: bool = False,
         pin_memory: bool = False,
         on_device: bool = False,
     ) -> None:
         super().__init__()
-        if batch_size < 2:
-            raise ConfigError(
-                f"data.batch_size must be >= 2 (batch norm and the matching losses need it), got {batch_size}."
-            )
-        if num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}.")
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.cache_dir = os.path.expanduser(str(cache_dir))
         self.flip, self.pin_memory, self.on_device = flip, pin_memory, on_device

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from nag.config.params import Count, checked
 from nag.data.cache import CachedSplit, load_or_build
 from nag.data.datamodule import SPLITS, ImageDataModule
 from nag.data.faces import ATTRIBUTE_NAMES, attributes, render, sample_params
@@ -39,9 +40,9 @@ class SyntheticFaces(ImageDataModule):
 
     attribute_names = ATTRIBUTE_NAMES
 
-    def __init__(
-        self, n_train: int = 20000, n_val: int = 1000, n_test: int = 1000, seed: int = 0, **kwargs: Any
-    ) -> None:
+    @checked
+    def __init__(self, n_train: Count = 20000, n_val: Count = 1000, n_test: Count = 1000, seed: int = 0,
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         self.seed = seed

@@ -13,10 +13,13 @@ Adding a distance is one subclass here plus one yaml in ``conf/matching/``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Gt, Len
 from torch import Tensor, nn
 
+from nag.config.params import Count, NonNegative, checked
 from nag.model.priors import Prior
 
 # WAE (Tolstikhin et al. 2018) sums the kernel over these multiples of the base scale 2·d·σ².
@@ -107,10 +110,9 @@ class PriorMatching(nn.Module):
     #: The fewest codes a batch must hold for the distance to be defined (data splits are checked against it).
     min_batch: int = 1
 
-    def __init__(self, weight: float = 1.0, global_batch: bool = True) -> None:
+    @checked
+    def __init__(self, weight: NonNegative = 1.0, global_batch: bool = True) -> None:
         super().__init__()
-        if weight < 0:
-            raise ValueError(f"matching.weight must be >= 0, got {weight}.")
         self.weight = float(weight)
         self.global_batch = bool(global_batch)
 
@@ -130,7 +132,8 @@ class PriorMatching(nn.Module):
 class NoMatching(PriorMatching):
     """The plain autoencoder: no pull on the codes (the prior still draws the sample grids)."""
 
-    def __init__(self, weight: float = 0.0, **kwargs: bool) -> None:
+    @checked
+    def __init__(self, weight: NonNegative = 0.0, **kwargs: bool) -> None:
         super().__init__(weight, **kwargs)
 
     def compute(self, z: Tensor, prior: Prior, generator: torch.Generator | None) -> Tensor:
@@ -174,14 +177,15 @@ class MMD(SampleMatching):
 
     min_batch = 2  # the within-set U-statistic needs pairs
 
+    @checked
     def __init__(
-        self, kernel: str = "imq", scales: Sequence[float] = WAE_SCALES, weight: float = 1.0, **kwargs: bool
+        self,
+        kernel: Literal["imq", "rbf"] = "imq",  # noqa: UP037  (values, not quoted annotations)
+        scales: Annotated[Sequence[float], Len(1), Gt(0)] = WAE_SCALES,
+        weight: NonNegative = 1.0,
+        **kwargs: bool,
     ) -> None:
         super().__init__(weight, **kwargs)
-        if kernel not in ("imq", "rbf"):
-            raise ValueError(f"matching.kernel must be 'imq' or 'rbf', got {kernel!r}.")
-        if len(scales) == 0 or min(scales) <= 0:
-            raise ValueError(f"matching.scales must be a non-empty list of positive numbers, got {scales!r}.")
         self.kernel = kernel
         self.scales = tuple(float(s) for s in scales)
 
@@ -201,12 +205,10 @@ class SlicedWasserstein(SampleMatching):
         weight: λ.
     """
 
-    def __init__(self, n_projections: int = 50, p: float = 2.0, weight: float = 1.0, **kwargs: bool) -> None:
+    @checked
+    def __init__(self, n_projections: Count = 50, p: Annotated[float, Ge(1)] = 2.0, weight: NonNegative = 1.0,
+                 **kwargs: bool) -> None:  # fmt: skip
         super().__init__(weight, **kwargs)
-        if n_projections < 1:
-            raise ValueError(f"matching.n_projections must be >= 1, got {n_projections}.")
-        if p < 1:
-            raise ValueError(f"matching.p must be >= 1, got {p}.")
         self.n_projections = int(n_projections)
         self.p = float(p)
 
@@ -232,12 +234,13 @@ class Moments(PriorMatching):
 
     min_batch = 2  # a variance needs two codes
 
+    @checked
     def __init__(
         self,
-        mean_weight: float = 1.0,
-        variance_weight: float = 1.0,
-        kurtosis_weight: float = 0.1,
-        weight: float = 1.0,
+        mean_weight: NonNegative = 1.0,
+        variance_weight: NonNegative = 1.0,
+        kurtosis_weight: NonNegative = 0.1,
+        weight: NonNegative = 1.0,
         **kwargs: bool,
     ) -> None:
         super().__init__(weight, **kwargs)

@@ -17,14 +17,16 @@ Two deliberate deviations from the report's "ReLU after every layer":
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
+from annotated_types import Ge, Len
 from torch import Tensor, nn
+
+from nag.config.params import Count, checked
 
 
 def _conv_geometry(kernel_size: int) -> tuple[int, int]:
     """Padding and output padding that make a stride-2 (transposed) conv exactly halve (double) the size."""
-    if kernel_size < 2:
-        raise ValueError(f"model kernel_size must be >= 2, got {kernel_size}.")
     if kernel_size % 2 == 0:
         return (kernel_size - 2) // 2, 0
     return (kernel_size - 1) // 2, 1
@@ -53,19 +55,18 @@ class Encoder(nn.Module):
             default: a prior with a negative mean could never be matched).
     """
 
+    @checked
     def __init__(
         self,
-        image_size: int = 64,
-        latent_dim: int = 64,
-        channels: Sequence[int] = (32, 64, 128),
-        kernel_size: int = 4,
-        hidden_dim: int | None = 512,
-        in_channels: int = 3,
+        image_size: Annotated[int, Ge(8)] = 64,
+        latent_dim: Count = 64,
+        channels: Annotated[Sequence[int], Len(1), Ge(1)] = (32, 64, 128),
+        kernel_size: Annotated[int, Ge(2)] = 4,
+        hidden_dim: Count | None = 512,
+        in_channels: Count = 3,
         relu_codes: bool = False,
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"model.latent_dim must be >= 1, got {latent_dim}.")
         self.image_size, self.latent_dim, self.in_channels = image_size, latent_dim, in_channels
         pad, _ = _conv_geometry(kernel_size)
         side = _feature_size(image_size, len(channels))
@@ -109,19 +110,18 @@ class Decoder(nn.Module):
         out_channels: Image channels.
     """
 
+    @checked
     def __init__(
         self,
-        image_size: int = 64,
-        latent_dim: int = 64,
-        channels: Sequence[int] = (32, 64, 128),
-        kernel_size: int = 4,
-        hidden_dim: int | None = 512,
-        last_stride: int = 2,
-        out_channels: int = 3,
+        image_size: Annotated[int, Ge(8)] = 64,
+        latent_dim: Count = 64,
+        channels: Annotated[Sequence[int], Len(1), Ge(1)] = (32, 64, 128),
+        kernel_size: Annotated[int, Ge(2)] = 4,
+        hidden_dim: Count | None = 512,
+        last_stride: Literal[1, 2] = 2,
+        out_channels: Count = 3,
     ) -> None:
         super().__init__()
-        if last_stride not in (1, 2):
-            raise ValueError(f"model.decoder.last_stride must be 1 or 2, got {last_stride}.")
         self.latent_dim = latent_dim
         pad, out_pad = _conv_geometry(kernel_size)
         rev = list(channels)[::-1]  # e.g. 128, 64, 32

@@ -6,32 +6,29 @@ trained with. Sampling is written out by hand (rather than ``torch.distributions
 that way it accepts a ``torch.Generator`` and is reproducible; ``log_prob`` delegates to
 ``torch.distributions``.
 
-Adding a prior is one subclass here plus one yaml in ``conf/prior/``.
+Adding a prior is one subclass plus one yaml in ``conf/prior/``; its constructor's annotations declare its
+parameters' types and ranges (:mod:`nag.config.params`), checked when a config is composed and when it is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Laplace, MixtureSameFamily, Normal
 
-Scalar = float | Sequence[float]
+from nag.config.errors import ConfigError
+from nag.config.params import Count, Floats, NonNegative, OneOrLength, Positive, PositiveFloats, checked
+
+Scalar = Floats
 
 
-def _per_dim(value: Scalar, dim: int, key: str, positive: bool = False) -> Tensor:
-    """Broadcast a scalar or per-dimension list to a ``(dim,)`` float tensor, with errors naming ``key``."""
+def _per_dim(value: Scalar, dim: int) -> Tensor:
+    """Broadcast a scalar or per-dimension list (checked by the declaration) to a ``(dim,)`` float tensor."""
     t = torch.as_tensor(value, dtype=torch.float32).flatten()
-    if t.numel() == 1:
-        t = t.expand(dim).clone()
-    if t.numel() != dim:
-        raise ValueError(f"{key} has {t.numel()} values but the latent dimension is {dim}: give one value or {dim}.")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{key} must be finite, got {value!r}.")
-    if positive and (t <= 0).any():
-        raise ValueError(f"{key} must be > 0, got {value!r}.")
-    return t
+    return t.expand(dim).clone() if t.numel() == 1 else t
 
 
 class Prior(nn.Module):
@@ -41,10 +38,9 @@ class Prior(nn.Module):
     ``_standard_sample``, and the closed-form per-dimension ``mean``, ``variance`` and ``kurtosis``.
     """
 
-    def __init__(self, dim: int) -> None:
+    @checked
+    def __init__(self, dim: Count) -> None:
         super().__init__()
-        if int(dim) < 1:
-            raise ValueError(f"prior.dim must be a positive integer, got {dim!r}.")
         self.dim = int(dim)
 
     def distribution(self) -> Distribution:
@@ -100,10 +96,16 @@ class LocationScalePrior(Prior):
 
     KURTOSIS: float
 
-    def __init__(self, dim: int, mean: Scalar = 0.0, variance: Scalar = 1.0) -> None:
+    @checked
+    def __init__(
+        self,
+        dim: Count,
+        mean: Annotated[Floats, OneOrLength("dim")] = 0.0,
+        variance: Annotated[PositiveFloats, OneOrLength("dim")] = 1.0,
+    ) -> None:
         super().__init__(dim)
-        self.register_buffer("loc", _per_dim(mean, self.dim, "prior.mean"))
-        self.register_buffer("var", _per_dim(variance, self.dim, "prior.variance", positive=True))
+        self.register_buffer("loc", _per_dim(mean, self.dim))
+        self.register_buffer("var", _per_dim(variance, self.dim))
 
     def _standard_noise(self, n: int, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
@@ -176,12 +178,12 @@ class GaussianMixturePrior(Prior):
         variance: Variance of every component along every dimension.
     """
 
-    def __init__(self, dim: int, n_components: int = 4, radius: float = 3.0, variance: float = 1.0) -> None:
+    @checked
+    def __init__(self, dim: Count, n_components: Annotated[int, Ge(2)] = 4, radius: NonNegative = 3.0,
+                 variance: Positive = 1.0) -> None:  # fmt: skip
         super().__init__(dim)
-        if not 2 <= n_components <= 2 * self.dim:
-            raise ValueError(f"prior.n_components must be in [2, {2 * self.dim}], got {n_components}.")
-        if variance <= 0:
-            raise ValueError(f"prior.variance must be > 0, got {variance}.")
+        if n_components > 2 * self.dim:  # the centres sit at ±radius on the axes: two per dimension
+            raise ConfigError(f"GaussianMixturePrior: n_components={n_components} must be <= 2 * dim = {2 * self.dim}.")
         centres = torch.zeros(n_components, self.dim)
         for k in range(n_components):
             centres[k, k // 2] = radius if k % 2 == 0 else -radius

@@ -23,7 +23,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
 from nag.config.errors import DivergenceError
+from nag.config.params import NonNegativeInt, checked
 from nag.runs.output import atomic_file
+from nag.runs.run_dir import LAST
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,8 @@ class LastCheckpoint(Checkpoint):
         filename: File name inside ``dirpath``.
     """
 
-    def __init__(self, dirpath: str, every_n_train_steps: int = 1000, filename: str = "last.ckpt") -> None:
-        if every_n_train_steps < 0:
-            raise ValueError(f"callbacks.last_checkpoint.every_n_train_steps must be >= 0, got {every_n_train_steps}.")
+    @checked
+    def __init__(self, dirpath: str, every_n_train_steps: NonNegativeInt = 1000, filename: str = LAST.name) -> None:
         self.path = Path(dirpath) / filename
         self.every_n_train_steps = int(every_n_train_steps)
 

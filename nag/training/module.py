@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
@@ -18,7 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from nag.config.errors import DivergenceError
+from nag.config.errors import ConfigError, DivergenceError
+from nag.config.params import BoolOrAuto, Count, Keys, NonNegative, Positive, checked
 from nag.model.matching import PriorMatching
 from nag.model.priors import Prior
 from nag.runs.trusted import CHECKPOINT_ROLES, check_config
@@ -54,21 +55,21 @@ class NAGModule(TermLogging, L.LightningModule):
     checkpoints, and a checkpoint loads the same whatever they are.
     """
 
+    @checked
     def __init__(
         self,
-        latent_dim: int,
+        latent_dim: Count,
         encoder: Mapping[str, Any],
         decoder: Mapping[str, Any],
         prior: Mapping[str, Any],
         matching: Mapping[str, Any],
-        optimizer: Mapping[str, Any],
+        # torch's optimizers are not nag's to annotate: the keys of theirs that nag's configs set are declared here
+        optimizer: Annotated[Mapping[str, Any], Keys(lr=Positive, weight_decay=NonNegative)],
         scheduler: Mapping[str, Any] | None = None,
         compile: bool = False,
-        channels_last: bool | str = "auto",
+        channels_last: BoolOrAuto = "auto",
     ) -> None:
         super().__init__()
-        if channels_last not in (True, False, "auto"):
-            raise ValueError(f"model.channels_last must be true, false or auto, got {channels_last!r}.")
         self.compile_nets, self.channels_last = bool(compile), channels_last
         self._memory_format = torch.contiguous_format
         hparams = {
@@ -101,7 +102,7 @@ class NAGModule(TermLogging, L.LightningModule):
             ("prior", self.prior.dim),
         ):
             if dim != latent_dim:
-                raise ValueError(f"{key} latent dimension {dim} differs from model.latent_dim={latent_dim}.")
+                raise ConfigError(f"NAGModule: the {key}'s latent dimension {dim} differs from {latent_dim=}.")
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]

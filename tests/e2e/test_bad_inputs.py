@@ -65,7 +65,7 @@ CASES = [
     Case(["prior.mean=abc"], ["prior.mean='abc' must be a number or a list of numbers"]),
     Case(["prior.variance=-1"], ["prior.variance=-1 must be > 0"]),
     Case(["prior.variance=0"], ["prior.variance=0 must be > 0"]),
-    Case(["prior.mean=[1,2,3]"], ["prior.mean has 3 values but model.latent_dim=8"]),
+    Case(["prior.mean=[1,2,3]"], ["prior.mean=[1, 2, 3] has 3 values but prior.dim=8"]),
     Case(["model.optimizer.lr=-1"], ["model.optimizer.lr=-1 must be > 0"]),
     Case(["model.optimizer.lr=fast"], ["model.optimizer.lr='fast' must be a number"]),
     Case(["model.latent_dim=0"], ["model.latent_dim=0 must be >= 1"]),
@@ -93,7 +93,9 @@ CASES = [
     Case([*CELEBA], ["No CelebA found under data.root={tmp}/photos"], _empty_dir),
     Case([*CELEBA, "data.crop=8"], ["data.crop=8 is smaller than data.image_size=16"], _ten_photos),
     Case([*CELEBA], ["the val split has 1 image(s)", "data.split_fractions=[0.8, 0.1, 0.1]"], _ten_photos),
-    Case([*CELEBA, "data.split_fractions=[1,2]"], ["data.split_fractions=[1, 2] must be three fractions"]),
+    Case(
+        [*CELEBA, "data.split_fractions=[1,2]"], ["data.split_fractions=[1, 2] must have 3 values (train, val, test)"]
+    ),
     Case([*CELEBA, "data.max_bad_fraction=2"], ["data.max_bad_fraction=2 must be < 1"]),
     Case(
         ["paths.cache_dir={tmp}/afile/cache"],

@@ -263,11 +263,11 @@ def test_missing_root_through_the_entry_point_is_one_clear_message(tmp_path: Pat
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"split_fractions": [0.9, 0.1]}, "data.split_fractions must be three positive numbers"),
-        ({"split_fractions": [0.9, 0.1, 0.0]}, "data.split_fractions must be three positive numbers"),
-        ({"max_bad_fraction": 1.5}, r"data.max_bad_fraction must be in \[0, 1\)"),
-        ({"crop": 0}, "data.crop=0 is smaller than data.image_size=64: the crop would be upscaled"),
-        ({"crop": 60}, "data.crop=60 is smaller than data.image_size=64"),
+        ({"split_fractions": [0.9, 0.1]}, r"split_fractions=\[0.9, 0.1\] must have 3 values \(train, val, test\)"),
+        ({"split_fractions": [0.9, 0.1, 0.0]}, r"split_fractions=\[0.9, 0.1, 0.0\] must be > 0"),
+        ({"max_bad_fraction": 1.5}, r"max_bad_fraction=1.5 must be < 1"),
+        ({"crop": 0}, "crop=0 is smaller than image_size=64: the crop would be upscaled"),
+        ({"crop": 60}, "CelebA: crop=60 is smaller than image_size=64"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(tmp_path: Path, kwargs, message) -> None:

@@ -79,7 +79,7 @@ def test_prior_overrides_from_the_command_line(compose_cfg) -> None:
 
 def test_latent_dim_mismatch_is_reported(compose_cfg) -> None:
     cfg = compose_cfg(["prior.dim=3"])
-    with pytest.raises(Exception, match="prior latent dimension 3 differs from model.latent_dim=64"):
+    with pytest.raises(Exception, match="the prior's latent dimension 3 differs from latent_dim=64"):
         instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
 
 

@@ -168,14 +168,14 @@ def test_a_latent_size_that_disagrees_is_named(compose_cfg, part: str) -> None: 
     cfg = compose_cfg(["debug=tiny"])
     parts = {"encoder": cfg.model.encoder, "decoder": cfg.model.decoder, "prior": cfg.prior}
     parts[part] = OmegaConf.merge(parts[part], {"dim" if part == "prior" else "latent_dim": 5})
-    with pytest.raises(ValueError, match=rf"^{part} latent dimension 5 differs from model.latent_dim=8\.$"):
+    with pytest.raises(ValueError, match=rf"^NAGModule: the {part}'s latent dimension 5 differs from latent_dim=8\.$"):
         NAGModule(8, parts["encoder"], parts["decoder"], parts["prior"], cfg.matching, cfg.model.optimizer)
 
 
 def test_channels_last_accepts_true_false_auto_only(compose_cfg) -> None:  # noqa: ANN001
     cfg = compose_cfg(["debug=tiny"])
     args = (8, cfg.model.encoder, cfg.model.decoder, cfg.prior, cfg.matching, cfg.model.optimizer)
-    with pytest.raises(ValueError, match=r"model.channels_last must be true, false or auto, got 'yes'"):
+    with pytest.raises(ValueError, match=r"^NAGModule: channels_last='yes' must be true, false or auto\.$"):
         NAGModule(*args, channels_last="yes")
     for value in (True, False, "auto"):
         assert NAGModule(*args, channels_last=value).channels_last == value

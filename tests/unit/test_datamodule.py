@@ -61,11 +61,13 @@ def test_flips_mirror_whole_images_about_half_the_time() -> None:
     assert 70 < (right == 1).sum().item() < 130
 
 
-def test_settings_are_checked_with_the_config_key() -> None:
-    with pytest.raises(ConfigError, match=r"^data.batch_size must be >= 2 \(batch norm .*\), got 1\.$"):
+def test_settings_are_checked_by_their_declaration() -> None:
+    with pytest.raises(ConfigError, match=r"^SyntheticFaces: batch_size=1 must be >= 2 \(batch norm .*\)\.$"):
         SyntheticFaces(batch_size=1)
-    with pytest.raises(ConfigError, match=r"^data.num_workers must be >= 0, got -2\.$"):
+    with pytest.raises(ConfigError, match=r"^SyntheticFaces: num_workers=-2 must be >= 0\.$"):
         SyntheticFaces(num_workers=-2)
+    with pytest.raises(ConfigError, match=r"^SyntheticFaces: image_size=20 must be a multiple of 8"):
+        SyntheticFaces(image_size=20)
     SyntheticFaces(n_train=2, batch_size=2, num_workers=0)  # the smallest allowed
 
 
@@ -79,8 +81,7 @@ def test_split_size_messages_name_the_numbers_and_the_fix() -> None:
     SyntheticFaces(n_train=16, batch_size=16)  # exactly one batch is enough
     with pytest.raises(ConfigError) as err:
         SyntheticFaces(n_train=16, n_val=3, n_test=0, batch_size=16)  # 0 images: refused whatever the distance
-    assert str(err.value) == ("the test split has 0 image(s); at least 1 are needed (the matching distance "
-                              "compares pairs of codes). Raise data.n_test.")  # fmt: skip
+    assert str(err.value) == "SyntheticFaces: n_test=0 must be >= 1."
     SyntheticFaces(n_train=16, n_val=3, n_test=3, batch_size=16).check_split_sizes(min_eval_batch=3)
     SyntheticFaces(n_train=16, n_val=1, n_test=1, batch_size=16).check_split_sizes(min_eval_batch=0)
     with pytest.raises(ConfigError, match=r"the val split has 3 image\(s\); at least 4"):

@@ -156,11 +156,11 @@ def test_no_matching_is_exactly_zero() -> None:
 
 
 def test_bad_inputs() -> None:
-    with pytest.raises(ValueError, match="matching.weight must be >= 0"):
+    with pytest.raises(ValueError, match="weight=-1 must be >= 0"):
         MMD(weight=-1)
-    with pytest.raises(ValueError, match="matching.kernel must be 'imq' or 'rbf'"):
+    with pytest.raises(ValueError, match="kernel='cosine' must be one of 'imq', 'rbf'"):
         MMD(kernel="cosine")
-    with pytest.raises(ValueError, match="matching.n_projections"):
+    with pytest.raises(ValueError, match="n_projections=0"):
         SlicedWasserstein(n_projections=0)
     with pytest.raises(ValueError, match="do not match prior.dim=8"):
         MMD()(torch.zeros(4, 3), PRIOR)
@@ -174,13 +174,13 @@ def test_bad_inputs() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: MMD(weight=-0.5), "matching.weight must be >= 0, got -0.5."),
-        (lambda: MMD(kernel="cosine"), "matching.kernel must be 'imq' or 'rbf', got 'cosine'."),
-        (lambda: MMD(scales=[]), "matching.scales must be a non-empty list of positive numbers, got []."),
-        (lambda: MMD(scales=[1.0, 0.0]),
-         "matching.scales must be a non-empty list of positive numbers, got [1.0, 0.0]."),
-        (lambda: SlicedWasserstein(n_projections=0), "matching.n_projections must be >= 1, got 0."),
-        (lambda: SlicedWasserstein(p=0.5), "matching.p must be >= 1, got 0.5."),
+        (lambda: MMD(weight=-0.5), "MMD: weight=-0.5 must be >= 0."),
+        (lambda: MMD(kernel="cosine"), "MMD: kernel='cosine' must be one of 'imq', 'rbf'."),
+        (lambda: MMD(scales=[]), "MMD: scales=[] must have 1 to inf values."),
+        (lambda: MMD(scales=[1.0, 0.0]), "MMD: scales=[1.0, 0.0] must be > 0."),
+        (lambda: SlicedWasserstein(n_projections=0), "SlicedWasserstein: n_projections=0 must be >= 1."),
+        (lambda: SlicedWasserstein(p=0.5), "SlicedWasserstein: p=0.5 must be >= 1."),
+        (lambda: Moments(kurtosis_weight=-1), "Moments: kurtosis_weight=-1 must be >= 0."),
     ],
 )  # fmt: skip
 def test_constructor_messages_name_the_key_and_value(make, message: str) -> None:
@@ -194,7 +194,7 @@ def test_the_smallest_allowed_settings_are_accepted() -> None:
     swd = SlicedWasserstein(n_projections=1, p=1)
     assert (swd.n_projections, swd.p) == (1, 1.0)
     assert NoMatching().weight == 0.0 and Pointwise().weight == 1.0
-    assert MMD().global_batch is True and MMD(global_batch=0).global_batch is False
+    assert MMD().global_batch is True and MMD(global_batch=False).global_batch is False
 
 
 def test_min_batch_of_each_distance() -> None:

@@ -78,14 +78,14 @@ def test_prior_is_saved_in_state_dict() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dim": 3, "variance": 0.0}, "prior.variance must be > 0"),
-        ({"dim": 3, "variance": -1.0}, "prior.variance must be > 0"),
-        ({"dim": 3, "mean": [1.0, 2.0]}, "prior.mean has 2 values but the latent dimension is 3"),
-        ({"dim": 0}, "prior.dim must be a positive integer"),
-        ({"dim": 2, "mean": float("nan")}, "prior.mean must be finite"),
+        ({"dim": 3, "variance": 0.0}, "variance=0.0 must be > 0"),
+        ({"dim": 3, "variance": -1.0}, "variance=-1.0 must be > 0"),
+        ({"dim": 3, "mean": [1.0, 2.0]}, "mean=\\[1.0, 2.0\\] has 2 values but dim=3"),
+        ({"dim": 0}, "dim=0 must be >= 1"),
+        ({"dim": 2, "mean": float("nan")}, "mean=nan must be finite"),
     ],
 )
-def test_bad_parameters_name_the_config_key(kwargs, message) -> None:
+def test_bad_parameters_name_the_parameter(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         NormalPrior(**kwargs)
 
@@ -93,14 +93,15 @@ def test_bad_parameters_name_the_config_key(kwargs, message) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: NormalPrior(3, mean=[1.0, 2.0]), "prior.mean has 2 values but the latent dimension is 3: give one "
+        (lambda: NormalPrior(3, mean=[1.0, 2.0]), "NormalPrior: mean=[1.0, 2.0] has 2 values but dim=3: give one "
                                                   "value or 3."),
-        (lambda: LaplacePrior(2, variance=[1.0, float("inf")]), "prior.variance must be finite, got [1.0, inf]."),
-        (lambda: NormalPrior(2, variance=[1.0, 0.0]), "prior.variance must be > 0, got [1.0, 0.0]."),
-        (lambda: NormalPrior(0), "prior.dim must be a positive integer, got 0."),
-        (lambda: GaussianMixturePrior(2, n_components=1), "prior.n_components must be in [2, 4], got 1."),
-        (lambda: GaussianMixturePrior(2, n_components=5), "prior.n_components must be in [2, 4], got 5."),
-        (lambda: GaussianMixturePrior(2, variance=0.0), "prior.variance must be > 0, got 0.0."),
+        (lambda: LaplacePrior(2, variance=[1.0, float("inf")]), "LaplacePrior: variance=[1.0, inf] must be finite."),
+        (lambda: NormalPrior(2, variance=[1.0, 0.0]), "NormalPrior: variance=[1.0, 0.0] must be > 0."),
+        (lambda: NormalPrior(0), "NormalPrior: dim=0 must be >= 1."),
+        (lambda: GaussianMixturePrior(2, n_components=1), "GaussianMixturePrior: n_components=1 must be >= 2."),
+        (lambda: GaussianMixturePrior(2, n_components=5),
+         "GaussianMixturePrior: n_components=5 must be <= 2 * dim = 4."),
+        (lambda: GaussianMixturePrior(2, variance=0.0), "GaussianMixturePrior: variance=0.0 must be > 0."),
     ],
 )  # fmt: skip
 def test_bad_parameters_get_the_whole_message(make, message: str) -> None:

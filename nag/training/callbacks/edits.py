@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import lightning as L
 from torch import Tensor
 
+from nag.config.params import Count, checked
 from nag.training.callbacks.common import encode_batched, fixed_images, n_val_images
 from nag.training.callbacks.grids import ValidationFigure
 from nag.training.figures import attribute_directions, chosen, edit_grid
@@ -23,8 +24,9 @@ class AttributeEdits(ValidationFigure):
         n_train: Training images the directions are estimated from.
     """
 
+    @checked
     def __init__(self, attributes: Sequence[str] = ("Eyeglasses", "Smiling", "Blond_Hair", "Sunglasses"),
-                 faces: int = 2, n_train: int = 1000, every_n_epochs: int = 1) -> None:  # fmt: skip
+                 faces: Count = 2, n_train: Count = 1000, every_n_epochs: Count = 1) -> None:  # fmt: skip
         super().__init__(every_n_epochs)
         self.attributes, self.faces, self.n_train = list(attributes), faces, n_train
 

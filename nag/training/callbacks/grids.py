@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import lightning as L
 import torch
+from annotated_types import Ge
 from torch import Tensor
 
+from nag.config.params import Count, checked
 from nag.model.priors import fixed_draw, translated
 from nag.training.callbacks.common import SmallSplitNote, fixed_images, n_val_images, tensorboard_writer, upscaled
 from nag.training.figures import image_grid, interpolation_grid, probe_tag, reconstruction_grid
@@ -22,9 +25,8 @@ class ValidationFigure(L.Callback):
         every_n_epochs: Draw every n-th validation epoch.
     """
 
-    def __init__(self, every_n_epochs: int = 1) -> None:
-        if every_n_epochs < 1:
-            raise ValueError(f"callbacks.*.every_n_epochs must be >= 1, got {every_n_epochs}.")
+    @checked
+    def __init__(self, every_n_epochs: Count = 1) -> None:
         self.every_n_epochs = every_n_epochs
 
     def figures(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, Tensor]:
@@ -46,7 +48,8 @@ class ReconstructionGrid(ValidationFigure, SmallSplitNote):
     """``images/reconstructions``: n validation originals (top row) above their reconstructions (fewer when
     the validation split is smaller)."""
 
-    def __init__(self, n: int = 8, every_n_epochs: int = 1) -> None:
+    @checked
+    def __init__(self, n: Count = 8, every_n_epochs: Count = 1) -> None:
         super().__init__(every_n_epochs)
         self.n = n
 
@@ -62,7 +65,8 @@ class InterpolationGrid(ValidationFigure, SmallSplitNote):
     between fixed validation batches A (images 0..P−1) and B (images P..2P−1), so columns 0 and steps−1
     reconstruct A and B. P = n_pairs, or half the validation split when that is smaller (none below 2 images)."""
 
-    def __init__(self, n_pairs: int = 6, steps: int = 11, every_n_epochs: int = 1) -> None:
+    @checked
+    def __init__(self, n_pairs: Count = 6, steps: Annotated[int, Ge(2)] = 11, every_n_epochs: Count = 1) -> None:
         super().__init__(every_n_epochs)
         self.n_pairs, self.steps = n_pairs, steps
 
@@ -83,7 +87,8 @@ class InterpolationGrid(ValidationFigure, SmallSplitNote):
 class PriorSamples(ValidationFigure):
     """``images/samples``: decoded draws of the module's prior, the same draws every epoch."""
 
-    def __init__(self, n: int = 64, nrow: int = 8, seed: int = 0, every_n_epochs: int = 1) -> None:
+    @checked
+    def __init__(self, n: Count = 64, nrow: Count = 8, seed: int = 0, every_n_epochs: Count = 1) -> None:
         super().__init__(every_n_epochs)
         self.n, self.nrow, self.seed = n, nrow, seed
 
@@ -96,8 +101,9 @@ class PriorProbes(PriorSamples):
     """``images/probe_mean{m:+g}``: the prior translated so its mean is m in every dimension (the report's
     +100 / −100 probes), decoded from the same noise as the samples."""
 
-    def __init__(self, means: Sequence[float] = (100.0, -100.0), n: int = 16, nrow: int = 8, seed: int = 0,
-                 every_n_epochs: int = 1) -> None:  # fmt: skip
+    @checked
+    def __init__(self, means: Sequence[float] = (100.0, -100.0), n: Count = 16, nrow: Count = 8, seed: int = 0,
+                 every_n_epochs: Count = 1) -> None:  # fmt: skip
         super().__init__(n, nrow, seed, every_n_epochs)
         self.means = [float(m) for m in means]
 

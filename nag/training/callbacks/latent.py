@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from nag.config.params import Count, checked
 from nag.model.latent_fit import latent_fit
 from nag.training.callbacks.common import SmallSplitNote, encode_batched, fixed_images, n_val_images, tensorboard_writer
 
@@ -37,7 +38,8 @@ class LatentDiagnostics(L.Callback, SmallSplitNote):
         seed: Seed of the prior draws.
     """
 
-    def __init__(self, n: int = 512, batch_size: int = 256, seed: int = 0) -> None:
+    @checked
+    def __init__(self, n: Count = 512, batch_size: Count = 256, seed: int = 0) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

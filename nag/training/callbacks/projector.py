@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 
+from nag.config.params import Count, checked
 from nag.training.callbacks.common import encode_batched, n_val_images, tensorboard_writer
 
 
@@ -16,7 +17,8 @@ class LatentProjector(L.Callback):
         tag: The embedding's name.
     """
 
-    def __init__(self, n: int = 500, tag: str = "latent_codes") -> None:
+    @checked
+    def __init__(self, n: Count = 500, tag: str = "latent_codes") -> None:
         self.n, self.tag = n, tag
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
