@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,21 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
     out_dir = OutputDir(out, "the report folder")
     real = RealImages.load(data, n_eval=n_eval, n_fit=5000)
     classifier = load_or_train_classifier(data, data.cache_dir) if real.names else None
-    metrics, figures = evaluate_runs(runs, real, n_samples, seed, classifier)
-    for name, grid in figures.items():
+    ev = evaluate_runs(runs, real, n_samples, seed, classifier)
+    for name, grid in ev.figures.items():
         out_dir.write_bytes(f"{name}.png", png_bytes(grid, palette))
-    findings = assess(metrics)
-    metrics["seconds"] = time.perf_counter() - start
-    metrics["findings"] = [vars(f) for f in findings]
+    findings = assess(ev.measures)
+    seconds = time.perf_counter() - start
+    metrics = {
+        "runs": {role: str(run.path) for role, run in runs.items()},
+        "measures": asdict(ev.measures),  # what the findings read (nag.analysis.measures.measures_from_json)
+        "findings": [asdict(f) for f in findings],
+        "details": ev.details,  # every number measured
+        "seconds": seconds,
+    }
     out_dir.write_json("metrics.json", metrics)
-    out_dir.write_text("report.md", render_markdown(rows, metrics, findings))
-    log.info("report written to %s in %.0f s", out, metrics["seconds"])
+    out_dir.write_text("report.md", render_markdown(rows, ev.measures, findings, seconds))
+    log.info("report written to %s in %.0f s", out, seconds)
     return metrics
 
 

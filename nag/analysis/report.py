@@ -11,6 +11,7 @@ with, for each of its six findings, the measured numbers and whether they suppor
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -27,6 +28,7 @@ from nag.analysis.evaluation import (
     reconstruct_images,
 )
 from nag.analysis.findings import Finding
+from nag.analysis.measures import Codes, ReportMeasures, report_measures
 from nag.analysis.runs import Role, load_model, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
 from nag.config.errors import UserInputError
@@ -117,12 +119,22 @@ def side_by_side(*grids: torch.Tensor, gap: int = 8) -> torch.Tensor:
     return torch.cat(parts, dim=2)
 
 
+@dataclass
+class ReportEvaluation:
+    """What ``evaluate_runs`` measured: the records the findings read, every number (nested, JSON-ready) and the
+    report's figures (name -> grid ``(3, H, W)``)."""
+
+    measures: ReportMeasures
+    details: dict[str, Any]
+    figures: dict[str, torch.Tensor]
+
+
 def evaluate_runs(
     runs: dict[str, RunDir], real: RealImages, n_samples: int = 500, seed: int = 0, classifier: Any = None
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Every evaluation the findings need, and the report's figures (name -> grid). With an attribute
-    ``classifier`` (datasets with attributes), also its verdict on the matched model's reconstructions and
-    samples (``matched0_attributes``)."""
+) -> ReportEvaluation:
+    """Every evaluation the findings need, and the report's figures. With an attribute ``classifier`` (datasets
+    with attributes), also its verdict on the matched model's reconstructions and samples
+    (``details["matched0_attributes"]``)."""
     models: dict[str, NAGModule] = {r: load_model(run, best=False) for r, run in runs.items()}
     dim = models["plain"].hparams.latent_dim
     n0, n3 = normal(dim, 0.0), normal(dim, -3.0)
@@ -139,7 +151,6 @@ def evaluate_runs(
         "plain_gmm": sampling("plain", n0, GaussianMixtureSampler(10)),
     }
     metrics: dict[str, Any] = {
-        "runs": {r: str(run.path) for r, run in runs.items()},
         "n_test": len(real.test),
         "real_baseline": real.baseline(seed),
         "matched0_reconstruction": recon_m0.metrics,
@@ -167,7 +178,7 @@ def evaluate_runs(
         ),  # fmt: skip
         "samples_plain_gmm": evals["plain_gmm"].figures["samples"],
     }
-    return metrics, figures
+    return ReportEvaluation(report_measures(metrics), metrics, figures)
 
 
 def _cell(value: Any, limit: int = 60) -> str:
@@ -194,10 +205,10 @@ def describe_runs(runs: dict[str, RunDir]) -> list[str]:
     return rows
 
 
-def plain_codes_verdict(lat: dict[str, float]) -> str:
+def plain_codes_verdict(lat: Codes) -> str:
     """Why sampling the plain autoencoder near 0 did or did not work, from its measured code statistics."""
-    spread = lat["code_variance"] / 2.0  # against the prior's variance 2
-    centred = abs(lat["code_mean"]) < lat["code_variance"] ** 0.5
+    spread = lat.code_variance / 2.0  # against the prior's variance 2
+    centred = abs(lat.code_mean) < lat.code_variance**0.5
     if centred and 0.5 <= spread <= 2:
         return "so N(0, 2) covers them and its samples decode into faces much like a matched model's."
     if centred and spread > 2:
@@ -221,23 +232,22 @@ CAPTIONS = {
 }
 
 
-def render_markdown(rows: list[str], m: dict[str, Any], findings: list[Finding]) -> str:
+def render_markdown(rows: list[str], m: ReportMeasures, findings: list[Finding], seconds: float) -> str:
     """``report.md``: the prose of ``nag/analysis/report.md`` with the measured numbers filled in."""
-    plain, lat = m["plain_N0"]["samples"], m["plain_reconstruction"]["latent"]
-    matched, gmm = m["matched0_N0"]["samples"], m["plain_gmm"]["samples"]
+    plain, lat, matched, gmm = m.plain_samples, m.plain_codes, m.matched_samples, m.plain_gmm
     verdicts = [f"| {i} | {f.claim} | {f.evidence} | **{'supported' if f.supported else 'not supported'}** |"
                 for i, f in enumerate(findings, 1)]  # fmt: skip
     values = {
-        "runs": "\n".join(rows), "findings": "\n".join(verdicts), "n_test": m["n_test"],
-        "real_swd": f"{m['real_baseline']['swd_mean']:.1f}", "real_diversity": f"{m['real_baseline']['diversity']:.3f}",
-        "code_mean": f"{lat['code_mean']:+.2f}", "code_variance": f"{lat['code_variance']:.2f}",
-        "code_kurtosis": f"{lat['code_kurtosis']:.2f}", "code_std": f"{lat['code_variance'] ** 0.5:.2f}",
-        "mmd_n0": f"{lat['mmd']:.3f}", "mmd_n3": f"{m['plain_latent_vs_N-3']['mmd']:.3f}",
+        "runs": "\n".join(rows), "findings": "\n".join(verdicts), "n_test": m.n_test,
+        "real_swd": f"{m.real.swd_mean:.1f}", "real_diversity": f"{m.real.diversity:.3f}",
+        "code_mean": f"{lat.code_mean:+.2f}", "code_variance": f"{lat.code_variance:.2f}",
+        "code_kurtosis": f"{lat.code_kurtosis:.2f}", "code_std": f"{lat.code_variance ** 0.5:.2f}",
+        "mmd_n0": f"{lat.mmd:.3f}", "mmd_n3": f"{m.plain_mmd_to_minus3:.3f}",
         "verdict": plain_codes_verdict(lat),
-        "plain_swd": f"{plain['swd_mean']:.1f}", "plain_diversity": f"{plain['diversity']:.3f}",
-        "matched_swd": f"{matched['swd_mean']:.1f}", "matched_diversity": f"{matched['diversity']:.3f}",
-        "gmm_swd": f"{gmm['swd_mean']:.1f}", "gmm_diversity": f"{gmm['diversity']:.3f}",
+        "plain_swd": f"{plain.swd_mean:.1f}", "plain_diversity": f"{plain.diversity:.3f}",
+        "matched_swd": f"{matched.swd_mean:.1f}", "matched_diversity": f"{matched.diversity:.3f}",
+        "gmm_swd": f"{gmm.swd_mean:.1f}", "gmm_diversity": f"{gmm.diversity:.3f}",
         "figures": "\n\n".join(f"**{caption}**\n\n![{name}]({name}.png)" for name, caption in CAPTIONS.items()),
-        "seconds": f"{m['seconds']:.0f}",
+        "seconds": f"{seconds:.0f}",
     }  # fmt: skip
     return TEMPLATE.substitute(values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
@@ -12,7 +13,9 @@ from nbclient import NotebookClient
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nag.analysis.report import find_runs
+from nag.analysis.findings import assess
+from nag.analysis.measures import measures_from_json, report_measures
+from nag.analysis.report import find_runs, plain_codes_verdict
 from nag.evaluate import evaluate
 from tests.helpers import ROOT, run_module
 
@@ -114,8 +117,13 @@ def test_report_regenerates_figures_and_judges_six_findings(report_sweep: Path, 
                 "samples_plain_N0", "plain_vs_matched_N-3", "samples_plain_gmm"):  # fmt: skip
         assert (out / f"{png}.png").is_file() and f"({png}.png)" in md
     m = json.loads((out / "metrics.json").read_text())
-    assert len(m["findings"]) == 6 and "code_mean" in m["plain_reconstruction"]["latent"]
-    assert "where the plain autoencoder's codes live" in md
+    measures = measures_from_json(m["measures"])  # what the findings were judged on, read back and checked
+    assert m["findings"] == [asdict(f) for f in assess(measures)]  # the verdicts follow from the stored measures
+    assert measures == report_measures(m["details"])  # ... which are the stored evaluations' numbers
+    assert set(m["runs"]) == {"plain", "mean0", "mean-3"} and measures.n_test == 32
+    # the prose states the measured facts: the real floor, the plain codes and the verdict drawn from them
+    assert f"{measures.real.swd_mean:.1f}" in md and f"{measures.plain_codes.code_mean:+.2f}" in md
+    assert plain_codes_verdict(measures.plain_codes) in md
 
 
 def test_report_without_the_runs_says_how_to_make_them(tmp_path: Path, cache_dir) -> None:

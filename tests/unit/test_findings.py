@@ -1,27 +1,43 @@
-"""``findings.assess`` on constructed metrics: every verdict flips exactly at its stated threshold."""
+"""``findings.assess`` on constructed measures: every verdict flips exactly at its stated threshold, and the
+evidence states the numbers it was judged on; ``report_measures`` takes each from its evaluation."""
 
 from __future__ import annotations
 
 import copy
+import json
+import math
+from dataclasses import asdict
 from typing import Any
 
 import pytest
 
-from nag.analysis.findings import assess, feature_ratios
+from nag.analysis.findings import assess
+from nag.analysis.measures import (
+    AttributeShare,
+    ClassifierReading,
+    FeatureError,
+    ReportMeasures,
+    SampleStats,
+    feature_ratios,
+    measures_from_json,
+    report_measures,
+)
 
 
-def supported() -> dict[str, Any]:
-    """Metrics under which all six findings hold, each near (not at) its threshold."""
+def details() -> dict[str, Any]:
+    """Evaluations (the nested dicts ``evaluate_runs`` gathers) under which all six findings hold, each near (not
+    at) its threshold."""
     return {
+        "n_test": 32,
         "matched0_reconstruction": {
             "by_attribute": {
-                "Eyeglasses": {"frequency": 0.05, "ratio": 1.5},  # rare
+                "Eyeglasses": {"frequency": 0.05, "present": 1.5, "absent": 1.0, "ratio": 1.5},  # rare
                 "No_Beard": {"frequency": 0.95, "present": 1.0, "absent": 1.4, "ratio": 1.0},  # → Beard, rare
-                "Smiling": {"frequency": 0.50, "ratio": 1.0},  # common
-                "Bangs": {"frequency": 0.15, "ratio": 9.0},  # neither rare nor common: ignored
+                "Smiling": {"frequency": 0.50, "present": 1.0, "absent": 1.0, "ratio": 1.0},  # common
+                "Bangs": {"frequency": 0.15, "present": 9.0, "absent": 1.0, "ratio": 9.0},  # neither: ignored
             },
-            "interpolation": {"step_ratio": 1.5, "worst_step_ratio": 2.5},
-            "reconstruction": {"swd_mean": 50.0},
+            "interpolation": {"step_ratio": 1.5, "worst_step_ratio": 2.5, "mean_step": 0.1},
+            "reconstruction": {"swd_mean": 50.0, "mse": 0.01},
         },
         "matched0_N0": {
             "samples": {"swd_mean": 60.0, "diversity": 0.2},
@@ -29,23 +45,33 @@ def supported() -> dict[str, Any]:
         },
         "real_baseline": {"swd_mean": 15.0, "diversity": 0.3},
         "plain_N0": {"samples": {"swd_mean": 80.0, "diversity": 0.2}},
-        "plain_reconstruction": {"latent": {"code_mean": 0.1, "code_variance": 3.0, "mmd": 0.2}},
+        "plain_reconstruction": {"latent": {"code_mean": 0.1, "code_variance": 3.0, "code_kurtosis": 0.5, "mmd": 0.2}},
+        "plain_latent_vs_N-3": {"mmd": 1.7},
         "plain_N-3": {"samples": {"swd_mean": 100.0, "diversity": 0.05}},
         "matched-3_N-3": {"samples": {"swd_mean": 60.0, "diversity": 0.2}},
+        "plain_gmm": {"samples": {"swd_mean": 70.0, "diversity": 0.25}},
     }
 
 
-def verdicts(m: dict[str, Any]) -> list[bool]:
+def supported() -> ReportMeasures:
+    return report_measures(details())
+
+
+def verdicts(m: ReportMeasures) -> list[bool]:
     return [f.supported for f in assess(m)]
 
 
-def with_value(path: str, value: float) -> dict[str, Any]:
+def with_value(path: str, value: float) -> ReportMeasures:
+    """The supported measures with one field (``a/b/c``: attributes, or keys of a dict field) set to ``value``."""
     m = copy.deepcopy(supported())
     *keys, last = path.split("/")
-    node = m
+    node: Any = m
     for k in keys:
-        node = node[k]
-    node[last] = value
+        node = node[k] if isinstance(node, dict) else getattr(node, k)
+    if isinstance(node, dict):
+        node[last] = value
+    else:
+        setattr(node, last, value)
     return m
 
 
@@ -57,21 +83,62 @@ def test_all_six_hold_on_the_constructed_metrics() -> None:
 
 
 def test_no_x_attributes_are_inverted_into_feature_x() -> None:
-    ratios = feature_ratios(supported()["matched0_reconstruction"]["by_attribute"])
-    assert ratios["Beard"] == pytest.approx((0.05, 1.4))  # frequency 1 − 0.95, error with / without = 1.4 / 1.0
+    ratios = supported().features
+    assert ratios["Beard"] == FeatureError(pytest.approx(0.05), pytest.approx(1.4))  # 1 − 0.95; with / without
     assert "No_Beard" not in ratios
 
 
-# (finding index, metric path, value just inside the threshold, value just outside)
+def test_the_measures_are_the_evaluations_the_findings_are_about() -> None:
+    """Which evaluation each record is taken from (the connecting code: a swap here judges the wrong run)."""
+    d = details()
+    for i, key in enumerate(["real_baseline", "matched0_N0", "plain_N0", "plain_N-3", "matched-3_N-3", "plain_gmm"]):
+        node = d[key] if key == "real_baseline" else d[key]["samples"]
+        node["swd_mean"], node["diversity"] = 1000.0 + i, 0.5 + i
+    d["matched0_reconstruction"]["reconstruction"]["swd_mean"] = 999.0
+    m = report_measures(d)
+    stats = [m.real, m.matched_samples, m.plain_samples, m.plain_at_minus3, m.matched_at_minus3, m.plain_gmm]
+    assert [(s.swd_mean, s.diversity) for s in stats] == [(1000.0 + i, 0.5 + i) for i in range(6)]
+    assert m.matched_reconstruction_swd == 999.0 and m.n_test == 32 and m.plain_mmd_to_minus3 == 1.7
+    assert m.probes["-100"].swd_mean == 200.0 and m.probes["+100"].diversity == 0.01
+    assert (m.plain_codes.code_mean, m.plain_codes.code_kurtosis, m.plain_codes.mmd) == (0.1, 0.5, 0.2)
+    assert (m.interpolation.step_ratio, m.interpolation.worst_step_ratio) == (1.5, 2.5)
+    assert m.classifier is None
+
+
+def test_the_measures_round_trip_through_json_and_a_damaged_file_is_named() -> None:
+    m = supported()
+    m.classifier = ClassifierReading(0.9, 0.03, {"Hat": AttributeShare(0.05, 0.06, 0.01)}, {"Hat": 0.2})
+    data = json.loads(json.dumps(asdict(m)))
+    assert measures_from_json(data) == m
+    data["plain_codes"]["mmd"] = "0.2"
+    with pytest.raises(ValueError, match=r"measures\.plain_codes\.mmd: expected float, got '0.2'"):
+        measures_from_json(data)
+    data["plain_codes"]["mmd"], data["extra"] = 0.2, 1
+    with pytest.raises(ValueError, match=r"measures: unknown field\(s\) extra"):
+        measures_from_json(data)
+    del data["extra"], data["probes"]
+    with pytest.raises(ValueError, match=r"measures: missing field\(s\) probes"):
+        measures_from_json(data)
+    data["probes"] = {"+100": {"swd_mean": True, "diversity": 0.1}}
+    with pytest.raises(ValueError, match=r"measures\.probes\.\+100\.swd_mean: expected float"):
+        measures_from_json(data)
+    data["probes"] = {"+100": {"swd_mean": json.loads("Infinity"), "diversity": 0.1}}  # Python's json reads it
+    with pytest.raises(ValueError, match=r"measures\.probes\.\+100\.swd_mean: expected float, got inf"):
+        measures_from_json(data)
+    data["probes"] = {"+100": {"swd_mean": None, "diversity": 0.1}}  # JSON's NaN
+    assert math.isnan(measures_from_json(data).probes["+100"].swd_mean)
+
+
+# (finding index, measure path, value just inside the threshold, value just outside)
 THRESHOLDS = [
     # 1: rare mean > common mean and > 1.1 (rare mean is (1.5 + 1.4) / 2 = 1.45)
-    (0, "matched0_reconstruction/by_attribute/Smiling/ratio", 1.44, 1.46),
-    (1, "matched0_reconstruction/interpolation/step_ratio", 2.0, 2.01),  # 2: average step ratio ≤ 2
-    (2, "matched0_N0/samples/swd_mean", 100.0, 100.1),  # 3: sample SWD ≤ 2 × reconstruction SWD (50)
-    (2, "matched0_N0/samples/diversity", 0.15, 0.149),  # 3: diversity ≥ half the real one (0.3)
-    (3, "matched0_N0/probes/-100/swd_mean", 120.1, 120.0),  # 4: probe SWD > 2 × samples' (diversity 0.15 not < 0.1)
-    (4, "plain_N0/samples/swd_mean", 90.0, 90.1),  # 5: plain ≤ 1.5 × matched (60)
-    (5, "plain_N-3/samples/swd_mean", 90.0, 89.9),  # 6: plain ≥ 1.5 × matched (60)
+    (0, "features/Smiling/ratio", 1.44, 1.46),
+    (1, "interpolation/step_ratio", 2.0, 2.01),  # 2: average step ratio ≤ 2
+    (2, "matched_samples/swd_mean", 100.0, 100.1),  # 3: sample SWD ≤ 2 × reconstruction SWD (50)
+    (2, "matched_samples/diversity", 0.15, 0.149),  # 3: diversity ≥ half the real one (0.3)
+    (3, "probes/-100/swd_mean", 120.1, 120.0),  # 4: probe SWD > 2 × samples' (diversity 0.15 not < 0.1)
+    (4, "plain_samples/swd_mean", 90.0, 90.1),  # 5: plain ≤ 1.5 × matched (60)
+    (5, "plain_at_minus3/swd_mean", 90.0, 89.9),  # 6: plain ≥ 1.5 × matched (60)
 ]
 
 
@@ -84,26 +151,24 @@ def test_each_verdict_flips_at_its_threshold(index: int, path: str, inside: floa
 
 def test_rare_features_need_an_error_ratio_above_1_1() -> None:
     m = supported()
-    for name in ("Eyeglasses", "No_Beard"):
-        entry = m["matched0_reconstruction"]["by_attribute"][name]
-        entry["ratio"], entry["absent"] = 1.09, 1.09
-    m["matched0_reconstruction"]["by_attribute"]["Smiling"]["ratio"] = 0.9  # rare still above common
+    m.features["Eyeglasses"].ratio = m.features["Beard"].ratio = 1.09
+    m.features["Smiling"].ratio = 0.9  # rare still above common
     assert verdicts(m)[0] is False
 
 
 def test_a_probe_collapses_by_diversity_or_by_swd_and_every_probe_must() -> None:
-    m = with_value("matched0_N0/probes/-100/diversity", 0.099)  # now collapsed by diversity as well
-    m["matched0_N0"]["probes"]["-100"]["swd_mean"] = 10.0  # ... and no longer by SWD: still collapsed
+    m = with_value("probes/-100/diversity", 0.099)  # now collapsed by diversity as well
+    m.probes["-100"].swd_mean = 10.0  # ... and no longer by SWD: still collapsed
     assert verdicts(m)[3] is True
-    m["matched0_N0"]["probes"]["+100"] = {"diversity": 0.2, "swd_mean": 60.0}  # one probe that looks fine
+    m.probes["+100"] = SampleStats(swd_mean=60.0, diversity=0.2)  # one probe that looks fine
     assert verdicts(m)[3] is False
-    m["matched0_N0"]["probes"] = {}
+    m.probes = {}
     assert verdicts(m)[3] is False  # no probe measured is no evidence
 
 
 def test_without_rare_or_common_features_finding_1_is_not_supported() -> None:
     m = supported()
-    m["matched0_reconstruction"]["by_attribute"] = {"Smiling": {"frequency": 0.5, "ratio": 1.0}}
+    m.features = {"Smiling": FeatureError(0.5, 1.0)}
     finding = assess(m)[0]
     assert finding.supported is False and "rare (< 10% of faces): none; mean ×nan." in finding.evidence
 
@@ -111,9 +176,8 @@ def test_without_rare_or_common_features_finding_1_is_not_supported() -> None:
 def test_rare_and_common_bounds_are_half_open() -> None:
     """Rare is below 10 % (a feature at exactly 10 % is not rare); common is from 20 % on."""
     m = supported()
-    features = m["matched0_reconstruction"]["by_attribute"]
-    features["Eyeglasses"]["frequency"] = 0.10  # no longer rare: Beard (×1.4) alone is
-    features["Smiling"]["frequency"] = 0.20  # still common
+    m.features["Eyeglasses"].frequency = 0.10  # no longer rare: Beard (×1.4) alone is
+    m.features["Smiling"].frequency = 0.20  # still common
     finding = assess(m)[0]
     assert "Eyeglasses" not in finding.evidence and "Beard ×1.40; mean ×1.40" in finding.evidence
     assert "Common (≥ 20%): mean ×1.00" in finding.evidence
@@ -123,30 +187,31 @@ def test_rare_features_are_listed_worst_first() -> None:
     assert "Eyeglasses ×1.50, Beard ×1.40;" in assess(supported())[0].evidence
 
 
-def test_the_six_claims_are_the_reports() -> None:
-    assert [f.claim for f in assess(supported())] == [
-        "Reconstructions keep common features (skin tone, hair) and lose rare ones (sunglasses, beard).",
-        "Latent interpolation in 11 steps changes the face gradually.",
-        "The model matched to N(0, 2) generates faces from samples of N(0, 2), with variety.",
-        "Samples from far-away means (+100 / −100) are near-identical or broken faces.",
-        "A plain autoencoder sampled from N(0, 2) looked similar (its codes sat near 0).",
-        "With the prior at N(−3, 2) the plain autoencoder fails where the matched one succeeds.",
-    ]
+def test_each_claim_is_about_its_own_finding() -> None:
+    """The six claims, in the report's order: what each is about, not its wording."""
+    subjects = [("rare", "common"), ("interpolation",), ("N(0, 2)", "matched"), ("+100", "−100"),
+                ("plain", "N(0, 2)"), ("plain", "N(−3, 2)")]  # fmt: skip
+    claims = [f.claim for f in assess(supported())]
+    assert len(set(claims)) == 6
+    for claim, words in zip(claims, subjects, strict=True):
+        assert all(w.lower() in claim.lower() for w in words), (claim, words)
+
+
+def _classifier(labels: dict[str, float], kept: dict[str, float], samples: dict[str, float] | None = None,
+                real: dict[str, float] | None = None) -> ClassifierReading:  # fmt: skip
+    samples, real = samples or labels, real or labels
+    shares = {n: AttributeShare(label=f, real=real[n], samples=samples[n]) for n, f in labels.items()}
+    return ClassifierReading(accuracy_mean=0.9, frequency_gap=0.03, frequency=shares, reconstruction_kept=kept)
 
 
 def test_the_attribute_classifier_adds_its_reading_to_findings_1_and_3() -> None:
     m = supported()
-    m["matched0_attributes"] = {
-        "accuracy_mean": 0.9,
-        "frequency_gap": 0.03,
-        "frequency": {
-            "Eyeglasses": {"label": 0.05, "samples": 0.01, "real": 0.06},
-            "Sunglasses": {"label": 0.02, "samples": 0.03, "real": 0.025},
-            "Smiling": {"label": 0.5, "samples": 0.45, "real": 0.5},
-            "Young": {"label": 0.7, "samples": 0.6, "real": 0.7},
-        },
-        "reconstruction_kept": {"Eyeglasses": 0.2, "Sunglasses": 0.6, "Smiling": 0.9, "Young": 0.7},
-    }
+    m.classifier = _classifier(
+        {"Eyeglasses": 0.05, "Sunglasses": 0.02, "Smiling": 0.5, "Young": 0.7},
+        kept={"Eyeglasses": 0.2, "Sunglasses": 0.6, "Smiling": 0.9, "Young": 0.7},
+        samples={"Eyeglasses": 0.01, "Sunglasses": 0.03, "Smiling": 0.45, "Young": 0.6},
+        real={"Eyeglasses": 0.06, "Sunglasses": 0.025, "Smiling": 0.5, "Young": 0.7},
+    )
     first, _, third, *_ = assess(m)
     assert "held-out accuracy 90%" in first.evidence
     assert "for Eyeglasses 20%, Sunglasses 60%; common features: 80% on average." in first.evidence  # least kept 1st
@@ -155,33 +220,43 @@ def test_the_attribute_classifier_adds_its_reading_to_findings_1_and_3() -> None
     assert [f.supported for f in assess(m)] == [True] * 6  # the classifier informs, it does not judge
 
 
-def test_the_evidence_reads_in_full() -> None:
-    """What a reader of the report sees for each finding: the numbers, formatted, and the criterion."""
-    m = supported()
-    m["matched0_reconstruction"]["by_attribute"]["No_Beard"].update(present=0.5, absent=0.7)  # ×1.40 either way
-    evidence = [f.evidence for f in assess(m)]
-    assert evidence == [
-        "Reconstruction error with / without a feature — rare (< 10% of faces): Eyeglasses ×1.50, Beard ×1.40; "
-        "mean ×1.45. Common (≥ 20%): mean ×1.00. Criterion: rare mean > common mean and > 1.1.",
-        "Largest step / mean step along each path: 1.50 on average, 2.50 at worst (1 = perfectly even; a sudden "
-        "switch would be ≈ 10). Criterion: average ≤ 2.",
-        "Sample SWD 60.0 vs its reconstructions' 50.0 (real vs real 15.0); diversity 0.200 vs real 0.300. "
-        "Criterion: sample SWD ≤ 2 × reconstruction SWD and diversity ≥ half the real one.",
-        "mean +100: diversity 0.010, SWD 130.0; mean -100: diversity 0.150, SWD 200.0 — vs N(0, 2) samples: "
-        "diversity 0.200, SWD 60.0. Criterion: for every probe, diversity < half or SWD > twice that of the prior "
-        "samples.",
-        "Sample SWD plain 80.0 vs matched 60.0; diversity 0.200 vs 0.200. Plain codes: mean +0.10, variance 3.00, "
-        "MMD² to N(0, 2) 0.200. Criterion: plain SWD ≤ 1.5 × matched SWD.",
-        "Sample SWD plain 100.0 vs matched to N(−3, 2) 60.0; diversity 0.050 vs 0.200. Criterion: plain SWD ≥ "
-        "1.5 × matched SWD.",
-    ]
+# Each finding's evidence names every number it was judged on, as the reader sees it, and its threshold.
+EVIDENCE_FACTS = [
+    (0, ["Eyeglasses ×1.50", "Beard ×1.40", "mean ×1.45", "mean ×1.00", "< 10%", "≥ 20%", "1.1"]),
+    (1, ["1.50 on average", "2.50 at worst", "≤ 2"]),
+    (2, ["SWD 60.0", "50.0", "15.0", "diversity 0.200", "real 0.300", "2 × reconstruction SWD", "half the real"]),
+    (3, ["mean +100: diversity 0.010, SWD 130.0", "mean -100: diversity 0.150, SWD 200.0", "diversity 0.200",
+         "SWD 60.0", "diversity < half or SWD > twice"]),
+    (4, ["plain 80.0", "matched 60.0", "mean +0.10", "variance 3.00", "MMD² to N(0, 2) 0.200", "1.5 ×"]),
+    (5, ["plain 100.0", "N(−3, 2) 60.0", "diversity 0.050 vs 0.200", "≥ 1.5 ×"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("index", "facts"), EVIDENCE_FACTS)
+def test_the_evidence_states_the_numbers_it_was_judged_on(index: int, facts: list[str]) -> None:
+    evidence = assess(supported())[index].evidence
+    missing = [f for f in facts if f not in evidence]
+    assert not missing, (missing, evidence)
+
+
+@pytest.mark.parametrize(
+    ("path", "before", "after"),
+    [("features/Eyeglasses/ratio", "×1.50", "×1.70"), ("interpolation/worst_step_ratio", "2.50", "3.25"),
+     ("real/swd_mean", "15.0", "17.5"), ("probes/+100/diversity", "0.010", "0.020"),
+     ("plain_codes/code_mean", "+0.10", "-0.40"), ("matched_at_minus3/diversity", "0.200", "0.125")],
+)  # fmt: skip
+def test_the_evidence_follows_its_measure(path: str, before: str, after: str) -> None:
+    """The number shown is the one measured: change the measure and the evidence of its finding changes with it."""
+    value = float(after.lstrip("×"))
+    old = " ".join(f.evidence for f in assess(supported()))
+    new = " ".join(f.evidence for f in assess(with_value(path, value)))
+    assert before in old and after in new and old != new
 
 
 def test_finding_1_needs_strictly_more_than_the_common_mean_and_than_1_1() -> None:
     def verdict(rare: float, common: float) -> bool:
         m = supported()
-        m["matched0_reconstruction"]["by_attribute"] = {"Eyeglasses": {"frequency": 0.05, "ratio": rare},
-                                                        "Smiling": {"frequency": 0.5, "ratio": common}}  # fmt: skip
+        m.features = {"Eyeglasses": FeatureError(0.05, rare), "Smiling": FeatureError(0.5, common)}
         return assess(m)[0].supported
 
     assert verdict(1.1, 1.0) is False and verdict(1.11, 1.0) is True  # rare mean exactly 1.1 is not above it
@@ -190,32 +265,39 @@ def test_finding_1_needs_strictly_more_than_the_common_mean_and_than_1_1() -> No
 
 def test_a_probe_at_exactly_half_the_diversity_has_not_collapsed() -> None:
     m = supported()
-    m["matched0_N0"]["probes"] = {"+100": {"diversity": 0.1, "swd_mean": 60.0}}  # half of 0.2, SWD the same
+    m.probes = {"+100": SampleStats(swd_mean=60.0, diversity=0.1)}  # half of 0.2, SWD the same
     assert verdicts(m)[3] is False
-    m["matched0_N0"]["probes"]["+100"]["diversity"] = 0.0999
+    m.probes["+100"].diversity = 0.0999
     assert verdicts(m)[3] is True
 
 
 def test_the_classifier_reading_uses_the_half_open_bounds_and_at_most_four_rare_features() -> None:
     m = supported()
     labels = {"A": 0.01, "B": 0.02, "C": 0.03, "D": 0.04, "E": 0.05, "Edge": 0.10, "Common": 0.20}
-    m["matched0_attributes"] = {
-        "accuracy_mean": 0.9,
-        "frequency_gap": 0.03,
-        "frequency": {n: {"label": f, "samples": f, "real": f} for n, f in labels.items()},
-        "reconstruction_kept": {"A": 0.5, "B": 0.4, "C": 0.3, "D": 0.2, "E": 0.1, "Edge": 0.0, "Common": 0.8},
-    }
+    kept = {"A": 0.5, "B": 0.4, "C": 0.3, "D": 0.2, "E": 0.1, "Edge": 0.0, "Common": 0.8}
+    m.classifier = _classifier(labels, kept)
     first, _, third, *_ = assess(m)
     # 10 % is not rare (Edge is left out), 20 % is common (its 80 % is the common mean), four listed at most
     assert first.evidence.endswith("for E 10%, D 20%, C 30%, B 40%; common features: 80% on average.")
     assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%), B 2.0% (real 2.0%), C 3.0% (real 3.0%), "
                                    "D 4.0% (real 4.0%).")  # fmt: skip
     for name in "BCDE":  # with one rare feature left, the one at exactly 10 % is still not listed
-        del m["matched0_attributes"]["frequency"][name], m["matched0_attributes"]["reconstruction_kept"][name]
+        del m.classifier.frequency[name], m.classifier.reconstruction_kept[name]
     first, _, third, *_ = assess(m)
     assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%).") and "for A 50%; common" in first.evidence
 
 
+def test_the_classifier_reading_is_taken_from_the_attribute_evaluation() -> None:
+    d = details()
+    d["matched0_attributes"] = {
+        "accuracy_mean": 0.8, "frequency_gap": 0.04, "reconstruction_kept": {"Hat": 0.3},
+        "frequency": {"Hat": {"label": 0.05, "samples": 0.01, "real": 0.06}}, "accuracy": {"Hat": 0.8},
+    }  # fmt: skip
+    expected = _classifier({"Hat": 0.05}, {"Hat": 0.3}, samples={"Hat": 0.01}, real={"Hat": 0.06})
+    expected.accuracy_mean, expected.frequency_gap = 0.8, 0.04
+    assert report_measures(d).classifier == expected
+
+
 def test_no_x_ratio_is_error_without_over_error_with() -> None:
     ratios = feature_ratios({"No_Beard": {"frequency": 0.9, "present": 0.5, "absent": 2.0, "ratio": 0.25}})
-    assert ratios == {"Beard": (pytest.approx(0.1), 4.0)}
+    assert ratios == {"Beard": FeatureError(pytest.approx(0.1), 4.0)}
