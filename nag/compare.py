@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nag.config.console import quiet_third_party
+from nag.config.console import add_fid_arguments, fid_options, quiet_third_party
 from nag.config.errors import reported_as_exit
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-eval", type=int, default=500, help="real test images of the shared baseline (--evaluate)")
     p.add_argument("--n-samples", type=int, default=500, help="generated images per job (--evaluate)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_fid_arguments(p)
     return p
 
 
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
 
         # The output folder first: one that is a link is refused before any work.
         out = OutputDir(args.out, "--out") if args.out else OutputDir(args.root / "compare", "the compare folder")
-        result = compare(args.root, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device)
+        result = compare(args.root, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device,
+                         fid=fid_options(args))  # fmt: skip
         write(result, out)
         print(table(result))
         print("written: " + ", ".join(str(f) for f in result.files))

@@ -12,7 +12,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import hydra
 from annotated_types import Ge
@@ -35,6 +35,17 @@ class EvaluateKeys:
     n_eval: Annotated[int, Ge(2)]
     n_samples: Annotated[int, Ge(2)]
     n_fit: Annotated[int, Ge(2)]
+
+
+@dataclass
+class FidKeys:
+    """``metrics.fid``'s keys (:mod:`nag.analysis.fidelity`)."""
+
+    enabled: bool
+    weights_path: str | None
+    download: bool
+    n_samples: Annotated[int, Ge(8)] | Literal["auto"]
+    cache_dir: str
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -72,37 +83,49 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
+def load_checkpoint_and_data(cfg: DictConfig, command: str, need_data: bool = True) -> tuple[Any, str]:
+    """The model of ``cfg.ckpt_path``; ``cfg.model.latent_dim`` set from it (prior configs interpolate it) and
+    ``cfg.data``, when not given, read as data from the checkpoint's run dir with this command's paths. Returns
+    the model and where the data section came from (for messages). Shared with ``nag.sample``."""
     from omegaconf import open_dict
 
-    from nag.analysis.evaluation import RealImages, evaluate_attributes, evaluate_model, load_model
+    from nag.analysis.evaluation import load_model
     from nag.analysis.runs import data_config
-    from nag.config.errors import UserInputError, instantiate
-    from nag.config.schema import validate
+    from nag.config.errors import UserInputError
     from nag.runs.run_dir import RunDir
-    from nag.runs.trusted import build_stored
 
     if not cfg.get("ckpt_path"):
-        raise UserInputError("ckpt_path is required: python -m nag.evaluate ckpt_path=<run>/checkpoints/last.ckpt")
+        raise UserInputError(f"ckpt_path is required: python -m nag.{command} ckpt_path=<run>/checkpoints/last.ckpt")
     model = load_model(cfg.ckpt_path, cfg.device)
     run = RunDir.of_checkpoint(cfg.ckpt_path)  # <run dir>/checkpoints/<name>.ckpt
+    where = "data"
     with open_dict(cfg):
-        cfg.model.latent_dim = model.hparams.latent_dim  # what prior configs interpolate
-        if cfg.get("data") is None:
+        cfg.model.latent_dim = model.hparams.latent_dim
+        if cfg.get("data") is None and need_data:
             if run is None or not run.is_run:
                 raise UserInputError(
-                    f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to evaluate on, e.g. data=synthetic"
+                    f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to use, e.g. data=synthetic"
                 )
             # Read as data, with this command's paths (where the cache is written is this machine's business).
             cfg.data = data_config(run, {"data_dir": cfg.paths.data_dir, "cache_dir": cfg.paths.cache_dir})
             where = f"data (from {run.path / '.hydra/config.yaml'})"
-        else:
-            where = "data"
-    validate(cfg, {"": EvaluateKeys})
+    return model, where
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
+    from nag.analysis.evaluation import RealImages, evaluate_attributes, evaluate_model
+    from nag.analysis.fidelity import FidSetup, with_n
+    from nag.config.errors import instantiate
+    from nag.config.schema import validate
+    from nag.runs.trusted import build_stored
+
+    model, where = load_checkpoint_and_data(cfg, "evaluate")
+    validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys})
     datamodule = build_stored(_plain(cfg.data), where)
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
     real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)
+    fid = FidSetup.load(datamodule, real, cfg.metrics.fid, model.device, cfg.seed)
     ev = evaluate_model(
         model,
         real,
@@ -110,10 +133,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         sampler=instantiate(cfg.sampler),
         n_samples=cfg.n_samples,
         probes=tuple(cfg.probes),
-        fid_weights=cfg.metrics.fid.weights_path,
+        fid=fid,
         seed=cfg.seed,
     )
     ev.metrics["setup"]["ckpt_path"] = str(cfg.ckpt_path)
+    for what, section in (
+        ("samples", "samples"),
+        ("reconstructions", "reconstruction"),
+        ("real floor", "real_baseline"),
+    ):
+        if "fidelity" in ev.metrics[section]:
+            r = ev.metrics[section]["fidelity"]
+            log.info("FID of the %s %s; precision %.3f, recall %.3f", what, with_n(r["fid"], r["n"]), r["precision"],
+                     r["recall"])  # fmt: skip
     if cfg.attributes.enabled and real.names:
         evaluate_attributes(model, real, datamodule, ev, cfg.attributes)
     write_outputs(ev, Path(cfg.paths.output_dir))
@@ -130,7 +162,8 @@ def _main(cfg: DictConfig) -> None:
 ABOUT = """python -m nag.evaluate ckpt_path=<checkpoint> [prior=...] [sampler=prior|gmm|gaussian] [key=value ...]
 
 Evaluates one checkpoint: reconstructions (PSNR, SSIM), how well its codes fit the prior, samples of any prior or
-of a density fitted to its codes after training (sample SWD, diversity, FID/KID with local Inception weights),
+of a density fitted to its codes after training (sample SWD, diversity, FID, KID,
+precision/recall and density/coverage),
 the far-away probes and attribute edits. Writes metrics.json, PNG figures and TensorBoard entries into
 outputs/evaluate/<date>/<time>.
 

@@ -22,21 +22,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from nag.config.console import quiet_third_party
+from nag.config.console import add_fid_arguments, fid_options, quiet_third_party
 from nag.config.errors import reported_as_exit
 
 log = logging.getLogger(__name__)
 
 
 def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500, seed: int = 0,
-                 palette: bool = False) -> dict[str, Any]:  # fmt: skip
+                 palette: bool = False, fid: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Evaluate the three runs under ``root``; write figures (256-colour PNGs with ``palette``), ``metrics.json`` and
     ``report.md`` into ``out``."""
     from nag.analysis.attributes import load_or_train_classifier
     from nag.analysis.evaluation import RealImages
+    from nag.analysis.fidelity import FidSetup
     from nag.analysis.findings import assess
+    from nag.analysis.measures import fidelity_rows
     from nag.analysis.report import describe_runs, evaluate_runs, find_runs, render_markdown
     from nag.analysis.runs import load_data
+    from nag.model.inference import resolve_device
     from nag.runs.output import OutputDir
     from nag.training.figures import png_bytes
 
@@ -47,7 +50,8 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
     out_dir = OutputDir(out, "the report folder")
     real = RealImages.load(data, n_eval=n_eval, n_fit=5000)
     classifier = load_or_train_classifier(data, data.cache_dir) if real.names else None
-    ev = evaluate_runs(runs, real, n_samples, seed, classifier)
+    fid_setup = FidSetup.load(data, real, fid or {}, resolve_device("auto"), seed)
+    ev = evaluate_runs(runs, real, n_samples, seed, classifier, fid_setup)
     for name, grid in ev.figures.items():
         out_dir.write_bytes(f"{name}.png", png_bytes(grid, palette))
     findings = assess(ev.measures)
@@ -60,7 +64,7 @@ def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500,
         "seconds": seconds,
     }
     out_dir.write_json("metrics.json", metrics)
-    out_dir.write_text("report.md", render_markdown(rows, ev.measures, findings, seconds))
+    out_dir.write_text("report.md", render_markdown(rows, ev.measures, findings, seconds, fidelity_rows(ev.details)))
     log.info("report written to %s in %.0f s", out, seconds)
     return metrics
 
@@ -75,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-eval", type=int, default=500, help="test images used as the real reference")
     p.add_argument("--n-samples", type=int, default=500, help="generated images per sampling setting")
     p.add_argument("--palette", action="store_true", help="256-colour PNGs, a third of the size (the README's figures)")
+    add_fid_arguments(p)
     return p
 
 
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_third_party()
     with reported_as_exit():
-        build_report(args.root, args.out or args.root / "report", args.n_eval, args.n_samples, palette=args.palette)
+        build_report(args.root, args.out or args.root / "report", args.n_eval, args.n_samples, palette=args.palette,
+                     fid=fid_options(args))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
+from nag.analysis.fidelity import FidSetup
 from nag.analysis.runs import data_config, load_data, load_model
 from nag.config.errors import UserInputError
 from nag.model.inference import resolve_device
@@ -45,6 +46,8 @@ EVALUATION_COLUMNS = {
     "psnr": ("reconstruction", "psnr"),
     "ssim": ("reconstruction", "ssim"),
 }
+# With Inception weights (nag.analysis.fidelity): the field's sample metrics of each job, at one n.
+FIDELITY_COLUMNS = {"fid": "fid", "kid": "kid", "precision": "precision", "recall": "recall"}
 N_GRID = 16  # samples per job in samples.png (a 4 x 4 grid)
 
 
@@ -73,6 +76,7 @@ def compare(
     n_samples: int = 500,
     device: str = "auto",
     seed: int = 0,
+    fid: dict[str, Any] | None = None,
 ) -> Comparison:
     """Compare every run under ``root`` (nothing is written: ``nag/compare.py`` writes the result)."""
     runs = discover(root)
@@ -82,7 +86,7 @@ def compare(
             "multirun/<date>/<time>, a run dir, or a folder above them."
         )
     metric = metric or ("sample_swd" if evaluate else "latent_mmd")
-    allowed = [*TRAINING_COLUMNS, *(EVALUATION_COLUMNS if evaluate else ())]
+    allowed = [*TRAINING_COLUMNS, *((*EVALUATION_COLUMNS, *FIDELITY_COLUMNS) if evaluate else ())]
     if metric not in allowed:
         raise UserInputError(f"--metric {metric} is not a column; choose one of {allowed}"
                              f"{'' if evaluate else ' (or add --evaluate for the sample metrics)'}.")  # fmt: skip
@@ -93,8 +97,10 @@ def compare(
     metric_columns = list(TRAINING_COLUMNS)
     baseline: dict[str, float] = {}
     if evaluate:
-        baseline = _evaluate(runs, rows, grids, n_eval, n_samples, device, seed)
+        baseline = _evaluate(runs, rows, grids, n_eval, n_samples, device, seed, fid or {})
         metric_columns += list(EVALUATION_COLUMNS)
+        if "fid" in baseline:
+            metric_columns += list(FIDELITY_COLUMNS)
     else:
         for i, run in enumerate(runs):
             if run.best_ckpt is not None and rows[i]["status"] != "unreadable":
@@ -138,9 +144,10 @@ def _row(run: RunDir, root: Path, keys: list[str]) -> dict[str, Any]:
 
 def _evaluate(
     runs: list[RunDir], rows: list[dict[str, Any]], grids: list[Tensor | None], n_eval: int, n_samples: int,
-    device: str, seed: int,
+    device: str, seed: int, fid_options: dict[str, Any],
 ) -> dict[str, float]:  # fmt: skip
-    """Evaluate each finished job's best checkpoint against one shared real baseline."""
+    """Evaluate each finished job's best checkpoint against one shared real baseline (and, with Inception
+    weights, the training split's FID reference)."""
     done = [i for i, run in enumerate(runs) if rows[i]["status"] == "ok" and run.best_ckpt is not None]
     if not done:
         raise UserInputError("--evaluate: no job finished with a checkpoint to evaluate.")
@@ -156,20 +163,27 @@ def _evaluate(
             "--evaluate compares every job against one real baseline, but the jobs were trained on different data; "
             "compare them without --evaluate, or one data setting at a time."
         )
-    real = RealImages.load(load_data(runs[first]), n_eval=n_eval, n_fit=0)
+    dm = load_data(runs[first])
+    real = RealImages.load(dm, n_eval=n_eval, n_fit=0)
     baseline = real.baseline(seed)
+    fid = FidSetup.load(dm, real, fid_options, device, seed)
     for i in done:
         model = _load(runs[i], rows[i], device)
         if model is None:
             continue
         rec = evaluate_reconstruction(model, real, model.prior, seed)
-        gen = evaluate_sampling(model, real, model.prior, None, n_samples, probes=(), seed=seed)
+        gen = evaluate_sampling(model, real, model.prior, None, n_samples, probes=(), seed=seed, fid=fid)
         metrics = {**rec.metrics, **gen.metrics}
         for column, (section, key) in EVALUATION_COLUMNS.items():
             rows[i][column] = float(metrics[section][key])
+        if fid is not None:
+            rows[i].update({c: float(metrics["samples"]["fidelity"][k]) for c, k in FIDELITY_COLUMNS.items()})
         grids[i] = image_grid(gen.samples[:N_GRID], nrow=4) if gen.samples is not None else None
         log.info("evaluated %s", runs[i].path)
-    return {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
+    floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
+    if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images
+        floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)
+    return floor
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

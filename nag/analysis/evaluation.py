@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
+from nag.analysis.fidelity import FidSetup
 from nag.analysis.metrics import (
     diversity,
     error_by_attribute,
-    inception_metrics,
     interpolation_smoothness,
     latent_fit,
     multiscale_swd,
@@ -108,9 +108,10 @@ def encode_test_split(model: NAGModule, real: RealImages) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, seed: int = 0) -> Evaluation:
-    """Reconstruction error (overall and by attribute), the fit of the test codes to ``prior``, and the
-    reconstruction and interpolation figures."""
+def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, seed: int = 0,
+                            fid: FidSetup | None = None) -> Evaluation:  # fmt: skip
+    """Reconstruction error (overall and by attribute), the fit of the test codes to ``prior``, the FID etc. of
+    the reconstructions (with ``fid``), and the reconstruction and interpolation figures."""
     model.eval()
     dev = model.device
     z = encode_test_split(model, real)  # (N, d)
@@ -126,6 +127,8 @@ def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, se
         "latent": latent_fit(z, prior, seed=seed),
         "interpolation": interpolation_smoothness(rows),
     }
+    if fid is not None:
+        metrics["reconstruction"]["fidelity"] = fid.score(x_hat, seed)
     figures = {
         "reconstructions": reconstruction_grid(model, real.test[:8].to(dev)).cpu(),
         "interpolation": image_grid(rows.flatten(0, 1), nrow=11),
@@ -142,9 +145,11 @@ def evaluate_sampling(
     n_samples: int = 1000,
     probes: Sequence[float] = (100.0, -100.0),
     seed: int = 0,
+    fid: FidSetup | None = None,
 ) -> Evaluation:
-    """Quality and diversity of decoded samples of ``sampler`` (default: ``prior`` itself), and of the prior
-    translated to each mean in ``probes``."""
+    """Quality and diversity of decoded samples of ``sampler`` (default: ``prior`` itself) — with ``fid``, also
+    FID, KID, precision/recall and density/coverage of ``fid.n`` samples drawn with the same seed (``samples.
+    fidelity``) — and of the prior translated to each mean in ``probes``."""
     model.eval()
     dev = model.device
     sampler = sampler if sampler is not None else PriorSampler()
@@ -156,6 +161,9 @@ def evaluate_sampling(
         "samples": {**multiscale_swd(samples, real.test, seed=seed), "diversity": diversity(samples)},
         "probes": {},
     }
+    if fid is not None:
+        more = samples if fid.n == n_samples else batched(model.decode, sampler.sample(fid.n, seed=seed), dev)
+        metrics["samples"]["fidelity"] = fid.score(more, seed)
     figures = {"samples": image_grid(samples[:64])}
     noise = fixed_draw(prior, min(n_samples, 256), seed)
     for mean in probes:
@@ -172,23 +180,23 @@ def evaluate_model(
     sampler: Any = None,
     n_samples: int = 1000,
     probes: Sequence[float] = (100.0, -100.0),
-    fid_weights: str | None = None,
+    fid: FidSetup | None = None,
     seed: int = 0,
 ) -> Evaluation:
-    """Everything: reconstruction, latent fit, samples, probes, the real baseline and (with weights) FID/KID.
+    """Everything: reconstruction, latent fit, samples, probes, the real baselines and (with ``fid``) FID, KID,
+    precision/recall and density/coverage of the samples and the reconstructions.
 
     ``prior`` defaults to the model's own; ``sampler`` to sampling that prior.
     """
     prior = prior if prior is not None else model.prior
-    rec = evaluate_reconstruction(model, real, prior, seed)
-    gen = evaluate_sampling(model, real, prior, sampler, n_samples, probes, seed)
+    rec = evaluate_reconstruction(model, real, prior, seed, fid)
+    gen = evaluate_sampling(model, real, prior, sampler, n_samples, probes, seed, fid)
     name = sampler.name if sampler is not None else "prior"
     metrics = {
         "setup": {"prior": describe(prior), "sampler": name, "n_test": len(real.test), "n_samples": n_samples},
         **rec.metrics,
         **gen.metrics,
-        "real_baseline": real.baseline(seed),
-        "inception": inception_metrics(real.test, gen.samples, fid_weights),
+        "real_baseline": {**real.baseline(seed), **({"fidelity": fid.floor} if fid is not None else {})},
     }
     return Evaluation(metrics, {**rec.figures, **gen.figures}, gen.samples)
 

@@ -133,6 +133,30 @@ def report_measures(details: Mapping[str, Any]) -> ReportMeasures:
     )
 
 
+#: The rows of the report's FID table: label -> where its numbers are in ``details``.
+FIDELITY_ROWS = {
+    "real vs real (validation vs test)": ("real_baseline",),
+    "matched to N(0, 2): reconstructions": ("matched0_reconstruction", "reconstruction"),
+    "matched to N(0, 2): samples": ("matched0_N0", "samples"),
+    "plain, N(0, 2) samples": ("plain_N0", "samples"),
+    "plain, ex-post GMM samples": ("plain_gmm", "samples"),
+    "plain, N(−3, 2) samples": ("plain_N-3", "samples"),
+    "matched to N(−3, 2): samples": ("matched-3_N-3", "samples"),
+}
+
+
+def fidelity_rows(details: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The FID etc. of each row that has them (none without Inception weights)."""
+    out = {}
+    for label, path in FIDELITY_ROWS.items():
+        node: Any = details
+        for key in path:
+            node = node.get(key, {})
+        if "fidelity" in node:
+            out[label] = node["fidelity"]
+    return out
+
+
 # --- back from JSON ------------------------------------------------------------------------------------------
 # A metrics.json may come from someone else: every field is checked against its declared type (numbers are
 # numbers, finite or NaN — JSON has no NaN, so nag writes null for it), nothing else is built.

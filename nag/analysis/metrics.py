@@ -1,15 +1,14 @@
-"""Evaluation metrics that need no downloaded network (FID/KID only when Inception weights are on disk).
+"""Evaluation metrics that need no network (FID, KID, precision/recall: :mod:`nag.analysis.fidelity`).
 
 Directions: reconstruction MSE ↓, PSNR ↑, SSIM ↑; latent MMD ↓, SWD ↓, moment errors ↓; multi-scale SWD ↓
 (compare with the real-vs-real baseline); diversity: closer to the real images' value is better (0 = all
-samples identical); FID ↓, KID ↓.
+samples identical).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -154,42 +153,3 @@ def interpolation_smoothness(rows: Tensor) -> dict[str, float]:
     steps = (rows[:, 1:] - rows[:, :-1]).flatten(2).pow(2).mean(2).sqrt()  # (P, S-1)
     ratio = steps.max(1).values / steps.mean(1).clamp_min(1e-12)  # (P,)
     return {"step_ratio": ratio.mean().item(), "worst_step_ratio": ratio.max().item(), "mean_step": steps.mean().item()}
-
-
-# --- FID / KID (torchmetrics), only with local Inception weights ------------------------------------------
-
-
-def inception_metrics(real: Tensor, fake: Tensor, weights_path: str | None, kid_subset: int = 100) -> dict[str, float]:
-    """FID and KID via torchmetrics on torch-fidelity's Inception-v3, loaded from ``weights_path``.
-
-    No weights can be downloaded here, so without ``metrics.fid.weights_path`` both are skipped with a
-    notice (returns ``{}``).
-    """
-    if not weights_path:
-        log.warning(
-            "FID/KID skipped: no Inception weights. Enable with metrics.fid.weights_path=<path to "
-            "pt_inception-2015-12-05-6726825d.pth> (torch-fidelity's FID Inception weights)."
-        )
-        return {}
-    path = Path(weights_path).expanduser()
-    if not path.is_file():
-        from nag.config.errors import MissingFileError
-
-        raise MissingFileError(f"metrics.fid.weights_path={weights_path} does not exist.")
-    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path))
-    extractor = NoTrainInceptionV3(
-        name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
-    )
-    kid = KernelInceptionDistance(feature=extractor, subset_size=min(kid_subset, len(real), len(fake)))
-    for metric in (fid, kid):  # both take uint8 images and resize them to 299 px themselves
-        metric.update(_to_uint8(real), real=True)
-        metric.update(_to_uint8(fake), real=False)
-    kid_mean, kid_std = kid.compute()
-    return {"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item()}
-
-
-def _to_uint8(x: Tensor) -> Tensor:
-    return (x.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()

@@ -27,6 +27,7 @@ from nag.analysis.evaluation import (
     evaluate_sampling,
     reconstruct_images,
 )
+from nag.analysis.fidelity import FidSetup, fidelity_table
 from nag.analysis.findings import Finding
 from nag.analysis.measures import Codes, ReportMeasures, report_measures
 from nag.analysis.runs import Role, load_model, role_of
@@ -130,7 +131,12 @@ class ReportEvaluation:
 
 
 def evaluate_runs(
-    runs: dict[str, RunDir], real: RealImages, n_samples: int = 500, seed: int = 0, classifier: Any = None
+    runs: dict[str, RunDir],
+    real: RealImages,
+    n_samples: int = 500,
+    seed: int = 0,
+    classifier: Any = None,
+    fid: FidSetup | None = None,
 ) -> ReportEvaluation:
     """Every evaluation the findings need, and the report's figures. With an attribute ``classifier`` (datasets
     with attributes), also its verdict on the matched model's reconstructions and samples
@@ -140,9 +146,9 @@ def evaluate_runs(
     n0, n3 = normal(dim, 0.0), normal(dim, -3.0)
 
     def sampling(role: str, prior: NormalPrior, sampler: Any = None, probes: tuple[float, ...] = ()):
-        return evaluate_sampling(models[role], real, prior, sampler, n_samples, probes, seed)
+        return evaluate_sampling(models[role], real, prior, sampler, n_samples, probes, seed, fid)
 
-    recon_m0 = evaluate_reconstruction(models["mean0"], real, n0, seed)
+    recon_m0 = evaluate_reconstruction(models["mean0"], real, n0, seed, fid)
     evals = {
         "matched0_N0": sampling("mean0", n0, probes=(100.0, -100.0)),
         "plain_N0": sampling("plain", n0),
@@ -152,7 +158,7 @@ def evaluate_runs(
     }
     metrics: dict[str, Any] = {
         "n_test": len(real.test),
-        "real_baseline": real.baseline(seed),
+        "real_baseline": {**real.baseline(seed), **({"fidelity": fid.floor} if fid is not None else {})},
         "matched0_reconstruction": recon_m0.metrics,
         "plain_reconstruction": evaluate_reconstruction(models["plain"], real, n0, seed).metrics,
         "plain_latent_vs_N-3": latent_fit(encode_test_split(models["plain"], real), n3, seed),
@@ -232,7 +238,8 @@ CAPTIONS = {
 }
 
 
-def render_markdown(rows: list[str], m: ReportMeasures, findings: list[Finding], seconds: float) -> str:
+def render_markdown(rows: list[str], m: ReportMeasures, findings: list[Finding], seconds: float,
+                    fidelity: dict[str, dict[str, float]] | None = None) -> str:  # fmt: skip
     """``report.md``: the prose of ``nag/analysis/report.md`` with the measured numbers filled in."""
     plain, lat, matched, gmm = m.plain_samples, m.plain_codes, m.matched_samples, m.plain_gmm
     verdicts = [f"| {i} | {f.claim} | {f.evidence} | **{'supported' if f.supported else 'not supported'}** |"
@@ -249,5 +256,6 @@ def render_markdown(rows: list[str], m: ReportMeasures, findings: list[Finding],
         "gmm_swd": f"{gmm.swd_mean:.1f}", "gmm_diversity": f"{gmm.diversity:.3f}",
         "figures": "\n\n".join(f"**{caption}**\n\n![{name}]({name}.png)" for name, caption in CAPTIONS.items()),
         "seconds": f"{seconds:.0f}",
+        "fidelity": fidelity_table(fidelity) if fidelity else "Not measured: no Inception weights (see the README).",
     }  # fmt: skip
     return TEMPLATE.substitute(values)

@@ -15,7 +15,7 @@ import nag.bench
 from nag.config.console import quiet_third_party
 from nag.runs.output import write_json_atomic
 
-PARTS = ("startup", "loop", "matching", "model", "data", "evaluation", "quickstart")
+PARTS = ("startup", "loop", "matching", "model", "data", "fid", "evaluation", "quickstart")
 
 #: The report's CelebA run: 162,770 training images, 63 epochs.
 CELEBA_TRAIN, REPORT_EPOCHS = 162_770, 63
@@ -41,6 +41,9 @@ TARGETS: dict[tuple[str, str], tuple[str, str, float | None, bool]] = {
     ("model", "report_run_s"): ("projected 63 CelebA epochs on this device (s)", "{:,.0f}", None, False),
     ("data", "speedup"): ("cached loader / per-epoch JPEG pipeline", "{:.0f}x", 20.0, True),
     ("data", "loader_share"): ("loader share of a training step, 64 px", "{:.2%}", 0.05, False),
+    ("fid", "images_per_s"): ("FID Inception features, images/s (batch 64)", "{:,.1f}", None, True),
+    ("fid", "cuda_images_per_s"): ("  the same on CUDA", "{:,.1f}", None, True),
+    ("fid", "fid_10k_s"): ("  projected FID of 10,000 samples (s)", "{:,.0f}", None, False),
     ("evaluation", "evaluate_s"): ("nag.evaluate of one checkpoint (s)", "{:.1f}", None, False),
     ("evaluation", "report_s"): ("nag.report of the three runs (s)", "{:.1f}", None, False),
     ("quickstart", "seconds"): ("quickstart wall time (s)", "{:.0f}", 120.0, False),
@@ -110,6 +113,8 @@ def run(parts: list[str], quick: bool, device: torch.device, workdir: Path, data
             }
         elif part == "data":
             results[part] = data.measure(out, workers=data_workers, **s["data"])
+        elif part == "fid":
+            results[part] = p.fid_cost(out, s["repeats"])
         elif part == "evaluation":
             results[part] = p.evaluation_and_report(out, s["train"], s["evaluate"], s["report"])
         elif part == "quickstart":

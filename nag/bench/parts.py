@@ -130,3 +130,25 @@ def evaluation_and_report(cwd: Path, train_extra: list[str], eval_extra: list[st
     evaluate_s = run_timed("nag.evaluate", [f"ckpt_path={ckpt}", f"hydra.run.dir={cwd}/eval", *eval_extra], cwd)
     report_s = run_timed("nag.report", [str(sweep), *report_extra], cwd)
     return {"evaluate_s": evaluate_s, "report_s": report_s}
+
+
+def fid_cost(workdir: Path, repeats: int = 3, batch: int = 64) -> dict[str, float]:
+    """Images/s of the FID Inception network (any input size: it resizes to 299 px) on the CPU, and on CUDA when
+    there is one; the time 10,000 samples (and their 10,000 real references, cached after the first time) take.
+    Weights as ``nag.evaluate`` finds them (none: ``{}``)."""
+    from nag.analysis.inception import InceptionFeatures, resolve_weights
+
+    found = resolve_weights(None, workdir / "fid", download=False)
+    if found is None:
+        return {}
+    out: dict[str, float] = {}
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    x = torch.rand(batch, 3, 64, 64)
+    for device in devices:
+        features = InceptionFeatures(found[0], found[1], device, batch_size=batch)
+        features(x[:2])  # warm-up
+        seconds = median_seconds(lambda f=features: f(x), repeats, device)
+        out["images_per_s" if device.type == "cpu" else "cuda_images_per_s"] = batch / seconds
+    fastest = max(out.values())
+    out["fid_10k_s"] = 10_000 / fastest
+    return out

@@ -80,7 +80,18 @@ def test_every_readme_evaluate_command_composes(compose_cfg, command) -> None:
         instantiate(cfg.prior)
 
 
+@pytest.mark.parametrize("command", commands("nag.sample"))
+def test_every_readme_sample_command_composes_and_validates(compose_cfg, command) -> None:
+    from nag.sample import SampleKeys
+
+    cfg = compose_cfg(shlex.split(command)[3:], config="sample")
+    validate(cfg, {"": SampleKeys})
+    assert cfg.ckpt_path.endswith("last.ckpt") and cfg.n == 10_000 and cfg.out
+    instantiate(cfg.sampler)
+
+
 def test_readme_documents_evaluation_and_reproduction() -> None:
+    assert len(commands("nag.sample")) >= 2 and any("format=npz" in c for c in commands("nag.sample"))
     assert len(EVALUATE) >= 3 and any("sampler=gmm" in c for c in EVALUATE)
     assert any("experiment=report_plain,report_mean0,report_mean-3" in c for c in COMMANDS)
 

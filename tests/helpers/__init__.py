@@ -21,11 +21,12 @@ TINY_FIT = ["debug=tiny", "callbacks=none", "logger=none", "trainer.num_sanity_v
 
 
 def run_module(
-    module: str, args: list[str], cwd: Path, cache_dir: Path, full_error: bool = True
+    module: str, args: list[str], cwd: Path, cache_dir: Path, full_error: bool = True, fid: bool = False
 ) -> subprocess.CompletedProcess:
     """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache; ``full_error=False`` shows what
-    a user sees (without HYDRA_FULL_ERROR)."""
-    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir)}
+    a user sees (without HYDRA_FULL_ERROR). FID is off (``NAG_FID=false``) unless ``fid``: its Inception network costs
+    ~0.1 s per image on 2 cores, and the FID tests exercise it."""
+    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "NAG_FID": "true" if fid else "false"}
     if full_error:
         env["HYDRA_FULL_ERROR"] = "1"
     else:

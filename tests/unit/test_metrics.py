@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 
 import pytest
 import torch
@@ -13,7 +11,6 @@ from nag.analysis.metrics import (
     _blur,
     diversity,
     error_by_attribute,
-    inception_metrics,
     interpolation_smoothness,
     laplacian_pyramid,
     latent_fit,
@@ -99,22 +96,6 @@ def test_interpolation_smoothness_known_answers() -> None:
     jump = (t > 0.5).float().expand(2, 11, 3, 4, 4)  # all change in one step
     assert interpolation_smoothness(ramp)["step_ratio"] == pytest.approx(1.0)
     assert interpolation_smoothness(jump)["step_ratio"] == pytest.approx(10.0)
-
-
-def test_fid_is_skipped_with_a_notice_without_weights(caplog) -> None:
-    with caplog.at_level(logging.WARNING):
-        assert inception_metrics(faces(4), faces(4), None) == {}
-    assert "metrics.fid.weights_path" in caplog.text
-
-
-@pytest.mark.skipif(not os.environ.get("NAG_FID_WEIGHTS"), reason="no Inception weights here: set NAG_FID_WEIGHTS")
-def test_fid_with_local_weights() -> None:
-    a, b = faces(64, size=64), faces(64, seed=1, size=64)
-    same, other = (
-        inception_metrics(a, a, os.environ["NAG_FID_WEIGHTS"]),
-        inception_metrics(a, b * 0.5, os.environ["NAG_FID_WEIGHTS"]),
-    )
-    assert same["fid"] < 1.0 and other["fid"] > 10 * max(same["fid"], 0.1)
 
 
 def test_gmm_sampler_finds_both_modes_and_is_reproducible() -> None:

@@ -1,0 +1,213 @@
+"""FID, KID, precision/recall and density/coverage in Inception features: the field's sample metrics.
+
+- FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018, cubic polynomial kernel, 100 subsets) are
+  torch-fidelity's formulas (``fid_statistics_to_metric``, ``kid_features_to_metric``), on the 2048-d features of
+  :mod:`nag.analysis.inception` — the same network and formula as published CelebA numbers.
+- Precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020), k = 3: the
+  authors' own ``prdc`` package. Precision: share of samples inside the real manifold (quality); recall: share of
+  real images inside the samples' manifold (modes covered); density: precision that counts how many real
+  neighbourhoods contain a sample (≈ 1 for matching distributions); coverage: share of real neighbourhoods holding
+  a sample.
+
+FID is biased upwards at small n (its estimate falls as n grows): compare FIDs only at the same n, which is
+printed beside every value; published CelebA numbers use n = 10,000 or more.
+
+The real side is the *reference*: features of the first ``n`` training images, computed once per data cache,
+weights and n, and kept as ``.npz`` (written atomically, read back with ``allow_pickle=False`` and checked; a
+damaged file is rebuilt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nag.analysis.inception import InceptionFeatures
+
+log = logging.getLogger(__name__)
+
+NEAREST_K = 3
+BIAS_NOTE_BELOW = 10_000  # FID at fewer samples than this reads high (say so beside it)
+
+
+@dataclass
+class Reference:
+    """The real side of every comparison: Inception features ``(n, 2048)`` and their mean and covariance."""
+
+    features: Tensor
+    mu: np.ndarray
+    sigma: np.ndarray
+
+    @classmethod
+    def of(cls, features: Tensor) -> Reference:
+        f = features.double().cpu().numpy()
+        return cls(features.float().cpu(), f.mean(0), np.cov(f, rowvar=False))
+
+
+def fid(a: Reference, b: Reference) -> float:
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    out = fid_statistics_to_metric({"mu": a.mu, "sigma": a.sigma}, {"mu": b.mu, "sigma": b.sigma}, verbose=False)
+    return float(out["frechet_inception_distance"])
+
+
+def kid(real: Tensor, fake: Tensor, seed: int = 0, subset_size: int = 1000) -> tuple[float, float]:
+    """KID's mean and standard deviation over 100 random subsets of ``min(subset_size, n)`` per side."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    size = min(subset_size, len(real), len(fake))
+    out = kid_features_to_metric(real.double(), fake.double(), kid_subset_size=size, rng_seed=seed, verbose=False)
+    return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
+
+
+def prdc(real: Tensor, fake: Tensor, k: int = NEAREST_K) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake`` against ``real`` features (``prdc``; its progress
+    line on stdout is swallowed)."""
+    from prdc import compute_prdc
+
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} images per side ({len(real)}, {len(fake)}).")
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = compute_prdc(real.float().numpy(), fake.float().numpy(), nearest_k=k)
+    return {name: float(v) for name, v in out.items()}
+
+
+def fidelity(reference: Reference, features: Tensor, seed: int = 0) -> dict[str, float]:
+    """Every sample metric of generated (or reconstructed) images' ``features`` against the reference; ``n`` is
+    the number of images on the generated side, ``n_reference`` on the real side."""
+    kid_mean, kid_std = kid(reference.features, features, seed)
+    return {
+        "fid": fid(reference, Reference.of(features)),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        **prdc(reference.features, features),
+        "n": len(features),
+        "n_reference": len(reference.features),
+    }
+
+
+def with_n(value: float, n: int) -> str:
+    """An FID as it should be printed: with its n, and the bias noted below 10,000 samples."""
+    note = " (biased high at n < 10,000)" if n < BIAS_NOTE_BELOW else ""
+    return f"{value:.2f} at n={n:,}{note}"
+
+
+def fidelity_table(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table of ``label -> fidelity()`` results, n beside every FID."""
+    lines = ["| images | FID ↓ | KID ×10³ ↓ | precision ↑ | recall ↑ | density | coverage ↑ | n (images vs real) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for label, r in rows.items():
+        lines.append(f"| {label} | {r['fid']:.2f} | {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | "
+                     f"{r['n']:,} vs {r['n_reference']:,} |")  # fmt: skip
+    n = min(r["n"] for r in rows.values())
+    if n < BIAS_NOTE_BELOW:
+        lines.append(f"\nFID is biased high at n < 10,000 (here {n:,}): compare these values with each other, "
+                     "not with published ones measured at n ≥ 10,000.")  # fmt: skip
+    return "\n".join(lines)
+
+
+# --- the cached reference -------------------------------------------------------------------------------------
+
+
+def reference_file(cache_dir: Path, data_key: str, split: str, n: int, weights_digest: str) -> Path:
+    """Where a reference lives: one file per data cache (its settings and contents), split, n and weights."""
+    return Path(cache_dir) / f"reference-{data_key}-{split}-n{n}-{weights_digest}.npz"
+
+
+def load_reference(path: Path, n: int) -> Reference | None:
+    """A cached reference, checked (plain arrays only, the shapes and n asked for, finite); None if absent or
+    damaged (then it is rebuilt, with a warning)."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            features, mu, sigma = z["features"], z["mu"], z["sigma"]
+        d = features.shape[1] if features.ndim == 2 else -1
+        ok = (features.shape[0] == n and mu.shape == (d,) and sigma.shape == (d, d)
+              and all(np.isfinite(a).all() for a in (features, mu, sigma)))  # fmt: skip
+    except Exception as e:  # noqa: BLE001 — a truncated or foreign file: rebuilt
+        log.warning("rebuilding the FID reference %s: %s", path, e)
+        return None
+    if not ok:
+        log.warning("rebuilding the FID reference %s: its arrays do not match n=%d", path, n)
+        return None
+    return Reference(torch.from_numpy(features.astype(np.float32)), mu.astype(np.float64), sigma.astype(np.float64))
+
+
+def save_reference(path: Path, ref: Reference) -> None:
+    from nag.runs.output import atomic_file
+
+    with atomic_file(path, "wb") as f:
+        np.savez(f, features=ref.features.numpy(), mu=ref.mu, sigma=ref.sigma)
+
+
+def reference(images: Tensor, extractor: InceptionFeatures, path: Path | None) -> Reference:
+    """The reference of real ``images``, from ``path`` when it holds it, else computed (and saved there)."""
+    cached = load_reference(path, len(images)) if path is not None else None
+    if cached is not None:
+        return cached
+    ref = Reference.of(extractor(images))
+    if path is not None:
+        save_reference(path, ref)
+        log.info("FID reference of %d real images cached in %s", len(images), path)
+    return ref
+
+
+# --- what an evaluation needs: the extractor, the training split's reference, the real floor --------------------
+
+
+def default_n(device: torch.device | str) -> int:
+    """``metrics.fid.n_samples: auto``: the field's 10,000 on a GPU; 1,000 on a CPU (≈ 2 min of Inception on
+    2 cores), where FID reads high (see the module's note)."""
+    return 10_000 if torch.device(device).type == "cuda" else 1_000
+
+
+@dataclass
+class FidSetup:
+    """The Inception extractor, the reference (the first ``n`` training images), and the real-vs-real floor
+    (validation vs test images, as many as the evaluation's real test set)."""
+
+    features: InceptionFeatures
+    reference: Reference
+    floor: dict[str, float]
+    n: int
+
+    @classmethod
+    def load(cls, dm: Any, real: Any, opts: Any, device: torch.device | str, seed: int = 0) -> FidSetup | None:
+        """From ``metrics.fid`` settings (a mapping: ``enabled``, ``weights_path``, ``download``, ``n_samples``,
+        ``cache_dir``, default ``<data cache>/fid``); None (one notice) when disabled or without weights."""
+        from nag.analysis.inception import load_features
+
+        if str(opts.get("enabled", True)).lower() in ("0", "false", "no", "off"):
+            return None
+        cache_dir = Path(str(opts.get("cache_dir") or Path(dm.cache_dir) / "fid")).expanduser()
+        extractor = load_features(opts, cache_dir, device)
+        if extractor is None:
+            return None
+        asked = opts.get("n_samples", "auto")
+        train = dm.dataset("train")
+        n = min(default_n(device) if asked == "auto" else int(asked), len(train))
+
+        def key(split: str) -> str:  # a split's cache folder name: the data's settings and contents
+            return dm.split_cache(split).path.name
+
+        ref = reference(dm.fixed_batch("train", n)[0], extractor,
+                        reference_file(cache_dir, key("train"), "train", n, extractor.digest))  # fmt: skip
+        # the floor's two real sets are the evaluation's (the first images of each split), cached the same way
+        val, test = (reference(images, extractor, reference_file(cache_dir, key(split), split, len(images),
+                                                                 extractor.digest))
+                     for split, images in (("val", real.val), ("test", real.test)))  # fmt: skip
+        return cls(extractor, ref, fidelity(val, test.features, seed), n)
+
+    def score(self, images: Tensor, seed: int = 0) -> dict[str, float]:
+        """FID, KID, precision, recall, density, coverage of ``images`` (N, 3, H, W) in [0, 1]."""
+        return fidelity(self.reference, self.features(images), seed)

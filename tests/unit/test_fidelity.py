@@ -1,0 +1,149 @@
+"""FID, KID, precision/recall and density/coverage on toy features with known answers; the reference cache; the
+renaming of fid-helper's graph (no Inception run here: tests/integration/test_fidelity.py runs the network)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nag.analysis import fidelity as fd
+from nag.analysis.inception import N_CONV_BLOCKS, block_names
+from nag.config.console import add_fid_arguments, fid_options
+
+
+def gaussian(n: int, d: int = 4, shift: float = 0.0, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + shift
+
+
+def test_fid_of_two_gaussians_is_the_squared_mean_shift_plus_the_covariance_term() -> None:
+    """FID(N(0, I), N(μ, I)) = |μ|²; FID(N(0, I), N(0, 4I)) = d·(1 + 4 − 2·2) = d."""
+    a = fd.Reference.of(gaussian(20_000))
+    assert fd.fid(a, fd.Reference.of(gaussian(20_000, shift=1.0, seed=1))) == pytest.approx(4.0, abs=0.05)
+    assert fd.fid(a, fd.Reference.of(2 * gaussian(20_000, seed=2))) == pytest.approx(4.0, abs=0.25)  # 4 ± estimate
+    assert fd.fid(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_kid_is_zero_between_halves_of_one_distribution_and_positive_after_a_shift() -> None:
+    x = gaussian(400)
+    mean, std = fd.kid(x[:200], x[200:], subset_size=100)
+    assert abs(mean) < 3 * std + 1e-3
+    shifted, _ = fd.kid(x[:200], x[200:] + 1.0, subset_size=100)
+    assert shifted > 10 * (abs(mean) + std)
+
+
+def clusters(n: int, centre: float, seed: int) -> torch.Tensor:
+    return gaussian(n, d=8, seed=seed) * 0.1 + centre
+
+
+def test_prdc_of_identical_sets_is_one_everywhere() -> None:
+    """Each point's k-NN ball (strict) holds itself and its k − 1 nearest: density is exactly 1."""
+    x = clusters(60, 0.0, 0)
+    assert fd.prdc(x, x) == pytest.approx({"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0})
+
+
+def test_prdc_of_disjoint_sets_is_zero_everywhere() -> None:
+    assert fd.prdc(clusters(60, 0.0, 0), clusters(60, 50.0, 1)) == {"precision": 0.0, "recall": 0.0, "density": 0.0,
+                                                                     "coverage": 0.0}  # fmt: skip
+
+
+def test_prdc_of_one_mode_of_two_is_precise_but_misses_half() -> None:
+    """Samples that are one of two real modes: every sample is realistic (precision 1), half the real images are
+    not covered (recall and coverage 1/2)."""
+    a, b = clusters(50, 0.0, 0), clusters(50, 50.0, 1)
+    out = fd.prdc(torch.cat([a, b]), a)
+    assert out["precision"] == 1.0 and out["recall"] == 0.5 and out["coverage"] == 0.5
+
+
+def test_prdc_needs_more_images_than_neighbours() -> None:
+    with pytest.raises(ValueError, match="k=3 needs more than 3 images per side"):
+        fd.prdc(clusters(3, 0.0, 0), clusters(10, 0.0, 1))
+
+
+def test_fidelity_reports_both_counts_and_the_bias_note() -> None:
+    ref = fd.Reference.of(gaussian(64, seed=3))
+    out = fd.fidelity(ref, gaussian(48, seed=4))
+    assert out["n"] == 48 and out["n_reference"] == 64
+    assert set(out) == {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "n", "n_reference"}
+    assert fd.with_n(41.234, 500) == "41.23 at n=500 (biased high at n < 10,000)"
+    assert fd.with_n(41.234, 10_000) == "41.23 at n=10,000"
+    table = fd.fidelity_table({"samples": out})
+    assert "| samples |" in table and "48 vs 64" in table and "n < 10,000 (here 48)" in table
+
+
+def test_a_reference_round_trips_and_a_damaged_one_is_rebuilt(tmp_path: Path, caplog) -> None:
+    ref = fd.Reference.of(gaussian(32, d=6).float())
+    path = fd.reference_file(tmp_path, "synthetic-train-abc", "train", 32, "f00")
+    assert path.name == "reference-synthetic-train-abc-train-n32-f00.npz"
+    fd.save_reference(path, ref)
+    back = fd.load_reference(path, 32)
+    assert back is not None and torch.equal(back.features, ref.features)
+    assert np.array_equal(back.mu, ref.mu) and np.array_equal(back.sigma, ref.sigma)
+    assert fd.load_reference(path, 31) is None  # another n is another reference
+    with caplog.at_level(logging.WARNING):
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+        assert fd.load_reference(path, 32) is None
+        np.savez(path, features=np.array([object()], dtype=object), mu=np.zeros(1), sigma=np.zeros((1, 1)))
+        assert fd.load_reference(path, 1) is None  # an object array is never unpickled
+        bad = ref.features.numpy().copy()
+        bad[0, 0] = np.nan
+        np.savez(path, features=bad, mu=ref.mu, sigma=ref.sigma)
+        assert fd.load_reference(path, 32) is None
+    assert caplog.text.count("rebuilding the FID reference") == 4  # with the n=31 one
+    link = tmp_path / "link.npz"
+    fd.save_reference(path, ref)
+    link.symlink_to(path)
+    assert fd.load_reference(link, 32) is None  # a planted link is not read
+
+
+def test_a_reference_is_computed_once_and_then_read(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def extractor(images: torch.Tensor) -> torch.Tensor:  # a stand-in feature map: the cache logic under test
+        calls.append(len(images))
+        return images.flatten(1).double()
+
+    images = torch.rand(16, 3, 2, 2)
+    path = tmp_path / "ref.npz"
+    first = fd.reference(images, extractor, path)  # type: ignore[arg-type]
+    second = fd.reference(images, extractor, path)  # type: ignore[arg-type]
+    assert calls == [16] and torch.equal(first.features, second.features)
+    path.write_bytes(b"not an npz")
+    fd.reference(images, extractor, path)  # type: ignore[arg-type]
+    assert calls == [16, 16]
+
+
+def test_the_tf_graph_maps_onto_torch_fidelitys_94_blocks_one_to_one() -> None:
+    names = block_names()
+    assert len(names) == N_CONV_BLOCKS == len(set(names.values()))
+    assert names["conv"] == "Conv2d_1a_3x3" and names["mixed_10.tower_2_conv"] == "Mixed_7c.branch_pool"
+    assert names["mixed_3.conv"] == "Mixed_6a.branch3x3" and names["mixed_8.tower_1.conv_3"] == "Mixed_7a.branch7x7x3_4"
+    assert names["mixed_4.tower_1.conv_4"] == "Mixed_6b.branch7x7dbl_5"
+
+
+def test_the_default_n_is_the_fields_on_a_gpu_and_smaller_on_a_cpu() -> None:
+    assert fd.default_n("cuda") == 10_000 and fd.default_n("cpu") == 1_000
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], "auto"), (["--fid-n", "64"], 64)])
+def test_fid_options_from_the_command_line(argv: list[str], expected, monkeypatch) -> None:
+    p = argparse.ArgumentParser()
+    add_fid_arguments(p)
+    monkeypatch.setenv("NAG_FID", "true")
+    opts = fid_options(p.parse_args(argv))
+    assert opts["n_samples"] == expected and opts["enabled"] is True
+    assert fid_options(p.parse_args([*argv, "--no-fid"]))["enabled"] is False
+    monkeypatch.setenv("NAG_FID", "false")
+    assert fid_options(p.parse_args(argv))["enabled"] is False
+
+
+@pytest.mark.parametrize("bad", ["7", "many", "-5"])
+def test_a_bad_fid_n_is_refused_by_name(bad: str) -> None:
+    p = argparse.ArgumentParser()
+    add_fid_arguments(p)
+    with pytest.raises(SystemExit, match=f"--fid-n {bad}: give a whole number >= 8 or auto"):
+        fid_options(p.parse_args(["--fid-n", bad]))
