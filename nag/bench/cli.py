@@ -15,7 +15,7 @@ import nag.bench
 from nag.config.console import quiet_third_party
 from nag.runs.output import write_json_atomic
 
-PARTS = ("startup", "loop", "matching", "model", "data", "fid", "evaluation", "quickstart")
+PARTS = ("startup", "loop", "matching", "model", "data", "fid", "gpu", "evaluation", "quickstart")
 
 #: The report's CelebA run: 162,770 training images, 63 epochs.
 CELEBA_TRAIN, REPORT_EPOCHS = 162_770, 63
@@ -35,6 +35,9 @@ TARGETS: dict[tuple[str, str], tuple[str, str, float | None, bool]] = {
     ("matching", "mmd_rbf"): ("mmd_rbf share of a step", "{:.2%}", 0.05, False),
     ("matching", "swd"): ("swd share of a step", "{:.2%}", 0.05, False),
     ("matching", "moments"): ("moments share of a step", "{:.2%}", 0.05, False),
+    ("matching", "cramer_wold"): ("cramer_wold share of a step (no prior draws)", "{:.2%}", 0.05, False),
+    ("matching", "sinkhorn"): ("sinkhorn share of a step", "{:.2%}", 0.05, False),
+    ("matching", "energy"): ("energy share of a step", "{:.2%}", 0.05, False),
     ("model", "gflops_per_image"): ("training GFLOPs per image, 64 px", "{:.3f}", None, True),
     ("model", "bytes_per_image"): ("input bytes per image (uint8, 64 px)", "{:,.0f}", None, True),
     ("model", "images_per_s"): ("training images/s of the default model, 64 px", "{:,.0f}", None, True),
@@ -44,6 +47,28 @@ TARGETS: dict[tuple[str, str], tuple[str, str, float | None, bool]] = {
     ("fid", "images_per_s"): ("FID Inception features, images/s (batch 64)", "{:,.1f}", None, True),
     ("fid", "cuda_images_per_s"): ("  the same on CUDA", "{:,.1f}", None, True),
     ("fid", "fid_10k_s"): ("  projected FID of 10,000 samples (s)", "{:,.0f}", None, False),
+    ("gpu", "report_ae_fp32_images_per_s"): ("GPU: report AE 64 px, fp32, images/s", "{:,.0f}", None, True),
+    ("gpu", "report_ae_bf16_images_per_s"): ("GPU: report AE, bf16 + channels-last, images/s", "{:,.0f}", None, True),
+    ("gpu", "report_ae_bf16_compiled_images_per_s"): (
+        "GPU: report AE, bf16 compiled, images/s",
+        "{:,.0f}",
+        None,
+        True,
+    ),  # fmt: skip
+    ("gpu", "report_ae_bf16_63_epochs_s"): ("GPU: 63 CelebA epochs, bf16 (s)", "{:,.0f}", 300.0, False),
+    ("gpu", "report_ae_bf16_compiled_63_epochs_s"): (
+        "GPU: 63 CelebA epochs, bf16 compiled (s)",
+        "{:,.0f}",
+        300.0,
+        False,
+    ),  # fmt: skip
+    ("gpu", "divergence_check_share"): (
+        "GPU: the divergence check's read-back, share of a step",
+        "{:.2%}",
+        0.02,
+        False,
+    ),  # fmt: skip
+    ("gpu", "wae_celeba_bf16_images_per_s"): ("GPU: WAE/RAE CelebA net, bf16, images/s", "{:,.0f}", None, True),
     ("evaluation", "evaluate_s"): ("nag.evaluate of one checkpoint (s)", "{:.1f}", None, False),
     ("evaluation", "report_s"): ("nag.report of the three runs (s)", "{:.1f}", None, False),
     ("quickstart", "seconds"): ("quickstart wall time (s)", "{:.0f}", 120.0, False),
@@ -113,6 +138,10 @@ def run(parts: list[str], quick: bool, device: torch.device, workdir: Path, data
             }
         elif part == "data":
             results[part] = data.measure(out, workers=data_workers, **s["data"])
+        elif part == "gpu":
+            from nag.bench import gpu
+
+            results[part] = gpu.measure(out)
         elif part == "fid":
             results[part] = p.fid_cost(out, s["repeats"])
         elif part == "evaluation":

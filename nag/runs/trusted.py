@@ -12,7 +12,7 @@ there) that derives from that module's allowed base class:
 module                         allowed classes
 =============================  ==========================================
 ``nag.model.priors`` (and below)     subclasses of :class:`nag.model.priors.Prior`
-``nag.model.matching`` (and below)   subclasses of :class:`nag.model.matching.PriorMatching`
+``nag.model.matching``, ``.distances`` subclasses of :class:`nag.model.matching.PriorMatching`
 ``nag.model.nets`` (and below)       ``torch.nn.Module`` subclasses defined there
 ``nag.data`` (and below)       subclasses of :class:`nag.data.datamodule.ImageDataModule`
 ``torch.optim``                subclasses of ``torch.optim.Optimizer``
@@ -46,7 +46,7 @@ CHECKPOINT_ROLES = {
     "encoder": ("nag.model.nets",),
     "decoder": ("nag.model.nets",),
     "prior": ("nag.model.priors",),
-    "matching": ("nag.model.matching",),
+    "matching": ("nag.model.matching", "nag.model.distances"),
     "optimizer": ("torch.optim",),
     "scheduler": ("torch.optim.lr_scheduler", "nag.model.schedules"),
 }
@@ -90,6 +90,7 @@ def _allowed_bases() -> dict[str, tuple[type, ...]]:
     return {
         "nag.model.priors": (Prior,),
         "nag.model.matching": (PriorMatching,),
+        "nag.model.distances": (PriorMatching,),
         "nag.model.nets": (nn.Module,),
         "nag.data": (ImageDataModule,),
         "torch.optim.lr_scheduler": schedulers,

@@ -114,3 +114,13 @@ def test_readme_figures_are_committed_small_pngs() -> None:
     assert not missing, missing
     assert all(f.suffix == ".png" and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
     assert sum(f.stat().st_size for f in files) < 400_000
+
+
+def test_the_prepared_gpu_check_asks_the_bench_for_parts_it_has() -> None:
+    """scripts/gpu_check.sh is run on a lent GPU once per session: a renamed bench part or flag must fail here."""
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
+    (line,) = [ln for ln in script.replace("\\\n", " ").splitlines() if "python3 -m nag.bench" in ln]
+    args = shlex.split(line.split("python3 -m nag.bench", 1)[1].split("2>&1")[0].replace('"$OUT', '"/tmp'))
+    parsed = build_bench_parser().parse_args(args)
+    assert parsed.device == "cuda" and {"gpu", "fid", "matching"} <= set(parsed.only)
+    assert "tests/gpu" in script and "bash scripts/gpu_check.sh" in README

