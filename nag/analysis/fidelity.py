@@ -1,6 +1,6 @@
 """FID, KID, precision/recall and density/coverage in Inception features: the field's sample metrics.
 
-- FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018, cubic polynomial kernel, 100 subsets) are
+- FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018, cubic polynomial kernel, 100 subsets of up to 1,000) are
   torch-fidelity's formulas (``fid_statistics_to_metric``, ``kid_features_to_metric``), on the 2048-d features of
   :mod:`nag.analysis.inception` — the same network and formula as published CelebA numbers.
 - Precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020), k = 3: the
@@ -60,10 +60,12 @@ def fid(a: Reference, b: Reference) -> float:
 
 
 def kid(real: Tensor, fake: Tensor, seed: int = 0, subset_size: int = 1000) -> tuple[float, float]:
-    """KID's mean and standard deviation over 100 random subsets of ``min(subset_size, n)`` per side."""
+    """KID's mean and standard deviation over 100 random subsets of ``min(subset_size, n / 2)`` images per side
+    (Bińkowski et al. use 1,000; at most half of the smaller set, so that the subsets differ and the std measures
+    something at small n)."""
     from torch_fidelity.metric_kid import kid_features_to_metric
 
-    size = min(subset_size, len(real), len(fake))
+    size = max(2, min(subset_size, len(real) // 2, len(fake) // 2))
     out = kid_features_to_metric(real.double(), fake.double(), kid_subset_size=size, rng_seed=seed, verbose=False)
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
