@@ -11,4 +11,9 @@ for pkg in hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 torc
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform any -d .whl "$pkg" || python3 -m pip download -q --no-deps -d .whl "$pkg"
 done
+# antlr4-python3-runtime comes as a source archive only: build its (pure-Python) wheel here
+for sdist in .whl/*.tar.gz; do
+  [ -e "$sdist" ] || continue
+  python3 -m pip wheel -q --no-deps -w .whl "$sdist" && rm "$sdist"
+done
 ls -la .whl

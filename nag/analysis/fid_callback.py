@@ -47,7 +47,11 @@ class TrainingFid(L.Callback):
         from nag.analysis.inception import load_features
 
         if self._setup is None and not self._unavailable:
-            dm: Any = trainer.datamodule
+            dm: Any = getattr(trainer, "datamodule", None)
+            if dm is None or not hasattr(dm, "split_cache"):
+                log.warning("callbacks.fid: no nag data module to take the real reference from; FID not logged")
+                self._unavailable = True
+                return None
             cache = Path(dm.cache_dir) / "fid"
             features = load_features({"weights_path": self.weights_path}, cache, module.device)
             if features is None:
