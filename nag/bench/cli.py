@@ -90,6 +90,7 @@ def _settings(quick: bool) -> dict[str, Any]:
             "evaluate": ["n_eval=1000", "n_samples=1000"],
             "report": ["--n-eval", "1000", "--n-samples", "1000"],
             "quickstart": [],
+            "fid_batch": 64,
         }
     tiny = ["debug=tiny", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0"]
     return {
@@ -103,6 +104,7 @@ def _settings(quick: bool) -> dict[str, Any]:
         "evaluate": ["n_eval=32", "n_samples=32", "n_fit=64", "attributes.enabled=false"],
         "report": ["--n-eval", "32", "--n-samples", "32"],
         "quickstart": [*tiny, "data.n_train=128", "trainer.max_epochs=1"],
+        "fid_batch": 4,
     }
 
 
@@ -143,7 +145,7 @@ def run(parts: list[str], quick: bool, device: torch.device, workdir: Path, data
 
             results[part] = gpu.measure(out)
         elif part == "fid":
-            results[part] = p.fid_cost(out, s["repeats"])
+            results[part] = p.fid_cost(out, s["repeats"], batch=s["fid_batch"])
         elif part == "evaluation":
             results[part] = p.evaluation_and_report(out, s["train"], s["evaluate"], s["report"])
         elif part == "quickstart":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import zipfile
@@ -61,13 +62,16 @@ def test_compare_evaluates_best_checkpoints_against_one_baseline(mean_sweep: Pat
                                                                  cache_dir: Path) -> None:  # fmt: skip
     out = tmp_path / "cmp"
     args = [str(mean_sweep), "--evaluate", "--n-eval", "32", "--n-samples", "32", "--metric", "diversity",
-            "--out", str(out)]  # fmt: skip
-    r = run_module("nag.compare", args, tmp_path, cache_dir)
+            "--fid-n", "8", "--out", str(out)]  # fmt: skip
+    r = run_module("nag.compare", args, tmp_path, cache_dir, fid=True)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = _csv(out / "summary.csv")
     for row in rows:
         assert float(row["sample_swd"]) > 0 and float(row["diversity"]) >= 0 and float(row["psnr"]) > 5
+        assert float(row["fid"]) > 0 and 0 <= float(row["recall"]) <= 1 and row["kid"] and row["precision"]
     assert "real vs real: sample_swd" in r.stdout and (out / "diversity_vs_prior.mean.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["baseline"]["fid_n"] == 8 and summary["baseline"]["fid"] > 0  # the floor, at the jobs' n
 
 
 @pytest.mark.slow

