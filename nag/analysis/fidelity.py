@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,14 @@ def load_reference(path: Path, n: int) -> Reference | None:
     if not path.is_file() or path.is_symlink():
         return None
     try:
+        # what nag wrote: three arrays, no more bytes than n features and a 2048-d covariance need (no zip bomb)
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            limit = 8 * (n * 4096 + 2048 * 2049) + (1 << 20)
+            if {i.filename for i in infos} != {"features.npy", "mu.npy", "sigma.npy"}:
+                raise ValueError(f"it holds {sorted(i.filename for i in infos)[:5]}, not a reference")
+            if sum(i.file_size for i in infos) > limit:
+                raise ValueError("its arrays would unpack past the size of a reference")
         with np.load(path, allow_pickle=False) as z:
             features, mu, sigma = z["features"], z["mu"], z["sigma"]
         d = features.shape[1] if features.ndim == 2 else -1

@@ -93,7 +93,13 @@ def test_a_reference_round_trips_and_a_damaged_one_is_rebuilt(tmp_path: Path, ca
         bad[0, 0] = np.nan
         np.savez(path, features=bad, mu=ref.mu, sigma=ref.sigma)
         assert fd.load_reference(path, 32) is None
-    assert caplog.text.count("rebuilding the FID reference") == 4  # with the n=31 one
+        np.savez(path, features=ref.features.numpy(), mu=ref.mu, sigma=ref.sigma, extra=np.zeros(1))
+        assert fd.load_reference(path, 32) is None  # not what nag writes
+        np.savez_compressed(path, features=np.zeros((32, 6), np.float32), mu=np.zeros(6),
+                            sigma=np.zeros((6000, 1000)))  # fmt: skip
+        assert fd.load_reference(path, 32) is None  # 48 MB (past n=32's 35 MB) from a 50 KB file: refused
+    assert caplog.text.count("rebuilding the FID reference") == 6  # with the n=31 one
+    assert "would unpack past the size of a reference" in caplog.text
     link = tmp_path / "link.npz"
     fd.save_reference(path, ref)
     link.symlink_to(path)
