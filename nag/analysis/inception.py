@@ -23,6 +23,7 @@ import hashlib
 import logging
 import socket
 import warnings
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,10 @@ def convert_fid_helper(scripted: Path) -> dict[str, Tensor]:
 def _checked_state(path: Path, key: str) -> None:
     """A weights file from elsewhere: plain tensors only (weights_only), finite, with the names and shapes of the
     FID network (checked when torch-fidelity loads it strictly); refused with its config key otherwise."""
+    if zipfile.is_zipfile(path):  # torch.save's format (older files are plain pickles, read as safely below)
+        from nag.runs.checkpoint_file import check_archive
+
+        check_archive(path, key, path)  # no entry inflating past the file's size
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — any failure to read it is the same refusal

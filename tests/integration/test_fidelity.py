@@ -4,10 +4,12 @@ cached, and ``nag.sample`` writes the evaluation's samples."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +105,15 @@ def test_weights_are_found_in_the_documented_order(weights: Path, tmp_path: Path
     with pytest.raises(UserInputError, match="metrics.fid.weights_path=.*evil.pth is not a weights file torch"):
         resolve_weights(str(evil), None, download=False)
     assert not (tmp_path / "ran").exists()
+    # a deflated archive that would inflate past its size plus the slack checkpoints get (64 MB) is not read
+    raw = io.BytesIO()
+    torch.save({"Mixed_7c.branch_pool.conv.weight": torch.zeros(20_000_000)}, raw)  # 80 MB of zeros
+    with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src, \
+            zipfile.ZipFile(tmp_path / "bomb.pth", "w", compression=zipfile.ZIP_DEFLATED) as bomb:  # fmt: skip
+        for info in src.infolist():
+            bomb.writestr(info.filename, src.read(info.filename))
+    with pytest.raises(UserInputError, match="would inflate from"):
+        resolve_weights(str(tmp_path / "bomb.pth"), None, download=False)
     not_inception = tmp_path / "other.pth"
     torch.save({"w": torch.zeros(2)}, not_inception)
     with pytest.raises(UserInputError, match="lacks the FID Inception's layers"):
