@@ -82,9 +82,13 @@ class RealImages:
         train, train_attrs = first("train", n_fit) if n_fit > 0 else (x.new_zeros(0, *x.shape[1:]), None)
         return cls(x, attrs, tuple(dm.attribute_names), first("val", len(x))[0], train, train_attrs)
 
-    def baseline(self, seed: int = 0) -> dict[str, float]:
-        """Real vs real: the floor of the sample-quality SWD and the real diversity."""
-        return {**multiscale_swd(self.val, self.test, seed=seed), "diversity": diversity(self.test)}
+    def baseline(self, seed: int = 0, fid: FidSetup | None = None) -> dict[str, Any]:
+        """Real vs real: the floor of the sample-quality SWD and the real diversity (and, with ``fid``, of FID etc.:
+        ``fidelity``)."""
+        out: dict[str, Any] = {**multiscale_swd(self.val, self.test, seed=seed), "diversity": diversity(self.test)}
+        if fid is not None:
+            out["fidelity"] = fid.floor
+        return out
 
 
 def load_model(ckpt_path: str | Path, device: str = "auto") -> NAGModule:
@@ -196,7 +200,7 @@ def evaluate_model(
         "setup": {"prior": describe(prior), "sampler": name, "n_test": len(real.test), "n_samples": n_samples},
         **rec.metrics,
         **gen.metrics,
-        "real_baseline": {**real.baseline(seed), **({"fidelity": fid.floor} if fid is not None else {})},
+        "real_baseline": real.baseline(seed, fid),
     }
     return Evaluation(metrics, {**rec.figures, **gen.figures}, gen.samples)
 

@@ -198,7 +198,7 @@ class FidSetup:
         ``cache_dir``, default ``<data cache>/fid``); None (one notice) when disabled or without weights."""
         from nag.analysis.inception import load_features
 
-        if str(opts.get("enabled", True)).lower() in ("0", "false", "no", "off"):
+        if not opts.get("enabled", True):  # a bool: FidKeys checks metrics.fid.enabled, fid_options builds it
             return None
         cache_dir = Path(str(opts.get("cache_dir") or Path(dm.cache_dir) / "fid")).expanduser()
         extractor = load_features(opts, cache_dir, device)

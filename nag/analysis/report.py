@@ -158,7 +158,7 @@ def evaluate_runs(
     }
     metrics: dict[str, Any] = {
         "n_test": len(real.test),
-        "real_baseline": {**real.baseline(seed), **({"fidelity": fid.floor} if fid is not None else {})},
+        "real_baseline": real.baseline(seed, fid),
         "matched0_reconstruction": recon_m0.metrics,
         "plain_reconstruction": evaluate_reconstruction(models["plain"], real, n0, seed).metrics,
         "plain_latent_vs_N-3": latent_fit(encode_test_split(models["plain"], real), n3, seed),

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 #: The repository (README, conf/, notebooks/).
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -33,3 +34,13 @@ def run_module(
         env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)  # fmt: skip
+
+
+def faces(n: int, seed: int = 0, size: int = 32) -> Any:
+    """``n`` embedded synthetic faces ``(n, 3, size, size)`` in [0, 1] (a float tensor)."""
+    import torch
+
+    from nag.data.faces import render, sample_params
+
+    imgs = render([sample_params(seed, 0, i) for i in range(n)], size)
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255

@@ -29,16 +29,9 @@ from nag.analysis.inception import (
     to_uint8,
 )
 from nag.config.errors import MissingFileError, UserInputError
-from tests.helpers import run_module
+from tests.helpers import faces, run_module
 
 pytestmark = pytest.mark.slow
-
-
-def faces(n: int, seed: int = 0, size: int = 32) -> torch.Tensor:
-    from nag.data.faces import render, sample_params
-
-    imgs = render([sample_params(seed, 0, i) for i in range(n)], size)
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
 
 
 @pytest.fixture(scope="module")

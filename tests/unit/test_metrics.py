@@ -19,13 +19,7 @@ from nag.analysis.metrics import (
 )
 from nag.analysis.samplers import GaussianMixtureSampler, PriorSampler
 from nag.model.priors import NormalPrior
-
-
-def faces(n: int, seed: int = 0, size: int = 32) -> torch.Tensor:
-    from nag.data.faces import render, sample_params
-
-    imgs = render([sample_params(seed, 0, i) for i in range(n)], size)
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+from tests.helpers import faces
 
 
 def test_reconstruction_metrics_known_answers() -> None:
