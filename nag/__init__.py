@@ -55,6 +55,16 @@ def fresh_dir(path: str) -> str:
     raise RuntimeError(f"no free run directory next to {path}")
 
 
+def sweep_subdir(num: int | str, first: int | str, retried: str) -> str:
+    """``hydra.sweep.subdir`` of a continued Optuna search (:func:`nag.runs.continuation.continue_study`), whose
+    sweeper numbers its jobs from 0 again: its first jobs are the interrupted trials asked again and go back to
+    their own dirs (``retried``: their dirs, each after a ``d``: ``d1d4``); every other job gets its trial's
+    number, ``first + num`` (``first``: the trials so far), as in a search that was never stopped."""
+    num, first = int(num), int(first)
+    old = [s for s in str(retried).split("d") if s]
+    return old[num] if num < len(old) else str(first + num)
+
+
 def gpu_precision() -> str:
     """``bf16-mixed`` where the GPU computes in bfloat16 (Ampere and newer), else ``16-mixed`` (trainer=gpu).
 
@@ -67,3 +77,4 @@ def gpu_precision() -> str:
 OmegaConf.register_new_resolver("nag.run_name", run_name, replace=True)
 OmegaConf.register_new_resolver("nag.gpu_precision", gpu_precision, replace=True)
 OmegaConf.register_new_resolver("nag.fresh_dir", fresh_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("nag.sweep_subdir", sweep_subdir, replace=True)

@@ -21,12 +21,12 @@ from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.config.console import print_help_and_exit, quiet_third_party, single_lightning_log
-from nag.config.errors import ConfigError, DivergenceError, UserInputError, instantiate, reported_as_exit
+from nag.config.errors import ConfigError, DivergenceError, instantiate, reported_as_exit
 from nag.config.params import Count, Excludes
 from nag.config.schema import validate
 from nag.runs.resume import checkpoint_to_continue, expand_resume
 from nag.runs.run_dir import RunDir
-from nag.runs.sweep import in_multirun, run_job
+from nag.runs.sweep import in_multirun, optimized, run_job
 
 log = logging.getLogger(__name__)
 
@@ -183,20 +183,6 @@ def main() -> None:
     with reported_as_exit():
         sys.argv[1:] = expand_resume(sys.argv[1:])
     _main()
-
-
-def optimized(metrics: dict[str, float], keys: str | list[str] | None) -> float | tuple[float, ...] | None:
-    """What a hyper-parameter sweeper (Optuna) optimises: one metric, or a tuple for a multi-objective search."""
-    if keys is None:
-        return None
-    names = [keys] if isinstance(keys, str) else list(keys)
-    missing = [k for k in names if k not in metrics]
-    if missing:
-        raise UserInputError(
-            f"optimized_metric names {missing}, which the run did not log; it logged {sorted(metrics)}."
-        )
-    values = tuple(metrics[k] for k in names)
-    return values[0] if isinstance(keys, str) else values
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
     metrics.json             final metrics of a finished run
     failure.json             why a failed run failed
     train.log                the log
+    job.json                 a sweep job's overrides and first .hydra files (continuing a killed sweep)
     tensorboard/             the TensorBoard events
 
 Everything in it is read as untrusted input (:mod:`nag.runs.files`, :mod:`nag.runs.stored_config`; the
@@ -42,6 +43,7 @@ BEST_PATTERN = "best-*.ckpt"
 METRICS = Path("metrics.json")
 FAILURE = Path("failure.json")
 LOG = Path("train.log")
+JOB = Path("job.json")
 
 #: A failure reason or problem as shown in tables and summaries.
 REASON_LIMIT = 300

@@ -18,9 +18,10 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from nag.config.errors import UserInputError
+from nag.runs.continuation import CONTINUE, FINISHED, START, JobPlan, SweepChangedError, check_sweep_dir, plan_job
 from nag.runs.discovery import discover
 from nag.runs.run_dir import RunDir
 
@@ -53,10 +54,51 @@ def _failed_value(cfg: DictConfig) -> float | tuple[float, ...] | None:
     return math.nan if isinstance(keys, str) else tuple(math.nan for _ in keys)
 
 
+def _continued(cfg: DictConfig, out: Path) -> JobPlan | None:
+    """In a sweep: what this job does, given what its dir holds from an earlier run of the same sweep
+    (:mod:`nag.runs.continuation`); a job that continues gets ``resume=<its dir>``."""
+    if not in_multirun():
+        return None
+    overrides = [str(o) for o in HydraConfig.get().overrides.task]
+    plan = plan_job(out, overrides, write=global_rank() == 0)
+    if plan.action != START or plan.why != "a new job":
+        log.info("job %s: %s", out.name, plan.why)
+    if plan.action == CONTINUE:
+        with open_dict(cfg):
+            cfg.resume = str(out)
+    return plan
+
+
+def optimized(metrics: dict[str, float], keys: str | list[str] | None) -> float | tuple[float, ...] | None:
+    """What a hyper-parameter sweeper (Optuna) optimises: one metric, or a tuple for a multi-objective search."""
+    if keys is None:
+        return None
+    names = [keys] if isinstance(keys, str) else list(keys)
+    missing = [k for k in names if k not in metrics]
+    if missing:
+        raise UserInputError(
+            f"optimized_metric names {missing}, which the run did not log; it logged {sorted(metrics)}."
+        )
+    values = tuple(metrics[k] for k in names)
+    return values[0] if isinstance(keys, str) else values
+
+
+def _stored_result(cfg: DictConfig, out: Path) -> Any:
+    """What a job finished earlier returns to the sweeper: its optimised metric(s) from its ``metrics.json``."""
+    return optimized(RunDir(out).metrics or {}, cfg.get("optimized_metric"))
+
+
 def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
-    """Run one Hydra job's work with the failure policy above."""
+    """Run one Hydra job's work with the failure policy above; in a sweep dir that is continued, a finished job
+    is skipped and an interrupted one continues from its checkpoint."""
     out = Path(cfg.paths.output_dir)
     try:
+        plan = _continued(cfg, out)
+    except SweepChangedError as e:
+        raise SystemExit(f"error: {e}") from None  # the sweep stops: nothing in that dir is this job's to record
+    try:
+        if plan is not None and plan.action == FINISHED:
+            return _stored_result(cfg, out)
         result = job()
     except UserInputError as e:
         write_failure(out, e)
@@ -76,7 +118,22 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, one line per job (ok / failed and why); exit status 1 if any failed."""
+    """Hydra callback: before a multirun, the checks of a sweep dir that is continued (and the Optuna study's
+    continuation); after it, one line per job (ok / failed and why) and exit status 1 if any failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from nag.runs.continuation import continue_study
+
+        sweep = Path(config.hydra.sweep.dir)
+        if not os.path.lexists(sweep):
+            sweep.mkdir(parents=True)  # given on the command line: the study file is made before any job dir
+        if sweep.is_dir() and any(sweep.iterdir()):
+            try:
+                check_sweep_dir(sweep)
+                continue_study(config)
+            except UserInputError as e:
+                raise SystemExit(f"error: {e}") from None
+            log.info("continuing the sweep in %s: finished jobs are kept, interrupted ones continue", sweep)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)

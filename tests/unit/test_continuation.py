@@ -1,0 +1,126 @@
+"""What a job of a continued sweep does with what its dir holds (``nag.runs.continuation``), on crafted job dirs;
+the killed sweeps themselves are in ``tests/e2e/test_sweep_continues.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from nag import sweep_subdir
+from nag.runs.continuation import CONTINUE, FINISHED, START, SweepChangedError, check_sweep_dir, plan_job
+from nag.runs.files import UnsafeFileError
+
+OVERRIDES = ["prior.mean=1", "trainer.max_epochs=2"]
+
+
+def _job(tmp_path: Path, config: str = "prior:\n  mean: 1\n") -> Path:
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(config)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in OVERRIDES))
+    return job
+
+
+def test_a_new_job_writes_its_record_and_then_is_known_by_it(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    assert plan_job(job, OVERRIDES).action == START
+    record = json.loads((job / "job.json").read_text())
+    assert record["overrides"] == OVERRIDES and record["config"] == "prior:\n  mean: 1\n"
+    # Killed before its first checkpoint: started again.
+    plan = plan_job(job, OVERRIDES)
+    assert plan.action == START and "before its first checkpoint" in plan.why
+    # With a checkpoint: continued from it; failed runs too.
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    plan = plan_job(job, OVERRIDES)
+    assert plan.action == CONTINUE and plan.last_ckpt == job / "checkpoints" / "last.ckpt"
+    (job / "failure.json").write_text(json.dumps({"status": "failed", "error": "node rebooted"}))
+    assert plan_job(job, OVERRIDES).why.startswith("it failed; continuing")
+    # Finished (metrics, no failure record): skipped, results kept.
+    (job / "failure.json").unlink()
+    (job / "metrics.json").write_text(json.dumps({"val/loss": 1.0}))
+    assert plan_job(job, OVERRIDES).action == FINISHED
+
+
+def test_another_job_in_the_dir_is_refused_and_its_hydra_files_are_put_back(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    plan_job(job, OVERRIDES)
+    # Hydra has just written the new job's files over the old ones:
+    (job / ".hydra" / "config.yaml").write_text("prior:\n  mean: 5\n")
+    (job / ".hydra" / "overrides.yaml").write_text("- prior.mean=5\n- trainer.max_epochs=2\n")
+    with pytest.raises(SweepChangedError, match="holds the job with prior.mean=1, but this command's job 0 has "
+                                                "prior.mean=5"):  # fmt: skip
+        plan_job(job, ["prior.mean=5", "trainer.max_epochs=2"])
+    assert (job / ".hydra" / "config.yaml").read_text() == "prior:\n  mean: 1\n"
+    assert (job / ".hydra" / "overrides.yaml").read_text() == "- prior.mean=1\n- trainer.max_epochs=2\n"
+
+
+def test_checkpoints_without_a_record_are_not_taken_for_this_job(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    (job / "checkpoints").mkdir()
+    with pytest.raises(SweepChangedError, match="holds checkpoints but no job.json"):
+        plan_job(job, OVERRIDES)
+    assert not (job / "job.json").exists()
+
+
+@pytest.mark.parametrize("record", ['{"overrides": "prior.mean=1"}', "[1, 2]", '{"overrides": [1]}', "{"])
+def test_a_damaged_record_is_named(tmp_path: Path, record: str) -> None:
+    job = _job(tmp_path)
+    (job / "job.json").write_text(record)
+    with pytest.raises(UnsafeFileError, match="job.json"):
+        plan_job(job, OVERRIDES)
+
+
+def test_a_sweep_dir_with_a_link_below_it_is_refused(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    check_sweep_dir(job.parent)
+    os.symlink(tmp_path / "elsewhere", job / "train.log")
+    with pytest.raises(UnsafeFileError, match=r"holds symbolic links \(0/train.log ->"):
+        check_sweep_dir(job.parent)
+    os.symlink(job.parent, tmp_path / "link")
+    with pytest.raises(UnsafeFileError, match="is a symbolic link"):
+        check_sweep_dir(tmp_path / "link")
+
+
+def test_sweep_subdir_sends_retried_trials_home_and_numbers_new_ones_as_their_trials() -> None:
+    # Trials 0..4 so far; trials 1 and 3 were interrupted: asked again first, as jobs 0 and 1.
+    assert [sweep_subdir(n, 5, "d1d3") for n in range(4)] == ["1", "3", "7", "8"]
+    assert [sweep_subdir(n, 5, "d") for n in range(2)] == ["5", "6"]
+
+
+def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> None:
+    """The study file of a killed search is untrusted: an interrupted trial is asked again only with keys the
+    command searches, inside their ranges."""
+    optuna = pytest.importorskip("optuna")
+    from omegaconf import OmegaConf
+
+    from nag.config.errors import UserInputError
+    from nag.runs.continuation import continue_study
+
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    storage = f"sqlite:///{sweep}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.ask({"matching.weight": optuna.distributions.LogUniformDistribution(0.01, 100.0)})  # RUNNING
+    planted = study.ask({"trainer.max_epochs": optuna.distributions.IntUniformDistribution(1, 10_000)})
+    assert planted.number == 1
+
+    def cfg() -> object:
+        return OmegaConf.create({"hydra": {
+            "sweeper": {"storage": storage, "study_name": "s", "n_trials": 5,
+                        "params": {"matching.weight": "tag(log, interval(0.01, 100))"}},
+            "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"}, "overrides": {"hydra": []}}})  # fmt: skip
+
+    with pytest.raises(UserInputError, match=r"trial 1 has trainer.max_epochs=\d+, which this search does not"):
+        continue_study(cfg())
+    # Without the planted trial: the interrupted one is asked again first, in its own dir, and 5 trials to go.
+    study.tell(1, state=optuna.trial.TrialState.COMPLETE, values=[0.0])  # finished: not asked again
+    c = cfg()
+    continue_study(c)
+    assert c.hydra.sweeper.n_trials == 4
+    assert c.hydra.overrides.hydra == ["hydra.sweep.subdir='${nag.sweep_subdir:${hydra.job.num},2,d0}'"]
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials]
+    assert states == ["FAIL", "COMPLETE", "WAITING"]
