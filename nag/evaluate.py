@@ -1,4 +1,4 @@
-"""``python -m nag.evaluate ckpt_path=<ckpt> [prior=...] [sampler=prior|gmm|gaussian]``: evaluate one checkpoint.
+"""``python -m nag.evaluate ckpt_path=<ckpt> [prior=...] [sampler=prior|gmm|gaussian|flow]``: evaluate one checkpoint.
 
 Samples any checkpoint from any prior (``prior=normal_mean-3``, ``prior=normal_mean0 prior.mean=100``) or from
 an ex-post density fitted to its training codes (``sampler=gmm``), and writes ``metrics.json``, PNG figures and
@@ -116,6 +116,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
     from nag.analysis.evaluation import RealImages, evaluate_attributes, evaluate_model
     from nag.analysis.fidelity import FidSetup, with_n
+    from nag.analysis.flow import store_beside
     from nag.config.errors import instantiate
     from nag.config.schema import validate
     from nag.runs.trusted import build_stored
@@ -130,7 +131,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         model,
         real,
         prior=prior,
-        sampler=instantiate(cfg.sampler),
+        sampler=store_beside(instantiate(cfg.sampler), cfg.ckpt_path),
         n_samples=cfg.n_samples,
         probes=tuple(cfg.probes),
         fid=fid,
@@ -159,7 +160,7 @@ def _main(cfg: DictConfig) -> None:
         evaluate(cfg)
 
 
-ABOUT = """python -m nag.evaluate ckpt_path=<checkpoint> [prior=...] [sampler=prior|gmm|gaussian] [key=value ...]
+ABOUT = """python -m nag.evaluate ckpt_path=<checkpoint> [prior=...] [sampler=prior|gmm|gaussian|flow] [key=value ...]
 
 Evaluates one checkpoint: reconstructions (PSNR, SSIM), how well its codes fit the prior, samples of any prior or
 of a density fitted to its codes after training (sample SWD, diversity, FID, KID,
@@ -170,7 +171,8 @@ outputs/evaluate/<date>/<time>.
 Common commands:
   python -m nag.evaluate ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt
   python -m nag.evaluate ckpt_path=<ckpt> prior=normal_mean0 prior.mean=100   # decode a far-away prior
-  python -m nag.evaluate ckpt_path=<ckpt> sampler=gmm                          # ex-post GMM on its codes"""
+  python -m nag.evaluate ckpt_path=<ckpt> sampler=gmm                          # ex-post GMM on its codes
+  python -m nag.evaluate ckpt_path=<ckpt> sampler=flow                         # ex-post normalising flow"""
 
 
 def main() -> None:

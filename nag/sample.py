@@ -74,6 +74,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     import torch
 
     from nag.analysis.evaluation import encode_images
+    from nag.analysis.flow import store_beside
     from nag.config.errors import UserInputError, instantiate
     from nag.config.schema import validate
     from nag.evaluate import _plain, load_checkpoint_and_data
@@ -85,7 +86,7 @@ def sample(cfg: DictConfig) -> list[Path]:
         raise UserInputError(f"out={out_path} is not empty: give an empty folder, or overwrite=true to write into it.")
     if out_path.exists() and not out_path.is_dir():
         raise UserInputError(f"out={out_path} is a file, not a folder.")
-    sampler = instantiate(cfg.sampler)
+    sampler = store_beside(instantiate(cfg.sampler), cfg.get("ckpt_path"))
     model, where = load_checkpoint_and_data(cfg, "sample", need_data=sampler.needs_codes)
     validate(cfg, {"": SampleKeys})
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else model.prior
@@ -106,7 +107,7 @@ def _main(cfg: DictConfig) -> None:
         sample(cfg)
 
 
-ABOUT = """python -m nag.sample ckpt_path=<checkpoint> n=10000 out=<dir> [sampler=prior|gmm|gaussian] [prior=...]
+ABOUT = """python -m nag.sample ckpt_path=<checkpoint> n=10000 out=<dir> [sampler=prior|gmm|gaussian|flow] [prior=...]
 
 Writes n decoded samples as numbered PNGs (format=png) or one samples.npz (format=npz, images (n, H, W, 3) uint8)
 for any other FID tool; the same draws as nag.evaluate's for the same seed. A non-empty out is refused unless

@@ -99,6 +99,28 @@ def test_evaluate_any_model_from_any_prior_and_ex_post(report_sweep: Path, compo
     assert gmm["samples"]["diversity"] > 0 and gmm["samples"] != far["samples"]
 
 
+def test_evaluate_with_a_flow_stores_it_beside_the_run_and_reuses_it(report_sweep: Path, tmp_path: Path,
+                                                                    cache_dir) -> None:  # fmt: skip
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dirs(report_sweep)["mean0"], run)
+    args = [f"ckpt_path={run}/checkpoints/last.ckpt", *SMALL, "sampler=flow", "sampler.max_epochs=15",
+            "attributes.enabled=false"]  # fmt: skip
+    first = run_module("nag.evaluate", [*args, f"hydra.run.dir={tmp_path}/e1"], tmp_path, cache_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (stored,) = (run / "samplers").glob("flow-*.pt")
+    assert "flow stored in" in first.stdout + first.stderr
+    m1 = json.loads((tmp_path / "e1" / "metrics.json").read_text())
+    assert m1["setup"]["sampler"] == "flow_maf" and m1["samples"]["diversity"] > 0
+    again = run_module("nag.evaluate", [*args, f"hydra.run.dir={tmp_path}/e2"], tmp_path, cache_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    shown = again.stdout + again.stderr
+    assert f"flow reused from {stored}" in shown and "flow (maf) fitted on" not in shown
+    m2 = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    assert m2["samples"] == m1["samples"], "the same flow, the same samples"
+
+
 def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path, cache_dir) -> None:
     r = run_module("nag.evaluate", [f"ckpt_path={tmp_path}/none.ckpt"], tmp_path, cache_dir)
     assert r.returncode == 1 and "Traceback" not in r.stderr
