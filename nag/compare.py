@@ -11,6 +11,7 @@ Examples:
   python -m nag.train -m experiment=quickstart prior.mean=-3,0,3 matching=none,mmd_imq trainer.max_epochs=1
   python -m nag.compare multirun/2026-11-28/10-00-00
   python -m nag.compare multirun/2026-11-28/10-00-00 --evaluate --metric diversity
+  python -m nag.compare multirun/2026-11-28/10-00-00 --samplers prior,gmm,flow   # the benchmark table
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-eval", type=int, default=500, help="real test images of the shared baseline (--evaluate)")
     p.add_argument("--n-samples", type=int, default=500, help="generated images per job (--evaluate)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--pick-lambda", action="store_true", help="from a λ search (experiment=benchmark_lambda): "
+                   "each distance's benchmark λ, into compare/lambda.md")  # fmt: skip
+    p.add_argument("--samplers", help="score each job with each of these samplers, e.g. prior,gmm,flow (implies "
+                   "--evaluate): compare/samplers.md, samplers.csv, attribute_gaps.csv")  # fmt: skip
     add_fid_arguments(p)
     return p
 
@@ -68,6 +73,25 @@ def spreadsheet_safe(cell: str) -> str:
         return "'" + cell
 
 
+def _csv(cols: list[str], rows: list[list[Any]]) -> str:
+    from nag.analysis.compare import _fmt
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(cols)
+    writer.writerows([spreadsheet_safe(_fmt(v)) for v in row] for row in rows)
+    return buffer.getvalue()
+
+
+def write_samplers(table: Any, out: Any) -> list[Path]:
+    """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, attribute_gaps.csv."""
+    from nag.analysis import benchmark
+
+    return [out.write_text("samplers.md", benchmark.markdown(table)),
+            out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
+            out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table)))]  # fmt: skip
+
+
 def write(result: Any, out: Any) -> None:
     """The comparison as files in ``out`` (an :class:`~nag.runs.output.OutputDir`): summary.csv (cells escaped),
     summary.md, summary.json, samples.png and ``<metric>_vs_<key>.png``, each written atomically."""
@@ -93,6 +117,8 @@ def write(result: Any, out: Any) -> None:
         files.append(out.write_bytes(f"{safe_name(f'{metric}_vs_{key}')}.png", png))
     else:
         log.info("no numeric swept key: no %s plot", metric)
+    if result.samplers is not None:
+        files += write_samplers(result.samplers, out)
     result.files += files
 
 
@@ -106,10 +132,21 @@ def main(argv: list[str] | None = None) -> None:
 
         # The output folder first: one that is a link is refused before any work.
         out = OutputDir(args.out, "--out") if args.out else OutputDir(args.root / "compare", "the compare folder")
+        from nag.analysis.benchmark import markdown, parse_samplers
+
+        samplers = parse_samplers(args.samplers) if args.samplers else None
         result = compare(args.root, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device,
-                         fid=fid_options(args))  # fmt: skip
+                         fid=fid_options(args), samplers=samplers)  # fmt: skip
         write(result, out)
         print(table(result))
+        if result.samplers is not None:
+            print(markdown(result.samplers))
+        if args.pick_lambda:
+            from nag.analysis.benchmark import pick_lambdas, picks_markdown
+
+            text = picks_markdown(pick_lambdas(result.rows))
+            result.files.append(out.write_text("lambda.md", text))
+            print(text)
         print("written: " + ", ".join(str(f) for f in result.files))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, trainer = build_data_and_trainer(cfg, model)
 
     log.info("prior: %s | matching: %s", model.prior, model.matching)
+    started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except DivergenceError as e:
@@ -114,6 +116,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         e.global_step = trainer.global_step  # type: ignore[attr-defined]
         raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # Wall time of this command's fit (a continued run: since it was continued), for the benchmark's table.
+    metrics["time/train_seconds"] = time.perf_counter() - started
 
     if cfg.get("test") and not trainer.fast_dev_run:
         best = next((c.best_model_path for c in trainer.callbacks if isinstance(c, ModelCheckpoint)

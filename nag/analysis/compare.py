@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nag.analysis.benchmark import SamplerTable, load_attributes, score_samplers
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
 from nag.analysis.fidelity import FidSetup
 from nag.analysis.runs import data_config, load_data, load_model
@@ -62,6 +63,7 @@ class Comparison:
     grids: list[Tensor | None] = field(default_factory=list)  # one sample grid (3, H, W) per job, or None
     metric: str = "latent_mmd"  # the column plotted against the numeric swept key
     files: list[Path] = field(default_factory=list)  # what the entry point wrote
+    samplers: SamplerTable | None = None  # with samplers: one row per job and sampler (nag.analysis.benchmark)
 
     @property
     def columns(self) -> list[str]:
@@ -77,8 +79,11 @@ def compare(
     device: str = "auto",
     seed: int = 0,
     fid: dict[str, Any] | None = None,
+    samplers: list[str] | None = None,
 ) -> Comparison:
-    """Compare every run under ``root`` (nothing is written: ``nag/compare.py`` writes the result)."""
+    """Compare every run under ``root`` (nothing is written: ``nag/compare.py`` writes the result); with
+    ``samplers`` (implies ``evaluate``) also the benchmark table, each job scored with each sampler."""
+    evaluate = evaluate or bool(samplers)
     runs = discover(root)
     if not runs:
         raise UserInputError(
@@ -96,8 +101,9 @@ def compare(
     grids: list[Tensor | None] = [None] * len(runs)
     metric_columns = list(TRAINING_COLUMNS)
     baseline: dict[str, float] = {}
+    table = SamplerTable([], keys) if samplers else None
     if evaluate:
-        baseline = _evaluate(runs, rows, grids, n_eval, n_samples, device, seed, fid or {})
+        baseline = _evaluate(runs, rows, grids, n_eval, n_samples, device, seed, fid or {}, samplers or [], table)
         metric_columns += list(EVALUATION_COLUMNS)
         if "fid" in baseline:
             metric_columns += list(FIDELITY_COLUMNS)
@@ -109,7 +115,7 @@ def compare(
                     with torch.no_grad():
                         z = fixed_draw(model.prior, N_GRID, seed).to(model.device)
                         grids[i] = image_grid(model.decode(z).float().cpu(), nrow=4)
-    return Comparison(rows, keys, metric_columns, baseline, grids, metric)
+    return Comparison(rows, keys, metric_columns, baseline, grids, metric, samplers=table)
 
 
 def _load(run: RunDir, row: dict[str, Any], device: str) -> Any:
@@ -144,10 +150,10 @@ def _row(run: RunDir, root: Path, keys: list[str]) -> dict[str, Any]:
 
 def _evaluate(
     runs: list[RunDir], rows: list[dict[str, Any]], grids: list[Tensor | None], n_eval: int, n_samples: int,
-    device: str, seed: int, fid_options: dict[str, Any],
+    device: str, seed: int, fid_options: dict[str, Any], samplers: list[str], table: SamplerTable | None,
 ) -> dict[str, float]:  # fmt: skip
     """Evaluate each finished job's best checkpoint against one shared real baseline (and, with Inception
-    weights, the training split's FID reference)."""
+    weights, the training split's FID reference); with ``samplers``, score each into ``table``."""
     done = [i for i, run in enumerate(runs) if rows[i]["status"] == "ok" and run.best_ckpt is not None]
     if not done:
         raise UserInputError("--evaluate: no job finished with a checkpoint to evaluate.")
@@ -164,9 +170,11 @@ def _evaluate(
             "compare them without --evaluate, or one data setting at a time."
         )
     dm = load_data(runs[first])
-    real = RealImages.load(dm, n_eval=n_eval, n_fit=0)
+    ex_post = any(s != "prior" for s in samplers)  # the training codes an ex-post sampler fits (as nag.evaluate)
+    real = RealImages.load(dm, n_eval=n_eval, n_fit=5000 if ex_post else 0)
     baseline = real.baseline(seed)
     fid = FidSetup.load(dm, real, fid_options, device, seed)
+    attrs = load_attributes(dm, real, device) if table is not None else None
     for i in done:
         model = _load(runs[i], rows[i], device)
         if model is None:
@@ -179,10 +187,16 @@ def _evaluate(
         if fid is not None:
             rows[i].update({c: float(metrics["samples"]["fidelity"][k]) for c, k in FIDELITY_COLUMNS.items()})
         grids[i] = image_grid(gen.samples[:N_GRID], nrow=4) if gen.samples is not None else None
+        if table is not None:
+            table.rows += score_samplers(model, runs[i], rows[i], table.keys, real, samplers, n_samples, seed, fid,
+                                         attrs, rows[i]["psnr"], prior_gen=gen)  # fmt: skip
         log.info("evaluated %s", runs[i].path)
     floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
     if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images
         floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)
+    if table is not None:
+        table.floor = dict(floor)
+        table.real_frequency = dict(zip(attrs.names, map(float, attrs.real_freq), strict=True)) if attrs else {}
     return floor
 
 

@@ -1,0 +1,191 @@
+"""The benchmark table: every job of a sweep scored with every sampler on equal terms (``nag.compare --samplers``).
+
+One row per (job, sampler): the swept keys, the sampler (``prior``: the job's own prior; ``gmm``: a 10-component
+Gaussian mixture on its training codes; ``gaussian``; ``flow``: :class:`~nag.analysis.flow.FlowSampler`), and
+what the field reports — FID, KID, precision and recall in Inception features (at one n, with the real-vs-real
+floor), the sample SWD (multi-scale, against the test images), the attribute-frequency gap (mean over attributes
+of |frequency in samples − frequency in real test faces|, by the dataset's attribute classifier) and the largest
+gap with its attribute — beside the job's reconstruction PSNR and training time. Every job is scored against the
+same real images, FID reference, classifier and seeds. ``samplers.csv`` / ``samplers.md`` hold the table and
+``attribute_gaps.csv`` the per-attribute frequencies (the rare-feature question of the README's benchmark).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nag.analysis.evaluation import RealImages, evaluate_sampling
+from nag.config.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+#: Sampler names accepted by ``--samplers``.
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "flow")
+#: Columns of the table after the job's keys and the sampler.
+COLUMNS = ("fid", "kid", "precision", "recall", "sample_swd", "freq_gap", "max_gap", "max_gap_attr", "psnr",
+           "train_s")  # fmt: skip
+
+
+def make_sampler(name: str, store: str | None = None) -> Any:
+    """A fresh sampler by name (its defaults: those of ``conf/sampler/<name>.yaml``)."""
+    from nag.analysis.flow import FlowSampler
+    from nag.analysis.samplers import GaussianMixtureSampler, PriorSampler
+
+    if name == "prior":
+        return PriorSampler()
+    if name == "gaussian":
+        return GaussianMixtureSampler(1)
+    if name == "gmm":
+        return GaussianMixtureSampler(10)
+    if name == "flow":
+        return FlowSampler(store=store)
+    raise UserInputError(f"--samplers: {name!r} is not a sampler; choose from {', '.join(SAMPLER_NAMES)}.")
+
+
+def parse_samplers(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    for n in names:
+        make_sampler(n)  # refused by name
+    if not names or len(set(names)) < len(names):
+        raise UserInputError(f"--samplers {text!r}: give distinct names, e.g. prior,gmm,flow.")
+    return names
+
+
+@dataclass
+class Attributes:
+    """The dataset's attribute classifier and the real test faces' frequencies it sees."""
+
+    clf: Any
+    names: tuple[str, ...]
+    real_freq: torch.Tensor  # (A,)
+
+    def gaps(self, samples: torch.Tensor) -> dict[str, Any]:
+        freq = self.clf.predict(samples).float().mean(0).cpu()
+        gap = (freq - self.real_freq).abs()
+        worst = int(gap.argmax())
+        return {"freq_gap": float(gap.mean()), "max_gap": float(gap[worst]), "max_gap_attr": self.names[worst],
+                "frequency": {n: float(f) for n, f in zip(self.names, freq, strict=True)}}  # fmt: skip
+
+
+def load_attributes(
+    dm: Any, real: RealImages, device: Any, epochs: int = 3, n_train: int = 20_000
+) -> Attributes | None:
+    """The classifier of ``nag.evaluate`` (trained once per dataset, cached beside the data); None without
+    attributes."""
+    from nag.analysis.attributes import load_or_train_classifier
+
+    if not real.names:
+        return None
+    clf = load_or_train_classifier(dm, dm.cache_dir, epochs, n_train, device=str(device))
+    return Attributes(clf, tuple(real.names), clf.predict(real.test).float().mean(0).cpu())
+
+
+@dataclass
+class SamplerTable:
+    """The rows (one per job and sampler), the key columns, the real floor and the real frequencies."""
+
+    rows: list[dict[str, Any]]
+    keys: list[str]
+    floor: dict[str, float] = field(default_factory=dict)
+    real_frequency: dict[str, float] = field(default_factory=dict)
+
+
+def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], real: RealImages, samplers: list[str],
+                   n_samples: int, seed: int, fid: Any, attrs: Attributes | None, psnr: float,
+                   prior_gen: Any = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The table's rows of one job (its reconstruction ``psnr`` given): each sampler's samples, scored; the
+    prior's evaluation ``prior_gen`` is reused when the caller has it (the same seed and n)."""
+    from nag.analysis.flow import SAMPLERS
+
+    metrics = run.metrics or {}
+    train_s = metrics.get("time/train_seconds")
+    out = []
+    for name in samplers:
+        if name == "prior" and prior_gen is not None:
+            gen = prior_gen
+        else:
+            sampler = make_sampler(name, store=str(run / SAMPLERS))
+            gen = evaluate_sampling(model, real, model.prior, sampler, n_samples, probes=(), seed=seed, fid=fid)
+        r: dict[str, Any] = {"job": row["job"], **{k: row.get(k, "") for k in keys}, "sampler": name,
+                             "psnr": psnr, "train_s": float(train_s) if isinstance(train_s, int | float) else None,
+                             "sample_swd": float(gen.metrics["samples"]["swd_mean"])}  # fmt: skip
+        fidelity = gen.metrics["samples"].get("fidelity")
+        for k in ("fid", "kid", "precision", "recall"):
+            r[k] = float(fidelity[k]) if fidelity else None
+        if attrs is not None and gen.samples is not None:
+            gaps = attrs.gaps(gen.samples)
+            r.update({k: gaps[k] for k in ("freq_gap", "max_gap", "max_gap_attr")}, frequency=gaps["frequency"])
+        out.append(r)
+        log.info("scored %s with sampler %s", row["job"], name)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def markdown(table: SamplerTable) -> str:
+    cols = ["job", *table.keys, "sampler", *COLUMNS]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in table.rows]
+    if table.floor:
+        lines += ["", "Real vs real (the floor): " + ", ".join(f"{k} {_fmt(v)}" for k, v in table.floor.items())]
+    return "\n".join(lines) + "\n"
+
+
+def csv_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
+    cols = ["job", *table.keys, "sampler", *COLUMNS]
+    return cols, [[r.get(c) for c in cols] for r in table.rows]
+
+
+def attribute_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
+    """Per attribute: the real frequency and each (job, sampler)'s, for ``attribute_gaps.csv``."""
+    names = list(table.real_frequency)
+    cols = ["job", *table.keys, "sampler", *names]
+    rows: list[list[Any]] = [["real", *([""] * len(table.keys)), "", *(table.real_frequency[n] for n in names)]]
+    for r in table.rows:
+        freq = r.get("frequency") or {}
+        rows.append([r["job"], *(r.get(k, "") for k in table.keys), r["sampler"], *(freq.get(n) for n in names)])
+    return cols, rows
+
+
+#: The reconstruction a distance may cost at its benchmark λ: at most this times the plain autoencoder's.
+RECON_SLACK = 1.25
+
+
+def pick_lambdas(rows: list[dict[str, Any]], arm_key: str = "arm", weight_key: str = "matching.weight",
+                 slack: float = RECON_SLACK) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """The benchmark's λ per distance from a λ search (``experiment=benchmark_lambda``, compared): among the λ
+    whose validation reconstruction is at most ``slack`` × the plain autoencoder's, the one whose held-out codes
+    fit the prior best (lowest latent MMD²); when none is within, the one with the best reconstruction.
+
+    Returns ``{arm: {"weight", "val_recon", "latent_mmd", "within"}}``.
+    """
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("val_recon") is not None
+          and r.get("latent_mmd") is not None]  # fmt: skip
+    plain = [r["val_recon"] for r in ok if r.get(arm_key) == "plain"]
+    if not plain:
+        raise UserInputError("--pick-lambda needs the plain autoencoder's jobs (arm=plain) in the sweep.")
+    limit = slack * min(plain)
+    picks: dict[str, dict[str, Any]] = {}
+    for arm in sorted({str(r.get(arm_key)) for r in ok} - {"plain"}):
+        tried = [r for r in ok if r.get(arm_key) == arm]
+        within = [r for r in tried if r["val_recon"] <= limit]
+        best = min(within, key=lambda r: r["latent_mmd"]) if within else min(tried, key=lambda r: r["val_recon"])
+        picks[arm] = {"weight": float(best[weight_key]), "val_recon": best["val_recon"],
+                      "latent_mmd": best["latent_mmd"], "within": bool(within)}  # fmt: skip
+    return picks
+
+
+def picks_markdown(picks: dict[str, dict[str, Any]]) -> str:
+    lines = ["| arm | λ | val_recon | latent_mmd | within 1.25× plain's recon |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {_fmt(p['weight'])} | {_fmt(p['val_recon'])} | {_fmt(p['latent_mmd'])} | "
+              f"{'yes' if p['within'] else 'no (best recon)'} |" for a, p in picks.items()]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,67 @@
+"""The benchmark end to end, in its quick form: ``experiment=benchmark`` (tiny) trains its arms as one multirun, and
+``nag.compare --samplers prior,gmm,flow`` scores every job with every sampler in one table whose rows stay with
+their jobs; ``--pick-lambda`` reads a λ search."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from nag.analysis.benchmark import RECON_SLACK, pick_lambdas
+from tests.helpers import TINY, run_module
+
+QUICK = ["experiment=benchmark", *TINY, "arm=plain,cramer_wold", "prior.mean=0,-3", "trainer.max_epochs=1",
+         "data.n_train=256"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path, cache_dir: Path) -> None:
+    sweep = tmp_path / "bench"
+    r = run_module("nag.train", [*QUICK, f"hydra.sweep.dir={sweep}"], tmp_path, cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "4 of 4 job(s) ok" in r.stdout + r.stderr
+    r = run_module("nag.compare", [str(sweep), "--samplers", "prior,gmm,flow", "--n-eval", "64", "--n-samples", "64"],
+                   tmp_path, cache_dir)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader((sweep / "compare" / "samplers.csv").open()))
+    assert [(row["job"], row["sampler"]) for row in rows] == [(str(j), s) for j in range(4)
+                                                             for s in ("prior", "gmm", "flow")]  # fmt: skip
+    summary = {row["job"]: row for row in csv.DictReader((sweep / "compare" / "summary.csv").open())}
+    for row in rows:
+        job = sweep / row["job"]
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        assert f"arm={row['arm']}" in overrides and f"prior.mean={row['prior.mean']}" in overrides
+        assert row["psnr"] == summary[row["job"]]["psnr"], "the job's own reconstruction"
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert float(row["train_s"]) == pytest.approx(metrics["time/train_seconds"], rel=1e-3) and float(row["train_s"]) > 0
+        assert 0 <= float(row["freq_gap"]) <= float(row["max_gap"]) <= 1 and row["max_gap_attr"]
+        assert float(row["sample_swd"]) > 0 and row["fid"] == ""  # FID is off in the tests (NAG_FID=false)
+    # Each job's prior row is the comparison's own prior evaluation; the ex-post ones differ from it.
+    for job in map(str, range(4)):
+        by = {row["sampler"]: row for row in rows if row["job"] == job}
+        assert by["prior"]["sample_swd"] == summary[job]["sample_swd"]
+        assert len({by[s]["sample_swd"] for s in by}) == 3
+        assert len(list((sweep / job / "samplers").glob("flow-*.pt"))) == 1, "the flow is stored beside its job"
+    gaps = list(csv.reader((sweep / "compare" / "attribute_gaps.csv").open()))
+    assert gaps[1][0] == "real" and len(gaps) == 1 + 1 + 12 and len(gaps[0]) == 1 + 2 + 1 + 15
+    assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
+
+
+def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget() -> None:
+    def row(arm: str, w: float, recon: float, mmd: float, status: str = "ok") -> dict:
+        return {"arm": arm, "matching.weight": str(w), "val_recon": recon, "latent_mmd": mmd, "status": status}
+
+    rows = [row("plain", 1, 0.010, 2.0), row("plain", 10, 0.011, 2.0),
+            row("swd", 0.1, 0.011, 0.5), row("swd", 1, 0.0124, 0.1), row("swd", 10, 0.0126, 0.01),
+            row("swd", 100, 0.012, 0.001, status="failed"),
+            row("mmd", 1, 0.02, 0.1), row("mmd", 10, 0.03, 0.05)]  # fmt: skip
+    picks = pick_lambdas(rows)
+    assert RECON_SLACK == 1.25
+    # swd: λ=10 costs 1.26× plain's recon (over budget); λ=1 is the best fit within; the failed job never counts.
+    assert picks["swd"] == {"weight": 1.0, "val_recon": 0.0124, "latent_mmd": 0.1, "within": True}
+    # mmd: none within the budget: the best reconstruction, said so.
+    assert picks["mmd"]["weight"] == 1.0 and picks["mmd"]["within"] is False
+    assert set(picks) == {"swd", "mmd"}
