@@ -18,9 +18,9 @@ import torch
 
 from tests.helpers import TINY, run_module
 
-STEPS = 4096 // 16  # steps per epoch: data.n_train=4096 at the tiny preset's batch size 16
+STEPS = 2048 // 16  # steps of the one epoch: data.n_train=2048 at the tiny preset's batch size 16
 EVERY = 50  # callbacks.last_checkpoint.every_n_train_steps
-LONG = [*TINY, "data.n_train=4096", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}", "trainer.max_epochs=2",
+LONG = [*TINY, "data.n_train=2048", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}", "trainer.max_epochs=1",
         "test=false"]  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def test_a_sweep_killed_between_jobs_and_inside_one_continues(tmp_path: Path, ca
         pytest.fail("the first kill came too late (job 1 had checkpoints)")
     _kill_when(args, tmp_path, cache_dir, last1.exists, after=0.15)
     saved = _step(last1)
-    assert 0 < saved < 2 * STEPS and not (sweep / "1" / "metrics.json").exists()
+    assert 0 < saved < STEPS and not (sweep / "1" / "metrics.json").exists()
     assert (sweep / "0" / "metrics.json").read_bytes() == kept, "the finished job was not run again"
     # 3. The same command once more finishes the sweep.
     r = run_module("nag.train", args, tmp_path, cache_dir)
@@ -79,12 +79,12 @@ def test_a_sweep_killed_between_jobs_and_inside_one_continues(tmp_path: Path, ca
     assert (sweep / "0" / "metrics.json").read_bytes() == kept
     assert (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == kept_ckpt
     # Job 1: continued from its checkpoint, in place, to the planned step count, one TensorBoard run.
-    assert _step(last1) == 2 * STEPS
+    assert _step(last1) == STEPS
     steps = _tensorboard_steps(sweep / "1")
     assert sorted(set(steps)) == steps, "every step logged once (the killed run's later steps purged)"
     assert min(s for s in steps if s >= saved) - saved <= 1, "training went on from the checkpoint's step"
     # Job 2: never started before, run now; every job is the command's own.
-    assert _step(sweep / "2" / "checkpoints" / "last.ckpt") == 2 * STEPS
+    assert _step(sweep / "2" / "checkpoints" / "last.ckpt") == STEPS
     for job, mean in ((0, 0.0), (1, 1.0), (2, 2.0)):
         metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
         assert metrics["latent/prior_mean"] == mean and metrics["val/loss"] > 0
@@ -111,7 +111,7 @@ def test_another_command_in_a_sweep_dir_is_refused_and_changes_nothing(tmp_path:
 def test_a_killed_optuna_search_continues_from_its_study(tmp_path: Path, cache_dir: Path) -> None:
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
-    args = ["-m", "hparams_search=optuna", *LONG, "trainer.max_epochs=1", "hydra.sweeper.n_trials=3",
+    args = ["-m", "hparams_search=optuna", *LONG, "hydra.sweeper.n_trials=3",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     last1 = sweep / "1" / "checkpoints" / "last.ckpt"
     _kill_when(args, tmp_path, cache_dir, last1.exists, after=0.15)  # inside trial 1
