@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: What a job of a continued sweep does (:func:`plan_job`).
 FINISHED, CONTINUE, START = "finished", "continue", "start"
+#: Why a job starts when its dir held nothing of it (not worth a log line).
+NEW = "a new job"
 
 
 class SweepChangedError(UserInputError):
@@ -113,7 +115,7 @@ def plan_job(out: Path, overrides: list[str], write: bool = True) -> JobPlan:
                 "overrides_file": read_text(out / OVERRIDES) if is_regular_file(out / OVERRIDES) else None,
                 "hydra_file": read_text(out / HYDRA) if is_regular_file(out / HYDRA) else None,
             })  # fmt: skip
-        return JobPlan(START, "a new job")
+        return JobPlan(START, NEW)
     if list(record["overrides"]) != list(overrides):
         if write:
             _restore(job, record)

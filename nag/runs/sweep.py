@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from nag.config.errors import UserInputError
-from nag.runs.continuation import CONTINUE, FINISHED, START, JobPlan, SweepChangedError, check_sweep_dir, plan_job
+from nag.runs.continuation import CONTINUE, FINISHED, NEW, JobPlan, check_sweep_dir, plan_job
 from nag.runs.discovery import discover
 from nag.runs.run_dir import RunDir
 
@@ -61,7 +61,7 @@ def _continued(cfg: DictConfig, out: Path) -> JobPlan | None:
         return None
     overrides = [str(o) for o in HydraConfig.get().overrides.task]
     plan = plan_job(out, overrides, write=global_rank() == 0)
-    if plan.action != START or plan.why != "a new job":
+    if plan.why != NEW:
         log.info("job %s: %s", out.name, plan.why)
     if plan.action == CONTINUE:
         with open_dict(cfg):
@@ -94,8 +94,8 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
     out = Path(cfg.paths.output_dir)
     try:
         plan = _continued(cfg, out)
-    except SweepChangedError as e:
-        raise SystemExit(f"error: {e}") from None  # the sweep stops: nothing in that dir is this job's to record
+    except UserInputError as e:  # another job's dir, or a damaged record: the sweep stops, nothing is recorded there
+        raise SystemExit(f"error: {e}") from None
     try:
         if plan is not None and plan.action == FINISHED:
             return _stored_result(cfg, out)
