@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import UserInputError
-from nag.runs.files import UnsafeFileError, is_regular_file, links_below, load_json, read_text
+from nag.runs.files import UnsafeFileError, is_regular_file, links_shown, load_json, read_text
 from nag.runs.output import atomic_file, write_json_atomic
 from nag.runs.run_dir import CHECKPOINTS, CONFIG, JOB, OVERRIDES, RunDir
 
@@ -64,9 +64,8 @@ def check_sweep_dir(sweep: Path) -> None:
     ``.hydra`` and log, Lightning its checkpoints and events, following links)."""
     if os.path.islink(sweep):
         raise UnsafeFileError(f"hydra.sweep.dir={sweep} is a symbolic link; give the sweep dir itself.")
-    links = links_below(sweep)
-    if links:
-        shown = ", ".join(f"{p.relative_to(sweep)} -> {os.readlink(p)}" for p in links)
+    shown = links_shown(sweep)
+    if shown:
         raise UnsafeFileError(
             f"hydra.sweep.dir={sweep} holds symbolic links ({shown}); continuing the sweep writes into its job "
             "dirs and would write through them. nag never makes links there: remove them, or continue a copy "

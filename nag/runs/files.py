@@ -239,3 +239,8 @@ def links_below(root: Path, limit: int = 3) -> list[Path]:
             if len(found) >= limit:
                 break
     return found
+
+
+def links_shown(root: Path) -> str:
+    """The links below ``root`` as ``relative -> target, ...`` for a refusal message ('' when there are none)."""
+    return ", ".join(f"{p.relative_to(root)} -> {os.readlink(p)}" for p in links_below(root))

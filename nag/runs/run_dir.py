@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
-from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, links_below, load_json, load_yaml
+from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, links_shown, load_json, load_yaml
 from nag.runs.output import write_json_atomic
 from nag.runs.overrides import override_values
 from nag.runs.stored_config import StoredConfig
@@ -218,9 +218,8 @@ class RunDir:
         """
         if os.path.islink(self.path):
             raise UnsafeFileError(f"resume={given}: {self.path} is a symbolic link; give the run dir itself.")
-        links = links_below(self.path)
-        if links:
-            shown = ", ".join(f"{p.relative_to(self.path)} -> {os.readlink(p)}" for p in links)
+        shown = links_shown(self.path)
+        if shown:
             raise UnsafeFileError(
                 f"resume={given}: the run dir holds symbolic links ({shown}); resuming writes the log, events and "
                 "checkpoints into it, and would write through them. nag never makes links in a run dir: remove "
