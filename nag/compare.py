@@ -84,12 +84,17 @@ def _csv(cols: list[str], rows: list[list[Any]]) -> str:
 
 
 def write_samplers(table: Any, out: Any) -> list[Path]:
-    """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, attribute_gaps.csv."""
+    """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, attribute_gaps.csv and
+    (with attributes and ex-post samplers) rare_features.csv."""
     from nag.analysis import benchmark
 
-    return [out.write_text("samplers.md", benchmark.markdown(table)),
-            out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
-            out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table)))]  # fmt: skip
+    files = [out.write_text("samplers.md", benchmark.markdown(table)),
+             out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
+             out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table)))]  # fmt: skip
+    if table.rare:
+        samplers = list(dict.fromkeys(r["sampler"] for r in table.rows))
+        files.append(out.write_text("rare_features.csv", _csv(*benchmark.rare_rows(table, samplers))))
+    return files
 
 
 def write(result: Any, out: Any) -> None:

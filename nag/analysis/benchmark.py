@@ -93,6 +93,7 @@ class SamplerTable:
     keys: list[str]
     floor: dict[str, float] = field(default_factory=dict)
     real_frequency: dict[str, float] = field(default_factory=dict)
+    rare: list[dict[str, Any]] = field(default_factory=list)  # per job and attribute: nag.analysis.rare
 
 
 def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], real: RealImages, samplers: list[str],
@@ -154,6 +155,14 @@ def attribute_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
         freq = r.get("frequency") or {}
         rows.append([r["job"], *(r.get(k, "") for k in table.keys), r["sampler"], *(freq.get(n) for n in names)])
     return cols, rows
+
+
+def rare_rows(table: SamplerTable, samplers: list[str]) -> tuple[list[str], list[list[Any]]]:
+    """Per job and attribute: where it is lost (:mod:`nag.analysis.rare`), for ``rare_features.csv``."""
+    from nag.analysis.rare import STAGES
+
+    cols = ["job", *table.keys, "attribute", *STAGES, *samplers]
+    return cols, [[r.get(c) for c in cols] for r in table.rare]
 
 
 #: The reconstruction a distance may cost at its benchmark λ: at most this times the plain autoencoder's.

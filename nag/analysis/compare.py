@@ -21,6 +21,7 @@ from torch import Tensor
 from nag.analysis.benchmark import SamplerTable, load_attributes, score_samplers
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
 from nag.analysis.fidelity import FidSetup
+from nag.analysis.rare import rare_features
 from nag.analysis.runs import data_config, load_data, load_model
 from nag.config.errors import UserInputError
 from nag.model.inference import resolve_device
@@ -188,8 +189,13 @@ def _evaluate(
             rows[i].update({c: float(metrics["samples"]["fidelity"][k]) for c, k in FIDELITY_COLUMNS.items()})
         grids[i] = image_grid(gen.samples[:N_GRID], nrow=4) if gen.samples is not None else None
         if table is not None:
-            table.rows += score_samplers(model, runs[i], rows[i], table.keys, real, samplers, n_samples, seed, fid,
-                                         attrs, rows[i]["psnr"], prior_gen=gen)  # fmt: skip
+            scored = score_samplers(model, runs[i], rows[i], table.keys, real, samplers, n_samples, seed, fid,
+                                    attrs, rows[i]["psnr"], prior_gen=gen)  # fmt: skip
+            table.rows += scored
+            stages = rare_features(model, real, attrs.clf) if attrs is not None else None
+            if stages is not None:
+                head = {"job": rows[i]["job"], **{k: rows[i].get(k, "") for k in table.keys}}
+                table.rare += stages.rows(head, {r["sampler"]: r.get("frequency") or {} for r in scored})
         log.info("evaluated %s", runs[i].path)
     floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
     if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images

@@ -49,6 +49,18 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     gaps = list(csv.reader((sweep / "compare" / "attribute_gaps.csv").open()))
     assert gaps[1][0] == "real" and len(gaps) == 1 + 1 + 12 and len(gaps[0]) == 1 + 2 + 1 + 15
     assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
+    # Where rare features are lost: one row per job and attribute, the stages and each sampler's frequency,
+    # the samplers' frequencies those of attribute_gaps.csv.
+    rare = list(csv.DictReader((sweep / "compare" / "rare_features.csv").open()))
+    assert len(rare) == 4 * 15 and list(rare[0])[-7:] == ["real", "probe_bacc", "kept", "reconstruction", "prior",
+                                                          "gmm", "flow"]  # fmt: skip
+    real = dict(zip(gaps[0][4:], gaps[1][4:], strict=True))
+    by_job = {(g[0], g[3]): dict(zip(gaps[0][4:], g[4:], strict=True)) for g in gaps[2:]}
+    for r in rare:
+        assert r["real"] == real[r["attribute"]], "the classifier's real frequency, as in attribute_gaps.csv"
+        assert all(r[s] == by_job[(r["job"], s)][r["attribute"]] for s in ("prior", "gmm", "flow"))
+        assert 0 <= float(r["reconstruction"]) <= 1
+        assert r["probe_bacc"] == "" or 0 <= float(r["probe_bacc"]) <= 1
 
 
 def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget() -> None:
