@@ -74,12 +74,13 @@ def spreadsheet_safe(cell: str) -> str:
 
 
 def _csv(cols: list[str], rows: list[list[Any]]) -> str:
-    from nag.analysis.compare import _fmt
+    """A CSV file's text: the cells as in the markdown tables (:func:`nag.analysis.tables.cell`), each escaped."""
+    from nag.analysis.tables import cell
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(cols)
-    writer.writerows([spreadsheet_safe(_fmt(v)) for v in row] for row in rows)
+    writer.writerows([spreadsheet_safe(cell(v)) for v in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -101,16 +102,13 @@ def write(result: Any, out: Any) -> None:
     """The comparison as files in ``out`` (an :class:`~nag.runs.output.OutputDir`): summary.csv (cells escaped),
     summary.md, summary.json, samples.png and ``<metric>_vs_<key>.png``, each written atomically."""
     from nag.analysis import plots
-    from nag.analysis.compare import _fmt, markdown
+    from nag.analysis.compare import markdown
     from nag.runs.output import safe_name
 
     grids, metric = result.grids, result.metric
     cols = [*result.columns, "reason"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows({c: spreadsheet_safe(_fmt(r.get(c))) for c in cols} for r in result.rows)
-    files = [out.write_text("summary.csv", buffer.getvalue()), out.write_text("summary.md", markdown(result))]
+    summary = _csv(cols, [[r.get(c) for c in cols] for r in result.rows])
+    files = [out.write_text("summary.csv", summary), out.write_text("summary.md", markdown(result))]
     out.write_json("summary.json", {"rows": result.rows, "baseline": result.baseline})
     labels = [{k: str(r.get(k, "")) for k in result.keys} for r in result.rows]
     notes = [f"{r['status']}: {r['reason']}"[:60] if r["reason"] else r["status"] for r in result.rows]

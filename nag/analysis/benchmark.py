@@ -13,13 +13,13 @@ same real images, FID reference, classifier and seeds. ``samplers.csv`` / ``samp
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_sampling
+from nag.analysis.tables import cell, markdown_table
 from nag.config.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -126,18 +126,10 @@ def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], r
     return out
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
 def markdown(table: SamplerTable) -> str:
-    cols = ["job", *table.keys, "sampler", *COLUMNS]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in table.rows]
+    lines = markdown_table(["job", *table.keys, "sampler", *COLUMNS], table.rows)
     if table.floor:
-        lines += ["", "Real vs real (the floor): " + ", ".join(f"{k} {_fmt(v)}" for k, v in table.floor.items())]
+        lines += ["", "Real vs real (the floor): " + ", ".join(f"{k} {cell(v)}" for k, v in table.floor.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +187,6 @@ def pick_lambdas(rows: list[dict[str, Any]], arm_key: str = "arm", weight_key: s
 
 def picks_markdown(picks: dict[str, dict[str, Any]]) -> str:
     lines = ["| arm | λ | val_recon | latent_mmd | within 1.25× plain's recon |", "|---|---|---|---|---|"]
-    lines += [f"| {a} | {_fmt(p['weight'])} | {_fmt(p['val_recon'])} | {_fmt(p['latent_mmd'])} | "
+    lines += [f"| {a} | {cell(p['weight'])} | {cell(p['val_recon'])} | {cell(p['latent_mmd'])} | "
               f"{'yes' if p['within'] else 'no (best recon)'} |" for a, p in picks.items()]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluat
 from nag.analysis.fidelity import FidSetup
 from nag.analysis.rare import rare_features
 from nag.analysis.runs import data_config, load_data, load_model
+from nag.analysis.tables import cell, markdown_table
 from nag.config.errors import UserInputError
 from nag.model.inference import resolve_device
 from nag.model.priors import fixed_draw
@@ -206,14 +207,8 @@ def _evaluate(
     return floor
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return "" if value is None else str(value)
-
-
 def _text_table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
-    cells = [[_fmt(r.get(c), digits=3) for c in cols] for r in rows]
+    cells = [[cell(r.get(c), digits=3) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     return [ln.rstrip() for ln in lines + ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))
@@ -241,7 +236,7 @@ def table(result: Comparison, width: int = 100) -> str:
             lines += ["", *_text_table(rows, [*head, *evaluated])]
     lines = [ln[:width] for ln in lines]
     if result.baseline:
-        lines.append("real vs real: " + ", ".join(f"{k} {_fmt(v)}" for k, v in result.baseline.items()))
+        lines.append("real vs real: " + ", ".join(f"{k} {cell(v)}" for k, v in result.baseline.items()))
     for r in result.rows:
         if r["reason"]:
             lines.append(f"{r['job']} {r['status']}: {r['reason']}"[:width])
@@ -249,10 +244,8 @@ def table(result: Comparison, width: int = 100) -> str:
 
 
 def markdown(result: Comparison) -> str:
-    cols = [*result.columns, "reason"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in result.rows]
+    lines = markdown_table([*result.columns, "reason"], result.rows)
     if result.baseline:
         lines += ["", "Real vs real (the floor of the sample metrics): "
-                  + ", ".join(f"{k} {_fmt(v)}" for k, v in result.baseline.items())]  # fmt: skip
+                  + ", ".join(f"{k} {cell(v)}" for k, v in result.baseline.items())]  # fmt: skip
     return "\n".join(lines) + "\n"

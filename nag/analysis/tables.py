@@ -1,0 +1,20 @@
+"""The cells and markdown tables of every comparison file (summary.*, samplers.*, lambda.md): one formatter, so a
+number reads the same in each and a non-finite one is a blank cell, never ``nan`` passed off as a value."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def cell(value: Any, digits: int = 4) -> str:
+    """A float to ``digits`` significant digits (blank when not finite), None blank, anything else as text."""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else ""
+    return "" if value is None else str(value)
+
+
+def markdown_table(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """The lines of a markdown table of ``rows`` (dicts) in the columns ``cols`` (``|`` in a cell escaped)."""
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return lines + ["| " + " | ".join(cell(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in rows]
