@@ -105,6 +105,13 @@ def _freq(pred: Tensor) -> Tensor:
     return pred.float().mean(0)  # (A,)
 
 
+def kept_fraction(p_real: Tensor, p_rec: Tensor) -> tuple[Tensor, Tensor]:
+    """Per attribute: of the faces predicted to show it (``p_real``, (N, A)), the fraction whose reconstruction is
+    too (``p_rec``), and how many faces show it (a fraction over no face is 0 here: check the count)."""
+    has = p_real > 0.5
+    return ((p_rec > 0.5) & has).float().sum(0) / has.float().sum(0).clamp_min(1), has.sum(0)
+
+
 @torch.no_grad()
 def attribute_metrics(
     clf: AttributeClassifier,
@@ -141,8 +148,7 @@ def attribute_metrics(
     acc = (p_real == labels).float().mean(0)  # (A,)
     f_real, f_samp, f_label = _freq(p_real), _freq(p_samp), _freq(labels)
     agree = (p_real == p_rec).float().mean(0)
-    has = p_real > 0.5  # (N, A): the faces that show each attribute
-    kept = ((p_rec > 0.5) & has).float().sum(0) / has.float().sum(0).clamp_min(1)
+    kept, has = kept_fraction(p_real, p_rec)
     out: dict[str, Any] = {
         "accuracy": {n: float(a) for n, a in zip(names, acc, strict=True)},
         "accuracy_mean": float(acc.mean()),
@@ -152,7 +158,7 @@ def attribute_metrics(
         },  # fmt: skip
         "frequency_gap": float((f_samp - f_real).abs().mean()),
         "reconstruction_agreement": {n: float(a) for n, a in zip(names, agree, strict=True)},
-        "reconstruction_kept": {n: float(k) for n, k, h in zip(names, kept, has.sum(0), strict=True) if h > 0},
+        "reconstruction_kept": {n: float(k) for n, k, h in zip(names, kept, has, strict=True) if h > 0},
         "edit": {},
     }
     dev = next(model.parameters()).device

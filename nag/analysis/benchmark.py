@@ -62,7 +62,11 @@ class Attributes:
 
     clf: Any
     names: tuple[str, ...]
-    real_freq: torch.Tensor  # (A,)
+    real_pred: torch.Tensor  # (N, A): the classifier on the real test faces, once for every job
+
+    @property
+    def real_freq(self) -> torch.Tensor:  # (A,)
+        return self.real_pred.float().mean(0).cpu()
 
     def gaps(self, samples: torch.Tensor) -> dict[str, Any]:
         freq = self.clf.predict(samples).float().mean(0).cpu()
@@ -82,7 +86,7 @@ def load_attributes(
     if not real.names:
         return None
     clf = load_or_train_classifier(dm, dm.cache_dir, epochs, n_train, device=str(device))
-    return Attributes(clf, tuple(real.names), clf.predict(real.test).float().mean(0).cpu())
+    return Attributes(clf, tuple(real.names), clf.predict(real.test))
 
 
 @dataclass

@@ -193,7 +193,7 @@ def _evaluate(
             scored = score_samplers(model, runs[i], rows[i], table.keys, real, samplers, n_samples, seed, fid,
                                     attrs, rows[i]["psnr"], prior_gen=gen)  # fmt: skip
             table.rows += scored
-            stages = rare_features(model, real, attrs.clf) if attrs is not None else None
+            stages = rare_features(model, real, attrs) if attrs is not None else None
             if stages is not None:
                 head = {"job": rows[i]["job"], **{k: rows[i].get(k, "") for k in table.keys}}
                 table.rare += stages.rows(head, {r["sampler"]: r.get("frequency") or {} for r in scored})

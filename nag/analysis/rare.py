@@ -68,19 +68,20 @@ class RareFeatures:
                 for i, n in enumerate(self.names)]  # fmt: skip
 
 
-def rare_features(model: Any, real: Any, clf: Any) -> RareFeatures | None:
+def rare_features(model: Any, real: Any, attrs: Any) -> RareFeatures | None:
     """The encoder's and the decoder's share for ``model`` on ``real`` (:class:`~nag.analysis.evaluation.RealImages`,
-    loaded with training images and their labels) by the classifier ``clf``; None without attributes."""
+    loaded with training images and their labels) by the dataset's classifier and its verdicts on the real test
+    faces (``attrs``: :class:`~nag.analysis.benchmark.Attributes`); None without training labels."""
+    from nag.analysis.attributes import kept_fraction
     from nag.analysis.evaluation import encode_images, reconstruct_images
 
-    if not real.names or real.train_attributes is None or len(real.train) == 0:
+    if real.train_attributes is None or len(real.train) == 0:
         return None
     probe = probe_balanced_accuracy(encode_images(model, real.train), real.train_attributes,
                                     encode_images(model, real.test), real.attributes)  # fmt: skip
-    p_real, p_rec = clf.predict(real.test).bool(), clf.predict(reconstruct_images(model, real.test)).bool()
-    has = p_real.sum(0)
-    kept = ((p_rec & p_real).sum(0).float() / has.clamp_min(1)).tolist()
+    p_rec = attrs.clf.predict(reconstruct_images(model, real.test))
+    kept, has = kept_fraction(attrs.real_pred, p_rec)
     return RareFeatures(
-        tuple(real.names), p_real.float().mean(0).tolist(), probe,
-        [k if h > 0 else None for k, h in zip(kept, has.tolist(), strict=True)], p_rec.float().mean(0).tolist(),
+        attrs.names, attrs.real_freq.tolist(), probe,
+        [float(k) if h > 0 else None for k, h in zip(kept, has, strict=True)], p_rec.float().mean(0).tolist(),
     )  # fmt: skip
