@@ -138,8 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         from nag.analysis.benchmark import markdown, parse_samplers
 
         samplers = parse_samplers(args.samplers) if args.samplers else None
+
+        def partial(table: Any) -> None:  # the table so far, after each job (a killed comparison keeps it)
+            write_samplers(table, out)
+
         result = compare(args.root, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device,
-                         fid=fid_options(args), samplers=samplers)  # fmt: skip
+                         fid=fid_options(args), samplers=samplers, on_job=partial)  # fmt: skip
         write(result, out)
         print(table(result))
         if result.samplers is not None:

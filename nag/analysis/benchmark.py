@@ -102,9 +102,10 @@ class SamplerTable:
 
 def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], real: RealImages, samplers: list[str],
                    n_samples: int, seed: int, fid: Any, attrs: Attributes | None, psnr: float,
-                   prior_gen: Any = None) -> list[dict[str, Any]]:  # fmt: skip
+                   prior_gen: Any = None, codes: torch.Tensor | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """The table's rows of one job (its reconstruction ``psnr`` given): each sampler's samples, scored; the
-    prior's evaluation ``prior_gen`` is reused when the caller has it (the same seed and n)."""
+    prior's evaluation ``prior_gen`` is reused when the caller has it (the same seed and n), and so are the
+    training images' ``codes`` (every ex-post sampler fits the same codes)."""
     from nag.analysis.flow import SAMPLERS
 
     metrics = run.metrics or {}
@@ -115,7 +116,9 @@ def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], r
             gen = prior_gen
         else:
             sampler = make_sampler(name, store=str(run / SAMPLERS))
-            gen = evaluate_sampling(model, real, model.prior, sampler, n_samples, probes=(), seed=seed, fid=fid)
+            gen = evaluate_sampling(
+                model, real, model.prior, sampler, n_samples, probes=(), seed=seed, fid=fid, codes=codes
+            )
         r: dict[str, Any] = {"job": row["job"], **{k: row.get(k, "") for k in keys}, "sampler": name,
                              "psnr": psnr, "train_s": float(train_s) if isinstance(train_s, int | float) else None,
                              "sample_swd": float(gen.metrics["samples"]["swd_mean"])}  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from nag.analysis.benchmark import SamplerTable, load_attributes, score_samplers
-from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
+from nag.analysis.evaluation import RealImages, encode_images, evaluate_reconstruction, evaluate_sampling
 from nag.analysis.fidelity import FidSetup
 from nag.analysis.rare import rare_features
 from nag.analysis.runs import data_config, load_data, load_model
@@ -82,9 +83,12 @@ def compare(
     seed: int = 0,
     fid: dict[str, Any] | None = None,
     samplers: list[str] | None = None,
+    on_job: Callable[[SamplerTable], None] | None = None,
 ) -> Comparison:
     """Compare every run under ``root`` (nothing is written: ``nag/compare.py`` writes the result); with
-    ``samplers`` (implies ``evaluate``) also the benchmark table, each job scored with each sampler."""
+    ``samplers`` (implies ``evaluate``) also the benchmark table, each job scored with each sampler, and
+    ``on_job(table)`` called after each scored job (the entry point writes the table so far: scoring takes
+    minutes per job, and a killed comparison keeps the jobs it finished)."""
     evaluate = evaluate or bool(samplers)
     runs = discover(root)
     if not runs:
@@ -105,7 +109,9 @@ def compare(
     baseline: dict[str, float] = {}
     table = SamplerTable([], keys) if samplers else None
     if evaluate:
-        baseline = _evaluate(runs, rows, grids, n_eval, n_samples, device, seed, fid or {}, samplers or [], table)
+        baseline = _evaluate(
+            runs, rows, grids, n_eval, n_samples, device, seed, fid or {}, samplers or [], table, on_job
+        )
         metric_columns += list(EVALUATION_COLUMNS)
         if "fid" in baseline:
             metric_columns += list(FIDELITY_COLUMNS)
@@ -153,6 +159,7 @@ def _row(run: RunDir, root: Path, keys: list[str]) -> dict[str, Any]:
 def _evaluate(
     runs: list[RunDir], rows: list[dict[str, Any]], grids: list[Tensor | None], n_eval: int, n_samples: int,
     device: str, seed: int, fid_options: dict[str, Any], samplers: list[str], table: SamplerTable | None,
+    on_job: Callable[[SamplerTable], None] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Evaluate each finished job's best checkpoint against one shared real baseline (and, with Inception
     weights, the training split's FID reference); with ``samplers``, score each into ``table``."""
@@ -177,6 +184,12 @@ def _evaluate(
     baseline = real.baseline(seed)
     fid = FidSetup.load(dm, real, fid_options, device, seed)
     attrs = load_attributes(dm, real, device) if table is not None else None
+    floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
+    if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images
+        floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)
+    if table is not None:
+        table.floor = dict(floor)
+        table.real_frequency = dict(zip(attrs.names, map(float, attrs.real_freq), strict=True)) if attrs else {}
     for i in done:
         model = _load(runs[i], rows[i], device)
         if model is None:
@@ -190,20 +203,18 @@ def _evaluate(
             rows[i].update({c: float(metrics["samples"]["fidelity"][k]) for c, k in FIDELITY_COLUMNS.items()})
         grids[i] = image_grid(gen.samples[:N_GRID], nrow=4) if gen.samples is not None else None
         if table is not None:
+            # The training codes, encoded once for every ex-post sampler and the rare-feature probe.
+            codes = encode_images(model, real.train) if len(real.train) else None
             scored = score_samplers(model, runs[i], rows[i], table.keys, real, samplers, n_samples, seed, fid,
-                                    attrs, rows[i]["psnr"], prior_gen=gen)  # fmt: skip
+                                    attrs, rows[i]["psnr"], prior_gen=gen, codes=codes)  # fmt: skip
             table.rows += scored
-            stages = rare_features(model, real, attrs) if attrs is not None else None
+            stages = rare_features(model, real, attrs, codes) if attrs is not None else None
             if stages is not None:
                 head = {"job": rows[i]["job"], **{k: rows[i].get(k, "") for k in table.keys}}
                 table.rare += stages.rows(head, {r["sampler"]: r.get("frequency") or {} for r in scored})
+            if on_job is not None:
+                on_job(table)
         log.info("evaluated %s", runs[i].path)
-    floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
-    if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images
-        floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)
-    if table is not None:
-        table.floor = dict(floor)
-        table.real_frequency = dict(zip(attrs.names, map(float, attrs.real_freq), strict=True)) if attrs else {}
     return floor
 
 

@@ -150,15 +150,20 @@ def evaluate_sampling(
     probes: Sequence[float] = (100.0, -100.0),
     seed: int = 0,
     fid: FidSetup | None = None,
+    codes: Tensor | None = None,
 ) -> Evaluation:
     """Quality and diversity of decoded samples of ``sampler`` (default: ``prior`` itself) — with ``fid``, also
     FID, KID, precision/recall and density/coverage of ``fid.n`` samples drawn with the same seed (``samples.
-    fidelity``) — and of the prior translated to each mean in ``probes``."""
+    fidelity``) — and of the prior translated to each mean in ``probes``. ``codes``: the training images' codes
+    when the caller has them (one encoding for several ex-post samplers); encoded here otherwise."""
     model.eval()
     dev = model.device
     sampler = sampler if sampler is not None else PriorSampler()
     # Only an ex-post density needs the training codes; sampling the prior does not encode anything.
-    codes = batched(model.encode, real.train, dev) if sampler.needs_codes else real.train.new_zeros(0, prior.dim)
+    if not sampler.needs_codes:
+        codes = real.train.new_zeros(0, prior.dim)
+    elif codes is None:
+        codes = batched(model.encode, real.train, dev)
     sampler = sampler.fit(codes, prior)
     samples = batched(model.decode, sampler.sample(n_samples, seed=seed), dev)
     metrics: dict[str, Any] = {

@@ -68,16 +68,19 @@ class RareFeatures:
                 for i, n in enumerate(self.names)]  # fmt: skip
 
 
-def rare_features(model: Any, real: Any, attrs: Any) -> RareFeatures | None:
+def rare_features(model: Any, real: Any, attrs: Any, train_codes: Tensor | None = None) -> RareFeatures | None:
     """The encoder's and the decoder's share for ``model`` on ``real`` (:class:`~nag.analysis.evaluation.RealImages`,
     loaded with training images and their labels) by the dataset's classifier and its verdicts on the real test
-    faces (``attrs``: :class:`~nag.analysis.benchmark.Attributes`); None without training labels."""
+    faces (``attrs``: :class:`~nag.analysis.benchmark.Attributes`); None without training labels. ``train_codes``:
+    the training images' codes when the caller has them."""
     from nag.analysis.attributes import kept_fraction
     from nag.analysis.evaluation import encode_images, reconstruct_images
 
     if real.train_attributes is None or len(real.train) == 0:
         return None
-    probe = probe_balanced_accuracy(encode_images(model, real.train), real.train_attributes,
+    if train_codes is None:
+        train_codes = encode_images(model, real.train)
+    probe = probe_balanced_accuracy(train_codes, real.train_attributes,
                                     encode_images(model, real.test), real.attributes)  # fmt: skip
     p_rec = attrs.clf.predict(reconstruct_images(model, real.test))
     kept, has = kept_fraction(attrs.real_pred, p_rec)

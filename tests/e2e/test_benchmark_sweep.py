@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +28,27 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     r = run_module("nag.train", [*QUICK, f"hydra.sweep.dir={sweep}"], tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "4 of 4 job(s) ok" in r.stdout + r.stderr
-    r = run_module("nag.compare", [str(sweep), "--samplers", "prior,gmm,flow", "--n-eval", "64", "--n-samples", "64"],
-                   tmp_path, cache_dir)  # fmt: skip
+    score = [str(sweep), "--samplers", "prior,gmm,flow", "--n-eval", "64", "--n-samples", "64"]
+    # Killed while scoring (kill -9 once the first job's rows are written): the jobs it finished are on disk,
+    # whole, in the table's files.
+    partial = tmp_path / "partial"
+    env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "NAG_FID": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "nag.compare", *score, "--out", str(partial)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not (partial / "samplers.csv").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the comparison ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (partial / "summary.csv").exists(), "killed before the end"
+    kept = list(csv.DictReader((partial / "samplers.csv").open()))
+    jobs = sorted({row["job"] for row in kept})
+    assert 1 <= len(jobs) < 4 and len(kept) == 3 * len(jobs), "whole jobs, each with its three samplers"
+    rare = list(csv.DictReader((partial / "rare_features.csv").open()))
+    assert sorted({row["job"] for row in rare}) == jobs
+    assert "Real vs real (the floor): sample_swd" in (partial / "samplers.md").read_text(), "the floor, from the start"
+    r = run_module("nag.compare", score, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader((sweep / "compare" / "samplers.csv").open()))
     assert [(row["job"], row["sampler"]) for row in rows] == [(str(j), s) for j in range(4)

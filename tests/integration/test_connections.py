@@ -89,6 +89,34 @@ def test_loss_is_recon_plus_lambda_times_matching(compose_cfg) -> None:
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.decoder.parameters())
 
 
+def test_the_rare_pixel_weighting_is_written_out_and_assembled_into_the_loss(compose_cfg) -> None:
+    from nag.training.module import weighted_mse
+
+    # Known answer: two 1x1 "images", one black one white; the mean face is grey, both pixels equally far from
+    # it (d = 3 · 0.25 each), so the weights are equal and the weighted error is the plain MSE...
+    x = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1).contiguous()
+    x_hat = torch.full_like(x, 0.5)
+    assert weighted_mse(x_hat, x, 4.0).item() == pytest.approx(0.25)
+    # ... and with one pixel at the mean (d = 0) and one far from it, the far one weighs 1 + α·2 against 1.
+    x = torch.zeros(2, 3, 2, 1)
+    x[:, :, 1] = torch.tensor([0.0, 1.0]).view(2, 1, 1)  # pixel 0: 0 in both images; pixel 1: 0 and 1
+    err = torch.zeros_like(x)
+    err[:, :, 0], err[:, :, 1] = 0.1, 0.3  # errors 0.1 at the common pixel, 0.3 at the rare one
+    w_rare = 1 + 3.0 * 0.75 / 0.375  # d = 3 · 0.25 at pixel 1, mean(d) over the 4 positions = 0.375
+    expected = (2 * 0.01 + 2 * w_rare * 0.09) / (2 + 2 * w_rare)
+    assert weighted_mse(x + err, x, 3.0).item() == pytest.approx(expected, rel=1e-6)
+    assert weighted_mse(x + err, x, 0.0).item() == pytest.approx(F.mse_loss(x + err, x).item(), rel=1e-6)
+    # In the module: model.recon_emphasis > 0 makes the recon term this weighted error of the reconstruction.
+    cfg = compose_cfg(["debug=tiny", "model.recon_emphasis=2.5"])
+    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching).train()
+    assert model.hparams.recon_emphasis == 2.5
+    x = torch.rand(16, 3, 16, 16)
+    terms = model.loss_terms(x)
+    recon = weighted_mse(model.decode(model.encode(x)), x, 2.5).item()
+    assert terms["recon"].item() == pytest.approx(recon, rel=1e-6)
+    assert recon != pytest.approx(F.mse_loss(model.decode(model.encode(x)), x).item(), rel=1e-3)
+
+
 @pytest.mark.slow
 def test_a_matched_run_moves_the_codes_to_its_prior_and_a_plain_run_does_not(compose_cfg, tmp_path: Path) -> None:
     """The point of the project, on the tiny model: matched to N(−3, 2), the codes end near −3."""
