@@ -85,11 +85,12 @@ def _csv(cols: list[str], rows: list[list[Any]]) -> str:
 
 
 def write_samplers(table: Any, out: Any) -> list[Path]:
-    """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, attribute_gaps.csv and
-    (with attributes and ex-post samplers) rare_features.csv."""
+    """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, benchmark.md (one row per
+    job), attribute_gaps.csv and (with attributes and ex-post samplers) rare_features.csv."""
     from nag.analysis import benchmark
 
     files = [out.write_text("samplers.md", benchmark.markdown(table)),
+             out.write_text("benchmark.md", benchmark.by_job_markdown(table)),
              out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
              out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table)))]  # fmt: skip
     if table.rare:

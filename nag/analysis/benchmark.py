@@ -140,6 +140,36 @@ def markdown(table: SamplerTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _brief(value: Any, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) and value == value else "–"
+
+
+def by_job_markdown(table: SamplerTable) -> str:
+    """The table as the README shows it (``compare/benchmark.md``): one row per job, one cell per sampler —
+    FID · sample SWD · attribute gap in percentage points (– where not measured) — then the reconstruction PSNR
+    and the training time."""
+    samplers = list(dict.fromkeys(r["sampler"] for r in table.rows))
+    jobs: dict[str, dict[str, Any]] = {}
+    for r in table.rows:
+        job = jobs.setdefault(r["job"], {"head": r, "cells": {}})
+        gap = r.get("freq_gap")
+        job["cells"][r["sampler"]] = " · ".join([_brief(r.get("fid"), 0), _brief(r.get("sample_swd"), 0),
+                                                 _brief(100 * gap if isinstance(gap, float) else None, 1)])  # fmt: skip
+    cols = ["job", *table.keys, *(f"{s}: FID · SWD · gap" for s in samplers), "PSNR", "train s"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, job in jobs.items():
+        head = job["head"]
+        cells = [name, *(cell(head.get(k)) for k in table.keys), *(job["cells"].get(s, "") for s in samplers),
+                 _brief(head.get("psnr"), 2), _brief(head.get("train_s"), 0)]  # fmt: skip
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if table.floor:
+        floor = table.floor
+        lines += ["", f"Real vs real: FID {_brief(floor.get('fid'), 1)} (n = {floor.get('fid_n', '–')}), "
+                      f"sample SWD {_brief(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
+                      "|frequency in the samples − in the real test faces|, percentage points."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def csv_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
     cols = ["job", *table.keys, "sampler", *COLUMNS]
     return cols, [[r.get(c) for c in cols] for r in table.rows]

@@ -122,8 +122,11 @@ def config_key(hparam: str) -> str:
 
 
 def check_same_model(stored: Mapping[str, Any], configured: Mapping[str, Any], source: str) -> None:
-    """Refuse to continue a checkpoint under different model hyper-parameters; name every difference."""
-    old, new = _leaves(stored), _leaves(configured)
+    """Refuse to continue a checkpoint under different model hyper-parameters; name every difference (a key an
+    older checkpoint lacks counts as its default, the value it was trained with)."""
+    from nag.training.loading import OPTIONAL_DEFAULTS
+
+    old, new = _leaves({**OPTIONAL_DEFAULTS, **stored}), _leaves(configured)
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         shown = "; ".join(f"{config_key(k)}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 #: The hyper-parameters a checkpoint may carry: the arguments of ``NAGModule.__init__`` that define the run (all
 #: of them, so resuming may change none; ``compile`` and ``channels_last`` only say how it is computed).
-HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler")
+HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler", "recon_emphasis")
+#: Those a checkpoint may lack (written before they existed), with the constructor's defaults that then apply.
+OPTIONAL_DEFAULTS: dict[str, Any] = {"scheduler": None, "recon_emphasis": 0.0}
 
 
 def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
@@ -36,7 +38,7 @@ def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
             f"checkpoint {source} stores unexpected hyper-parameters {unknown}; nag checkpoints hold "
             f"only {list(HPARAM_KEYS)}. Refused."
         )
-    missing = [k for k in HPARAM_KEYS if k not in hparams and k != "scheduler"]
+    missing = [k for k in HPARAM_KEYS if k not in hparams and k not in OPTIONAL_DEFAULTS]
     if missing:
         raise CheckpointError(f"checkpoint {source} lacks the hyper-parameter(s) {missing}; nag checkpoints hold "
                               f"{list(HPARAM_KEYS)}. The file is damaged or not nag's.")  # fmt: skip

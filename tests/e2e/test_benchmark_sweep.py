@@ -36,7 +36,8 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     proc = subprocess.Popen([sys.executable, "-m", "nag.compare", *score, "--out", str(partial)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 600
-    while not (partial / "samplers.csv").exists() and proc.poll() is None and time.monotonic() < deadline:
+    # rare_features.csv: the last of the files written after each job
+    while not (partial / "rare_features.csv").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the comparison ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
@@ -46,7 +47,8 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     jobs = sorted({row["job"] for row in kept})
     assert 1 <= len(jobs) < 4 and len(kept) == 3 * len(jobs), "whole jobs, each with its three samplers"
     rare = list(csv.DictReader((partial / "rare_features.csv").open()))
-    assert sorted({row["job"] for row in rare}) == jobs
+    rare_jobs = sorted({row["job"] for row in rare})
+    assert len(rare) == 15 * len(rare_jobs) and set(rare_jobs) <= set(jobs), "each file whole (written atomically)"
     assert "Real vs real (the floor): sample_swd" in (partial / "samplers.md").read_text(), "the floor, from the start"
     r = run_module("nag.compare", score, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -73,6 +75,19 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     gaps = list(csv.reader((sweep / "compare" / "attribute_gaps.csv").open()))
     assert gaps[1][0] == "real" and len(gaps) == 1 + 1 + 12 and len(gaps[0]) == 1 + 2 + 1 + 15
     assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
+    # The README's form: one row per job, each sampler's cell its FID (off here) · SWD · gap in points.
+    table = (sweep / "compare" / "benchmark.md").read_text().splitlines()
+    assert table[0] == ("| job | arm | prior.mean | prior: FID · SWD · gap | gmm: FID · SWD · gap | "
+                        "flow: FID · SWD · gap | PSNR | train s |")  # fmt: skip
+    for line, job in zip(table[2:6], map(str, range(4)), strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        by = {row["sampler"]: row for row in rows if row["job"] == job}
+        assert cells[0] == job and cells[1:3] == [by["prior"]["arm"], by["prior"]["prior.mean"]]
+        for c, s in zip(cells[3:6], ("prior", "gmm", "flow"), strict=True):  # (the csv's cells hold 4 digits)
+            fid, swd, gap = c.split(" · ")
+            assert fid == "–" and abs(float(swd) - float(by[s]["sample_swd"])) <= 0.51
+            assert abs(float(gap) - 100 * float(by[s]["freq_gap"])) <= 0.051
+        assert float(cells[6]) == pytest.approx(float(by["prior"]["psnr"]), abs=0.006)
     # Where rare features are lost: one row per job and attribute, the stages and each sampler's frequency,
     # the samplers' frequencies those of attribute_gaps.csv.
     rare = list(csv.DictReader((sweep / "compare" / "rare_features.csv").open()))

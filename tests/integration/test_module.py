@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 
-from nag.config.errors import DivergenceError, MissingFileError, instantiate
+from nag.config.errors import DivergenceError, MissingFileError, UserInputError, instantiate
 from nag.runs.checkpoint_file import CheckpointError
 from nag.runs.trusted import UntrustedConfigError
 from nag.train import build_data_and_trainer
@@ -83,6 +83,20 @@ def test_load_moves_the_model_to_map_location(tiny: NAGModule, tmp_path: Path) -
     meta = NAGModule.load_from_checkpoint(path, map_location="meta")  # any device torch knows, without memory
     assert {p.device.type for p in meta.parameters()} == {"meta"}
     assert {b.device.type for b in meta.buffers()} == {"meta"}
+
+
+def test_recon_emphasis_is_stored_optional_for_older_checkpoints_and_checked(tiny: NAGModule, tmp_path: Path) -> None:
+    hp = dict(tiny.hparams)
+    assert hp["recon_emphasis"] == 0.0
+    path = _save(tiny, tmp_path / "m.ckpt", hyper_parameters={**hp, "recon_emphasis": 3.0})
+    assert NAGModule.load_from_checkpoint(path).hparams.recon_emphasis == 3.0
+    # written before the key existed: the plain MSE it was trained with
+    old = _save(tiny, tmp_path / "old.ckpt", hyper_parameters={k: v for k, v in hp.items() if k != "recon_emphasis"})
+    assert NAGModule.load_from_checkpoint(old).hparams.recon_emphasis == 0.0
+    for bad in (-1.0, "os.system"):
+        crafted = _save(tiny, tmp_path / "bad.ckpt", hyper_parameters={**hp, "recon_emphasis": bad})
+        with pytest.raises(UserInputError, match="recon_emphasis"):
+            NAGModule.load_from_checkpoint(crafted)
 
 
 @pytest.mark.parametrize("extra", [{"_instantiator": "os.system"}, {"latent_dim": 8, "seed": 3}])

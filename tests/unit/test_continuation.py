@@ -124,3 +124,15 @@ def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> No
     assert c.hydra.overrides.hydra == ["hydra.sweep.subdir='${nag.sweep_subdir:${hydra.job.num},2,d0}'"]
     states = [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == ["FAIL", "COMPLETE", "WAITING"]
+
+
+def test_resuming_compares_models_with_an_older_checkpoints_missing_keys_as_their_defaults() -> None:
+    from nag.config.errors import ConfigError
+    from nag.runs.resume import check_same_model
+
+    model = {"latent_dim": 8, "prior": {"mean": 0.0}, "scheduler": None, "recon_emphasis": 0.0}
+    older = {k: v for k, v in model.items() if k not in ("scheduler", "recon_emphasis")}
+    check_same_model(older, model, "last.ckpt")  # trained with the plain MSE, before the key existed
+    with pytest.raises(ConfigError, match=r"^last\.ckpt was trained with other settings than this command asks for "
+                                          r"\(model\.recon_emphasis: 0\.0 -> 3\.0\)"):  # fmt: skip
+        check_same_model(older, {**model, "recon_emphasis": 3.0}, "last.ckpt")
