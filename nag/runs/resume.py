@@ -23,6 +23,7 @@ from nag.config.errors import ConfigError, MissingFileError, UserInputError
 from nag.runs.files import load_yaml
 from nag.runs.overrides import PER_INVOCATION, StoredOverrideError, carried_over, check_stored, override_key
 from nag.runs.run_dir import OVERRIDES, RESUME_SUBDIR, RunDir
+from nag.runs.trusted import OPTIONAL_DEFAULTS
 
 # Hydra's options that take a separate value argument (``--cfg job``).
 _OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -124,8 +125,6 @@ def config_key(hparam: str) -> str:
 def check_same_model(stored: Mapping[str, Any], configured: Mapping[str, Any], source: str) -> None:
     """Refuse to continue a checkpoint under different model hyper-parameters; name every difference (a key an
     older checkpoint lacks counts as its default, the value it was trained with)."""
-    from nag.training.loading import OPTIONAL_DEFAULTS
-
     old, new = _leaves({**OPTIONAL_DEFAULTS, **stored}), _leaves(configured)
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:

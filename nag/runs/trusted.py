@@ -50,6 +50,9 @@ CHECKPOINT_ROLES = {
     "optimizer": ("torch.optim",),
     "scheduler": ("torch.optim.lr_scheduler", "nag.model.schedules"),
 }
+#: The hyper-parameters a checkpoint may lack (written before they existed), with the model's defaults that then
+#: apply: loading and resuming read a missing one as its default, the value it was trained with.
+OPTIONAL_DEFAULTS: dict[str, Any] = {"scheduler": None, "recon_emphasis": 0.0}
 
 
 #: Where nag's classes lived before the model and training layers got their folders: checkpoints written then

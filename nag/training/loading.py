@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from nag.config.errors import UserInputError
 from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
-from nag.runs.trusted import CHECKPOINT_ROLES, UntrustedConfigError, check_config
+from nag.runs.trusted import CHECKPOINT_ROLES, OPTIONAL_DEFAULTS, UntrustedConfigError, check_config
 
 if TYPE_CHECKING:
     from nag.training.module import NAGModule
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 #: The hyper-parameters a checkpoint may carry: the arguments of ``NAGModule.__init__`` that define the run (all
 #: of them, so resuming may change none; ``compile`` and ``channels_last`` only say how it is computed).
 HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler", "recon_emphasis")
-#: Those a checkpoint may lack (written before they existed), with the constructor's defaults that then apply.
-OPTIONAL_DEFAULTS: dict[str, Any] = {"scheduler": None, "recon_emphasis": 0.0}
 
 
 def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:

@@ -22,6 +22,7 @@ from nag.config.errors import ConfigError, DivergenceError
 from nag.config.params import BoolOrAuto, Count, Keys, NonNegative, Positive, checked
 from nag.model.matching import PriorMatching
 from nag.model.priors import Prior
+from nag.model.reconstruction import weighted_mse
 from nag.runs.trusted import CHECKPOINT_ROLES, check_config
 from nag.training.distributed import gather_codes
 from nag.training.term_logging import TermLogging, divergence_message
@@ -34,22 +35,6 @@ def _plain(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any] | None:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
-
-
-def weighted_mse(x_hat: Tensor, x: Tensor, alpha: float) -> Tensor:
-    """The squared error with the pixels that differ from the batch's mean face weighted up (``model.
-    recon_emphasis``, the README's moonshot): w = 1 + α · d / mean(d), where d is a pixel's squared distance (over
-    the channels) from the batch's mean image at that position; the loss is Σ w·(x̂ − x)² / Σ w, so α = 0 is
-    the plain MSE and the scale stays that of an MSE. Sunglasses, hats and beards are exactly the pixels far from
-    the mean face, and a plain MSE spends almost nothing on them (few faces, few pixels). The weights are the
-    data's, not the model's: no gradient flows through them. Written here because no library weights a
-    reconstruction by rarity; the idea is that of a focal loss (Lin et al. 2017) with the rarity of a pixel value
-    in place of the difficulty of an example.
-    """
-    with torch.no_grad():
-        d = (x - x.mean(0, keepdim=True)).pow(2).sum(1, keepdim=True)  # (B, 1, H, W)
-        w = 1 + alpha * d / d.mean().clamp_min(1e-12)
-    return (w * (x_hat - x).pow(2)).sum() / (w.sum() * x.shape[1])
 
 
 class NAGModule(TermLogging, L.LightningModule):
@@ -66,7 +51,8 @@ class NAGModule(TermLogging, L.LightningModule):
             every checkpoint, is the same with and without it).
         channels_last: Train in the channels-last memory format (faster convolutions on GPUs with tensor
             cores); ``"auto"``: on CUDA devices only.
-        recon_emphasis: α of the rare-pixel-weighted reconstruction (:func:`weighted_mse`); 0: plain MSE.
+        recon_emphasis: α of the rare-pixel-weighted reconstruction
+            (:func:`~nag.model.reconstruction.weighted_mse`); 0: the plain MSE.
 
     ``compile`` and ``channels_last`` are how the run is computed, not what it computes: they are not stored in
     checkpoints, and a checkpoint loads the same whatever they are.
@@ -189,9 +175,9 @@ class NAGModule(TermLogging, L.LightningModule):
     # --- training ---------------------------------------------------------------------------------------
 
     def loss_terms(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Named loss terms of a batch: ``recon`` (per-pixel MSE; weighted by :func:`weighted_mse` when
-        ``recon_emphasis`` > 0), ``matching`` and ``loss``; ``generator`` fixes the prior samples (and projections)
-        the matching term draws."""
+        """Named loss terms of a batch: ``recon`` (per-pixel MSE; weighted by
+        :func:`~nag.model.reconstruction.weighted_mse` when ``recon_emphasis`` > 0), ``matching`` and ``loss``;
+        ``generator`` fixes the prior samples (and projections) the matching term draws."""
         z = self.encode(x)  # (B, d)
         x_hat = self.decode(z)  # (B, 3, H, W)
         alpha = self.hparams.recon_emphasis

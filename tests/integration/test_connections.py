@@ -90,7 +90,7 @@ def test_loss_is_recon_plus_lambda_times_matching(compose_cfg) -> None:
 
 
 def test_the_rare_pixel_weighting_is_written_out_and_assembled_into_the_loss(compose_cfg) -> None:
-    from nag.training.module import weighted_mse
+    from nag.model.reconstruction import weighted_mse
 
     # Known answer: two 1x1 "images", one black one white; the mean face is grey, both pixels equally far from
     # it (d = 3 · 0.25 each), so the weights are equal and the weighted error is the plain MSE...
