@@ -1,13 +1,14 @@
 """The benchmark table: every job of a sweep scored with every sampler on equal terms (``nag.compare --samplers``).
 
 One row per (job, sampler): the swept keys, the sampler (``prior``: the job's own prior; ``gmm``: a 10-component
-Gaussian mixture on its training codes; ``gaussian``; ``flow``: :class:`~nag.analysis.flow.FlowSampler`), and
-what the field reports — FID, KID, precision and recall in Inception features (at one n, with the real-vs-real
-floor), the sample SWD (multi-scale, against the test images), the attribute-frequency gap (mean over attributes
-of |frequency in samples − frequency in real test faces|, by the dataset's attribute classifier) and the largest
-gap with its attribute — beside the job's reconstruction PSNR and training time. Every job is scored against the
-same real images, FID reference, classifier and seeds. ``samplers.csv`` / ``samplers.md`` hold the table and
-``attribute_gaps.csv`` the per-attribute frequencies (the rare-feature question of the README's benchmark).
+Gaussian mixture on its training codes, ``gmm<k>`` one of k; ``gaussian``; ``flow``:
+:class:`~nag.analysis.flow.FlowSampler`), and what the field reports — FID, KID, precision and recall in Inception
+features (at one n, with the real-vs-real floor), the sample SWD (multi-scale, against the test images), the
+attribute-frequency gap (mean over attributes of |frequency in samples − frequency in real test faces|, by the
+dataset's attribute classifier) and the largest gap with its attribute — beside the job's reconstruction PSNR and
+training time. Every job is scored against the same real images, FID reference, classifier and seeds.
+``samplers.csv`` / ``samplers.md`` hold the table and ``attribute_gaps.csv`` the per-attribute frequencies (the
+rare-feature question of the README's benchmark).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from nag.config.errors import UserInputError
 log = logging.getLogger(__name__)
 
 #: Sampler names accepted by ``--samplers``.
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "flow")
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "flow")
+#: The most components ``gmm<k>`` may ask for (each needs two training codes; 5000 are fitted).
+MAX_COMPONENTS = 500
 #: Columns of the table after the job's keys and the sampler.
 COLUMNS = ("fid", "kid", "precision", "recall", "sample_swd", "freq_gap", "max_gap", "max_gap_attr", "psnr",
            "train_s")  # fmt: skip
@@ -42,9 +45,13 @@ def make_sampler(name: str, store: str | None = None) -> Any:
         return GaussianMixtureSampler(1)
     if name == "gmm":
         return GaussianMixtureSampler(10)
+    if name.startswith("gmm") and name[3:].isdigit() and 1 <= int(name[3:]) <= MAX_COMPONENTS:
+        return GaussianMixtureSampler(int(name[3:]))  # gmm<k>: k components (gmm50: small modes get their own)
     if name == "flow":
         return FlowSampler(store=store)
-    raise UserInputError(f"--samplers: {name!r} is not a sampler; choose from {', '.join(SAMPLER_NAMES)}.")
+    raise UserInputError(
+        f"--samplers: {name!r} is not a sampler; choose from {', '.join(SAMPLER_NAMES)} (k from 1 to {MAX_COMPONENTS})."
+    )
 
 
 def parse_samplers(text: str) -> list[str]:

@@ -117,3 +117,18 @@ def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget()
     # mmd: none within the budget: the best reconstruction, said so.
     assert picks["mmd"]["weight"] == 1.0 and picks["mmd"]["within"] is False
     assert set(picks) == {"swd", "mmd"}
+
+
+def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:
+    from nag.analysis.benchmark import make_sampler, parse_samplers
+    from nag.config.errors import UserInputError
+
+    assert parse_samplers("prior, gmm,gmm50 ,flow") == ["prior", "gmm", "gmm50", "flow"]
+    assert make_sampler("gmm").n_components == 10 and make_sampler("gmm50").n_components == 50
+    assert make_sampler("gmm1").name == "gaussian"
+    for bad in ("gmm0", "gmm501", "gmmx", "gmm-3", "flows"):
+        with pytest.raises(UserInputError, match=rf"^--samplers: '{bad}' is not a sampler; choose from prior, "
+                                                 r"gaussian, gmm, gmm<k>, flow \(k from 1 to 500\)\.$"):  # fmt: skip
+            parse_samplers(f"prior,{bad}")
+    with pytest.raises(UserInputError, match="give distinct names"):
+        parse_samplers("gmm,gmm")
