@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_sampling
-from nag.analysis.tables import cell, markdown_table
+from nag.analysis.tables import cell, fixed, markdown_table
 from nag.config.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -147,32 +147,30 @@ def markdown(table: SamplerTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _brief(value: Any, digits: int) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) and value == value else "–"
-
-
 def by_job_markdown(table: SamplerTable) -> str:
     """The table as the README shows it (``compare/benchmark.md``): one row per job, one cell per sampler —
     FID · sample SWD · attribute gap in percentage points (– where not measured) — then the reconstruction PSNR
     and the training time."""
     samplers = list(dict.fromkeys(r["sampler"] for r in table.rows))
+    cols = ["job", *table.keys, *(f"{s}: FID · SWD · gap" for s in samplers), "PSNR", "train s"]
     jobs: dict[str, dict[str, Any]] = {}
     for r in table.rows:
-        job = jobs.setdefault(r["job"], {"head": r, "cells": {}})
+        head = {"job": r["job"], **{k: r.get(k) for k in table.keys}, "PSNR": fixed(r.get("psnr"), 2),
+                "train s": fixed(r.get("train_s"), 0)}  # fmt: skip
+        job = jobs.setdefault(r["job"], head)
         gap = r.get("freq_gap")
-        job["cells"][r["sampler"]] = " · ".join([_brief(r.get("fid"), 0), _brief(r.get("sample_swd"), 0),
-                                                 _brief(100 * gap if isinstance(gap, float) else None, 1)])  # fmt: skip
-    cols = ["job", *table.keys, *(f"{s}: FID · SWD · gap" for s in samplers), "PSNR", "train s"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for name, job in jobs.items():
-        head = job["head"]
-        cells = [name, *(cell(head.get(k)) for k in table.keys), *(job["cells"].get(s, "") for s in samplers),
-                 _brief(head.get("psnr"), 2), _brief(head.get("train_s"), 0)]  # fmt: skip
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        job[f"{r['sampler']}: FID · SWD · gap"] = " · ".join(
+            [
+                fixed(r.get("fid"), 0),
+                fixed(r.get("sample_swd"), 0),
+                fixed(100 * gap if isinstance(gap, float) else None, 1),
+            ]
+        )
+    lines = markdown_table(cols, list(jobs.values()))
     if table.floor:
         floor = table.floor
-        lines += ["", f"Real vs real: FID {_brief(floor.get('fid'), 1)} (n = {floor.get('fid_n', '–')}), "
-                      f"sample SWD {_brief(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
+        lines += ["", f"Real vs real: FID {fixed(floor.get('fid'), 1)} (n = {floor.get('fid_n', '–')}), "
+                      f"sample SWD {fixed(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
                       "|frequency in the samples − in the real test faces|, percentage points."]  # fmt: skip
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,11 @@ def cell(value: Any, digits: int = 4) -> str:
     return "" if value is None else str(value)
 
 
+def fixed(value: Any, digits: int) -> str:
+    """A float to ``digits`` decimals (the README's short tables); ``–`` when missing or not finite."""
+    return f"{value:.{digits}f}" if isinstance(value, float) and math.isfinite(value) else "–"
+
+
 def markdown_table(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
     """The lines of a markdown table of ``rows`` (dicts) in the columns ``cols`` (``|`` in a cell escaped)."""
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
