@@ -28,6 +28,46 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
+class EscapingFormatter(logging.Formatter):
+    """Wraps a handler's formatter so that no log record spans two lines: the message (its arguments filled in)
+    and the exception messages in a traceback are escaped (:func:`nag.config.text.printable`). A message quoting a
+    file (a checkpoint's callback name, an override value) can then never write a line of its own into a log,
+    whatever the log file is."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        from nag.config.text import printable
+
+        record.msg, record.args = printable(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        return self.inner.format(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        from nag.config.text import printable
+
+        text = self.inner.formatException(ei)
+        error, seen = ei[1], set()
+        while error is not None and id(error) not in seen:  # the chain: each message as the traceback shows it
+            seen.add(id(error))
+            message = str(error)
+            if message and not message.isprintable():
+                text = text.replace(message, printable(message))
+            error = error.__cause__ or error.__context__
+        return text
+
+
+def escape_logs(logger: logging.Logger | None = None) -> None:
+    """Escape every record of ``logger``'s handlers (the root logger's: Hydra's console and ``train.log``) with
+    :class:`EscapingFormatter`; called by each entry point once its logging is set up (idempotent)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not isinstance(handler.formatter, EscapingFormatter):
+            handler.setFormatter(EscapingFormatter(handler.formatter))
+
+
 def single_lightning_log() -> None:
     """Print Lightning's messages once: the ``lightning`` package adds its own console handler at import, which
     doubles every message when the root logger already prints (Hydra's job logging, which also writes the run's

@@ -117,4 +117,4 @@ def validate(cfg: DictConfig, roots: Mapping[str, type] | None = None) -> None:
             if checks is not None:
                 problems += checks(get)
     if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
+        raise ConfigError("invalid config:", details=list(dict.fromkeys(problems)))

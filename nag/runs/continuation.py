@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import UserInputError
-from nag.runs.files import UnsafeFileError, is_regular_file, links_shown, load_json, read_text
+from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, read_text, strays_shown
 from nag.runs.output import atomic_file, write_json_atomic
 from nag.runs.run_dir import CHECKPOINTS, CONFIG, JOB, OVERRIDES, RunDir
 
@@ -60,16 +60,23 @@ class JobPlan:
 
 
 def check_sweep_dir(sweep: Path) -> None:
-    """Before a sweep writes into an existing sweep dir: no link anywhere below it (Hydra writes each job's
-    ``.hydra`` and log, Lightning its checkpoints and events, following links)."""
-    if os.path.islink(sweep):
-        raise UnsafeFileError(f"hydra.sweep.dir={sweep} is a symbolic link; give the sweep dir itself.")
-    shown = links_shown(sweep)
+    """Before a sweep writes into an existing sweep dir: nothing below it but regular files and folders (Hydra
+    writes each job's ``.hydra`` and log, Lightning its checkpoints and events, following links and blocking on
+    named pipes), every folder readable (a walk that cannot look is a refusal), and each job dir a folder."""
+    if os.path.islink(sweep) or not is_real_dir(sweep):
+        raise UnsafeFileError(f"hydra.sweep.dir={sweep} is not a folder (a link or a file); give the sweep dir itself.")
+    shown = strays_shown(sweep)
     if shown:
         raise UnsafeFileError(
-            f"hydra.sweep.dir={sweep} holds symbolic links ({shown}); continuing the sweep writes into its job "
-            "dirs and would write through them. nag never makes links there: remove them, or continue a copy "
-            "made with cp -rL."
+            f"hydra.sweep.dir={sweep} holds symbolic links or other files that are not regular ({shown}); "
+            "continuing the sweep writes into its job dirs and would write through a link or block on a named "
+            "pipe. nag makes only regular files and folders there: remove them, or continue a copy made with cp -rL."
+        )
+    jobs = [p.name for p in sweep.iterdir() if p.name.isdigit() and not is_real_dir(p)]
+    if jobs:
+        raise UnsafeFileError(
+            f"hydra.sweep.dir={sweep}: {', '.join(sorted(jobs)[:3])} should be job dirs but are files; a sweep "
+            "writes each job into the folder of its number. Move them away, or give a new hydra.sweep.dir."
         )
 
 

@@ -205,9 +205,17 @@ def load_json(path: Path, limit: int = MAX_TEXT_BYTES) -> Any:
         raise UnsafeFileError(f"{path} is not valid JSON ({' '.join(str(e).split())[:120]}).") from None
 
 
+def _unreadable(path: Path, e: OSError) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{path} cannot be read ({e.strerror or type(e).__name__}); nag checks every entry of a folder it reads "
+        "from someone else before using it, and one it cannot look into is refused, not passed over."
+    )
+
+
 def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterator[tuple[Path, os.stat_result]]:
     """Every entry below ``root`` with its ``lstat``, breadth first, never following a link (so a link loop
-    cannot hang it); more than ``max_entries`` entries raises :class:`UnsafeFileError`."""
+    cannot hang it). Fails closed: a folder or entry that cannot be listed or looked at (``OSError``), or more
+    than ``max_entries`` entries, raises :class:`UnsafeFileError`."""
     seen = 0
     level = [root]
     for _ in range(max_depth + 1):
@@ -215,13 +223,16 @@ def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterato
         for folder in level:
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except OSError:
-                continue
+            except OSError as e:
+                raise _unreadable(folder, e) from None
             for entry in entries:
                 seen += 1
                 if seen > max_entries:
                     raise UnsafeFileError(f"{root} holds more than {max_entries:,} files; not a folder nag wrote.")
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as e:
+                    raise _unreadable(Path(entry.path), e) from None
                 yield Path(entry.path), st
                 if stat.S_ISDIR(st.st_mode):
                     below.append(Path(entry.path))
@@ -230,17 +241,29 @@ def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterato
             return
 
 
-def links_below(root: Path, limit: int = 3) -> list[Path]:
-    """Up to ``limit`` symbolic links below ``root`` (nag itself never makes one)."""
+def strays_below(root: Path, limit: int = 3) -> list[tuple[Path, str]]:
+    """Up to ``limit`` entries below ``root`` that are neither a regular file nor a real folder (a symbolic link,
+    a named pipe, a socket, a device), each with its kind: nag itself never makes one in a run or sweep dir, and
+    a writer that opens one follows it (a link) or blocks on it (a FIFO)."""
     found = []
     for path, st in walk(root):
-        if stat.S_ISLNK(st.st_mode):
-            found.append(path)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            found.append((path, _kind(st.st_mode)))
             if len(found) >= limit:
                 break
     return found
 
 
-def links_shown(root: Path) -> str:
-    """The links below ``root`` as ``relative -> target, ...`` for a refusal message ('' when there are none)."""
-    return ", ".join(f"{p.relative_to(root)} -> {os.readlink(p)}" for p in links_below(root))
+def strays_shown(root: Path) -> str:
+    """The strays below ``root`` for a refusal message, ``relative -> target`` for a link and ``relative (a named
+    pipe)`` for the others ('' when there are none)."""
+
+    def shown(path: Path, kind: str) -> str:
+        if kind == "a symbolic link":
+            try:
+                return f"{path.relative_to(root)} -> {os.readlink(path)}"
+            except OSError:
+                pass
+        return f"{path.relative_to(root)} ({kind})"
+
+    return ", ".join(shown(p, k) for p, k in strays_below(root))

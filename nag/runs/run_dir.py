@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
-from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, links_shown, load_json, load_yaml
+from nag.config.text import one_line as _one_line
+from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, load_yaml, strays_shown
 from nag.runs.output import write_json_atomic
 from nag.runs.overrides import override_values
 from nag.runs.stored_config import StoredConfig
@@ -51,8 +52,7 @@ REASON_LIMIT = 300
 
 def one_line(message: str, limit: int = REASON_LIMIT) -> str:
     """A (possibly multi-line) message on one line without control characters, for tables and summaries."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in message).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _one_line(message, limit)
 
 
 @dataclass
@@ -211,19 +211,21 @@ class RunDir:
     def check_resumable(self, given: str) -> Path:
         """Before ``resume=`` writes into this dir (Hydra appends to ``train.log``, Lightning writes events and
         checkpoints, each following links): the dir is a real folder with no link anywhere below it, and holds
-        its overrides and ``last.ckpt`` as regular files. Returns ``last.ckpt``.
+        its overrides and ``last.ckpt`` as regular files; nothing in it but regular files and folders (a named
+        pipe at ``train.log`` would block Hydra's log writer). Returns ``last.ckpt``.
 
         Args:
             given: The dir as the user typed it, for messages.
         """
         if os.path.islink(self.path):
             raise UnsafeFileError(f"resume={given}: {self.path} is a symbolic link; give the run dir itself.")
-        shown = links_shown(self.path)
+        shown = strays_shown(self.path)
         if shown:
             raise UnsafeFileError(
-                f"resume={given}: the run dir holds symbolic links ({shown}); resuming writes the log, events and "
-                "checkpoints into it, and would write through them. nag never makes links in a run dir: remove "
-                "them (or resume a copy made with cp -rL)."
+                f"resume={given}: the run dir holds symbolic links or other files that are not regular ({shown}); "
+                "resuming writes the log, events and checkpoints into it, and would write through a link or block "
+                "on a named pipe. nag makes only regular files and folders in a run dir: remove them (or resume a "
+                "copy made with cp -rL)."
             )
         if not os.path.lexists(self.path / OVERRIDES):
             raise MissingFileError(

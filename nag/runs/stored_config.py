@@ -26,12 +26,16 @@ from typing import Any
 
 from nag import CONF_DIR
 from nag.config.errors import UserInputError
+from nag.config.text import printable, quote
 from nag.runs.files import load_yaml
 
 #: ``${a.b.c}``: a reference to another key of the same file.
 REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 MISSING = "???"
 _MAX_DEPTH = 16
+#: The most steps (values visited) and characters one resolved value of a stored config may take.
+MAX_STEPS = 100_000
+MAX_VALUE_CHARS = 10_000
 
 
 class StoredConfigError(UserInputError):
@@ -119,11 +123,11 @@ class StoredConfig:
         own = own_resolvers()
         for key, value in _leaves(tree):
             if isinstance(value, str) and "${" in value and not _only_references(value) and (key, value) not in own:
-                shown = value if len(value) <= 80 else value[:77] + "..."
                 raise StoredConfigError(
-                    f"{path}: {key}={shown!r} is an interpolation nag's own configs do not write there. A stored "
-                    "config is read as data: its resolvers (${oc.env:...}, ${nag.fresh_dir:...}, ...) are never "
-                    "run, since they could read the environment or create folders. Refused."
+                    f"{path}: {printable(key, 200)}={quote(value, 80)} is an interpolation nag's own configs do not "
+                    "write there. A stored config is read as data: its resolvers (${oc.env:...}, "
+                    "${nag.fresh_dir:...}, ...) are never run, since they could read the environment or create "
+                    "folders. Refused."
                 )
         return cls(tree, path)
 
@@ -154,7 +158,7 @@ class StoredConfig:
             raw = self._raw(dotted)
         except KeyError:
             raise StoredConfigError(f"{self.source} has no {dotted}; it is not a complete run config.") from None
-        return self._resolve(raw, dotted, paths, 0)
+        return _Resolution(self, paths).value(raw, dotted, 0)
 
     def section(self, name: str, paths: Mapping[str, str]) -> dict[str, Any]:
         """A whole section (e.g. ``data``) that must be a mapping."""
@@ -163,17 +167,33 @@ class StoredConfig:
             raise StoredConfigError(f"{self.source}: {name} is a {type(value).__name__}, not a mapping.")
         return value
 
-    def _resolve(self, value: Any, key: str, paths: Mapping[str, str], depth: int) -> Any:
+
+class _Resolution:
+    """One :meth:`StoredConfig.get`: references followed with a memo (each key resolved once, however often it
+    is referred to) and a budget, so a small file cannot make the work or the result grow without bound (ten
+    references to a key that holds ten references, eight levels deep, would be 10^8 characters)."""
+
+    def __init__(self, config: StoredConfig, paths: Mapping[str, str]) -> None:
+        self.config, self.paths, self.source = config, paths, config.source
+        self.memo: dict[str, Any] = {}
+        self.steps = 0
+
+    def value(self, value: Any, key: str, depth: int) -> Any:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise StoredConfigError(f"{self.source}: {key} takes more than {MAX_STEPS:,} steps to resolve; a run "
+                                    "config nag wrote takes a few hundred. Refused.")  # fmt: skip
         if depth > _MAX_DEPTH:
             raise StoredConfigError(f"{self.source}: {key} is a recursive interpolation; refused.")
+        paths = self.paths
         if key in paths and (key != "paths.data_dir" or not isinstance(value, str) or "${" in value):
             return paths[key]  # where nag writes is this machine's; where data is read may come from the file
         if key == "data.cache_dir":
             return paths["paths.cache_dir"]
         if isinstance(value, dict):
-            return {k: self._resolve(v, f"{key}.{k}", paths, depth) for k, v in value.items()}
+            return {k: self.value(v, f"{key}.{k}", depth) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._resolve(v, f"{key}[{i}]", paths, depth) for i, v in enumerate(value)]
+            return [self.value(v, f"{key}[{i}]", depth) for i, v in enumerate(value)]
         if not isinstance(value, str):
             return value
         if value == MISSING:
@@ -182,24 +202,30 @@ class StoredConfig:
             return value
         if not _only_references(value):
             raise StoredConfigError(
-                f"{self.source}: {key}={value!r} was set by Hydra when the run started; nag does not evaluate it "
-                "from a file."
+                f"{self.source}: {key}={quote(value)} was set by Hydra when the run started; nag does not evaluate "
+                "it from a file."
             )
         whole = REFERENCE.fullmatch(value)
         if whole:
-            return self._follow(whole.group(1), key, paths, depth)
-        text = REFERENCE.sub(lambda m: str(self._follow(m.group(1), key, paths, depth)), value)
+            return self.follow(whole.group(1), key, depth)
+        text = REFERENCE.sub(lambda m: str(self.follow(m.group(1), key, depth)), value)
+        if len(text) > MAX_VALUE_CHARS:
+            raise StoredConfigError(f"{self.source}: {key} resolves to more than {MAX_VALUE_CHARS:,} characters; a "
+                                    "value nag writes is a path or a number. Refused.")  # fmt: skip
         if "${" in text:  # pieces that join into a new interpolation
-            raise StoredConfigError(f"{self.source}: {key}={value!r} builds an interpolation; refused.")
+            raise StoredConfigError(f"{self.source}: {key}={quote(value)} builds an interpolation; refused.")
         return text
 
-    def _follow(self, ref: str, key: str, paths: Mapping[str, str], depth: int) -> Any:
-        if ref in paths and not self.has(ref):
-            return paths[ref]
+    def follow(self, ref: str, key: str, depth: int) -> Any:
+        if ref in self.memo:
+            return self.memo[ref]
+        if ref in self.paths and not self.config.has(ref):
+            return self.paths[ref]
         try:
-            raw = self._raw(ref)
+            raw = self.config._raw(ref)
         except KeyError:
             raise StoredConfigError(
-                f"{self.source}: {key} refers to ${{{ref}}}, which the file does not have."
+                f"{self.source}: {key} refers to ${{{printable(ref, 200)}}}, which the file does not have."
             ) from None
-        return self._resolve(raw, ref, paths, depth + 1)
+        self.memo[ref] = result = self.value(raw, ref, depth + 1)
+        return result

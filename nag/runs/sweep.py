@@ -20,7 +20,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from nag.config.errors import UserInputError
+from nag.config.console import escape_logs
+from nag.config.errors import UserInputError, checked, fail_closed
+from nag.config.text import printable
 from nag.runs.continuation import CONTINUE, FINISHED, NEW, JobPlan, check_sweep_dir, plan_job
 from nag.runs.discovery import discover
 from nag.runs.run_dir import RunDir
@@ -92,10 +94,11 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
     """Run one Hydra job's work with the failure policy above; in a sweep dir that is continued, a finished job
     is skipped and an interrupted one continues from its checkpoint."""
     out = Path(cfg.paths.output_dir)
+    escape_logs()
     try:
         plan = _continued(cfg, out)
-    except UserInputError as e:  # another job's dir, or a damaged record: the sweep stops, nothing is recorded there
-        raise SystemExit(f"error: {e}") from None
+    except Exception as e:  # another job's dir, a damaged record, a check that broke: the sweep stops, nothing recorded
+        raise SystemExit(f"error: {fail_closed(f'job dir {out}', e)}") from None
     try:
         if plan is not None and plan.action == FINISHED:
             return _stored_result(cfg, out)
@@ -117,23 +120,49 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
     return result
 
 
-class SweepSummary(Callback):
+class ClosedCallback(Callback):
+    """A Hydra callback whose hooks fail closed. Hydra turns *any* exception a callback raises into a warning and
+    goes on (``hydra._internal.callbacks.Callbacks._notify``), so a check that raised the wrong kind of exception
+    would be skipped and the sweep run unchecked; here every ``on_*`` hook of a subclass stops the command
+    instead, with one message (``SystemExit`` is not an ``Exception``: Hydra lets it through)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, hook in list(vars(cls).items()):
+            if name.startswith("on_") and callable(hook):
+                setattr(cls, name, _stopping(hook, f"{cls.__name__}.{name}"))
+
+
+def _stopping(hook: Callable[..., Any], where: str) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(hook)
+    def run(self: Any, config: DictConfig, **kwargs: Any) -> Any:
+        try:
+            return hook(self, config, **kwargs)
+        except Exception as e:  # a refusal, or a check that broke: either way the command stops here
+            escape_logs()
+            raise SystemExit(f"error: {fail_closed(where, e)}") from None
+
+    return run
+
+
+class SweepSummary(ClosedCallback):
     """Hydra callback: before a multirun, the checks of a sweep dir that is continued (and the Optuna study's
     continuation); after it, one line per job (ok / failed and why) and exit status 1 if any failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from nag.runs.continuation import continue_study
 
+        escape_logs()
         sweep = Path(config.hydra.sweep.dir)
         if not os.path.lexists(sweep):
             sweep.mkdir(parents=True)  # given on the command line: the study file is made before any job dir
-        if sweep.is_dir() and any(sweep.iterdir()):
-            try:
-                check_sweep_dir(sweep)
+        with checked(f"hydra.sweep.dir={sweep}"):
+            check_sweep_dir(sweep)
+            if any(sweep.iterdir()):
                 continue_study(config)
-            except UserInputError as e:
-                raise SystemExit(f"error: {e}") from None
-            log.info("continuing the sweep in %s: finished jobs are kept, interrupted ones continue", sweep)
+                log.info("continuing the sweep in %s: finished jobs are kept, interrupted ones continue", sweep)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
@@ -144,7 +173,9 @@ class SweepSummary(Callback):
         for job in jobs:
             status, reason = job.status, job.reason
             failed += status != "ok"
-            lines.append(f"  {job.path.name:>4}  {status:<10} {job.label()}{'  — ' + reason if reason else ''}")
-        print(f"sweep {sweep}: {len(jobs) - failed} of {len(jobs)} job(s) ok\n" + "\n".join(lines), flush=True)
+            shown = printable(f"{job.path.name:>4}  {status:<10} {job.label()}{'  — ' + reason if reason else ''}")
+            lines.append(f"  {shown}")
+        head = f"sweep {printable(str(sweep))}: {len(jobs) - failed} of {len(jobs)} job(s) ok"
+        print("\n".join([head, *lines]), flush=True)
         if failed:
             raise SystemExit(1)

@@ -25,7 +25,7 @@ ALLOWED = {
 #: the data's base classes, so it imports them when it runs (never at import time).
 LAZY_EXCEPTIONS = {("runs/trusted.py", "model"), ("runs/trusted.py", "data"), ("runs/trusted.py", "training")}
 ENTRY_POINTS = {"__init__.py", "train.py", "evaluate.py", "report.py", "compare.py", "sample.py"}
-MAX_LINES = 265  # "about 250"
+MAX_LINES = 400  # a sanity limit: cohesion decides a module's size, not a count (#30)
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:

@@ -78,11 +78,30 @@ def test_a_sweep_dir_with_a_link_below_it_is_refused(tmp_path: Path) -> None:
     job = _job(tmp_path)
     check_sweep_dir(job.parent)
     os.symlink(tmp_path / "elsewhere", job / "train.log")
-    with pytest.raises(UnsafeFileError, match=r"holds symbolic links \(0/train.log ->"):
+    with pytest.raises(
+        UnsafeFileError, match=r"holds symbolic links or other files that are not regular \(0/train.log ->"
+    ):
         check_sweep_dir(job.parent)
     os.symlink(job.parent, tmp_path / "link")
-    with pytest.raises(UnsafeFileError, match="is a symbolic link"):
+    with pytest.raises(UnsafeFileError, match="is not a folder"):
         check_sweep_dir(tmp_path / "link")
+
+
+@pytest.mark.parametrize("where", ["0/train.log", "0/.hydra/config.yaml", "multirun.yaml"])
+def test_a_named_pipe_in_a_sweep_dir_is_refused_like_a_link(tmp_path: Path, where: str) -> None:
+    """Hydra's writers open these files and would block on a FIFO for ever."""
+    job = _job(tmp_path)
+    (job.parent / where).unlink(missing_ok=True)
+    os.mkfifo(job.parent / where)
+    with pytest.raises(UnsafeFileError, match=rf"\({where} \(a named pipe\)\)"):
+        check_sweep_dir(job.parent)
+
+
+def test_a_job_dir_that_is_a_file_is_refused_before_hydra_writes_into_it(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    (job.parent / "1").write_text("not a folder")
+    with pytest.raises(UnsafeFileError, match="1 should be job dirs but are files"):
+        check_sweep_dir(job.parent)
 
 
 def test_sweep_subdir_sends_retried_trials_home_and_numbers_new_ones_as_their_trials() -> None:
