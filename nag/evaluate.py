@@ -121,6 +121,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from nag.config.schema import validate
     from nag.runs.trusted import build_stored
 
+    validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys}, components=False)  # before any file is read
     model, where = load_checkpoint_and_data(cfg, "evaluate")
     validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys})
     datamodule = build_stored(_plain(cfg.data), where)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import hydra
-from annotated_types import Ge
+from annotated_types import Ge, Le
 from omegaconf import DictConfig
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
@@ -34,7 +34,8 @@ class SampleKeys:
     ckpt_path: str | None
     device: str
     seed: int
-    n: Annotated[int, Ge(1)]
+    # The samples are drawn in memory (float, then 8 bits): 200,000 at 64 px is ~10 GB; FID protocols use 10k-50k.
+    n: Annotated[int, Ge(1), Le(200_000)]
     out: str | None
     overwrite: bool
     format: Literal["png", "npz"]
@@ -81,6 +82,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     from nag.runs.output import OutputDir
     from nag.runs.trusted import build_stored
 
+    validate(cfg, {"": SampleKeys}, components=False)  # its own keys (n, format, ...) before any file is read
     out_path = Path(cfg.out).expanduser() if cfg.get("out") else Path(cfg.paths.output_dir) / "samples"
     if out_path.is_dir() and any(out_path.iterdir()) and not cfg.overwrite:
         raise UserInputError(f"out={out_path} is not empty: give an empty folder, or overwrite=true to write into it.")

@@ -96,7 +96,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_hparams(ckpt["hyper_parameters"], ckpt_path)  # named code is refused, not compared
         check_same_model(ckpt["hyper_parameters"], dict(model.hparams), ckpt_path)
         model.load_weights(ckpt["state_dict"], ckpt_path)
-        check_optimizer_state(ckpt, model.build_optimizer(), ckpt_path)
+        built = model.configure_optimizers()  # fresh: what training would go on with, to compare the stored with
+        optimizer, scheduler = (built["optimizer"], built["lr_scheduler"]["scheduler"]) if isinstance(built, dict) \
+            else (built, None)  # fmt: skip
+        check_optimizer_state(ckpt, optimizer, ckpt_path, scheduler=scheduler)
         if cfg.get("resume"):
             with open_dict(cfg):
                 continue_logging(cfg, int(ckpt.get("global_step", 0)))

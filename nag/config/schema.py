@@ -98,15 +98,16 @@ def declared_fields(keys: type) -> list[tuple[str, Any]]:
     return [(f.name, hints[f.name]) for f in dataclasses.fields(keys)]
 
 
-def validate(cfg: DictConfig, roots: Mapping[str, type] | None = None) -> None:
+def validate(cfg: DictConfig, roots: Mapping[str, type] | None = None, components: bool = True) -> None:
     """Check every component of ``cfg`` against its declaration and every key of ``roots`` (config path ->
     dataclass of declared keys, e.g. ``{"": TrainKeys, "trainer": TrainerKeys}``); raise one
     :class:`ConfigError` listing every problem. A key dataclass may add ``checks(get) -> list[str]`` for rules
-    between its keys (``get`` reads a value by config path)."""
+    between its keys (``get`` reads a value by config path). ``components=False`` checks the roots' keys only
+    (an entry point's own keys, before it reads the files that complete its config)."""
     problems: list[str] = []
     for path, keys in (roots or {}).items():
         _check(cfg, path, declared_fields(keys), problems)
-    for path, target in _components(cfg):
+    for path, target in _components(cfg) if components else []:
         declared = parameters(target)
         if declared:
             _check(cfg, path, list(declared), problems)

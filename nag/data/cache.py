@@ -117,6 +117,23 @@ def _unwritable(root: Path, e: OSError) -> UserInputError:
     )
 
 
+#: Room a cache leaves free on its disk (a full disk breaks every other program, the run's checkpoints included).
+DISK_MARGIN = 1 << 30
+
+
+def _check_room(root: Path, name: str, n: int, image_size: int, n_attributes: int) -> None:
+    """Refuse, before anything is written, a cache that would not fit on its disk with :data:`DISK_MARGIN` to
+    spare: its size follows from the split size (``data.n_*``), which a stored config may claim to be anything."""
+    need = n * (image_size * image_size * 3 + n_attributes)
+    free = shutil.disk_usage(root).free
+    if need + DISK_MARGIN > free:
+        raise UserInputError(
+            f"the {name} dataset cache would take {need / 1e9:,.1f} GB ({n:,} images of {image_size} px) but "
+            f"{root} has {free / 1e9:,.1f} GB free (keeping {DISK_MARGIN / 1e9:.0f} GB spare). Lower the split "
+            "size (data.n_train, data.n_val, data.n_test) or give data.cache_dir on a larger disk."
+        )
+
+
 def load_or_build(
     cache_dir: str | os.PathLike,
     name: str,
@@ -154,6 +171,7 @@ def load_or_build(
             log.warning("cache %s is damaged (%s); rebuilding it", final, e)
     try:
         root.mkdir(parents=True, exist_ok=True)
+        _check_room(root, name, len(items), image_size, n_attributes)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
     except OSError as e:
         raise _unwritable(root, e) from None

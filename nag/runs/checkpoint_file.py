@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
+from nag.config.text import quote
 
 #: The largest checkpoint read (the report AE at 64 px with Adam's state: 480 MB); ``$NAG_MAX_CHECKPOINT_BYTES``.
 MAX_CHECKPOINT_BYTES = int(os.environ.get("NAG_MAX_CHECKPOINT_BYTES", 16 << 30))
@@ -179,39 +180,100 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", key: str
     return ckpt
 
 
-def check_optimizer_state(ckpt: Mapping[str, Any], optimizer: Any, source: str, key: str = "model.optimizer") -> None:
-    """Refuse a checkpoint whose stored optimizer state disagrees with the configured optimizer.
+def check_optimizer_state(ckpt: Mapping[str, Any], optimizer: Any, source: str, key: str = "model.optimizer",
+                          scheduler: Any = None) -> None:  # fmt: skip
+    """Refuse a checkpoint whose stored optimizer (or scheduler) state disagrees with the configured one.
 
-    Lightning restores the optimizer's param groups as stored, hyper-parameters included: a state saying lr 7.5
-    would train at 7.5 while the config (and every record) says 0.001. Each stored group must have the
-    hyper-parameters the configured optimizer gets (``initial_lr`` stands for ``lr`` where a scheduler moved it).
+    Lightning restores the optimizer's param groups and the scheduler's state as stored, hyper-parameters
+    included: a group saying ``lr: 7.5`` (whatever its ``initial_lr`` says) would train at 7.5 while the config and
+    every record say 0.001, and a scheduler state carries its milestones and base rates. So the configured optimizer
+    and scheduler are built fresh, the scheduler stepped to the stored epoch, and every value they set compared
+    with the stored one: the values training goes on with after the restore.
 
     Args:
         ckpt: The checkpoint.
-        optimizer: The configured optimizer, built on the model's parameters (``configure_optimizers``).
+        optimizer: The configured optimizer, built fresh on the model's parameters (``configure_optimizers``).
         source: The file, for messages.
+        scheduler: The configured scheduler on ``optimizer`` (None without one).
     """
     states = ckpt.get("optimizer_states") or []
     if not isinstance(states, list):
         raise CheckpointError(f"{source}: optimizer_states is a {type(states).__name__}, not a list.")
-    expected = optimizer.param_groups[0]
+    if scheduler is not None and states:
+        _step_like(scheduler, ckpt, source)
+    expected = optimizer.param_groups
     for state in states[:1]:
         groups = state.get("param_groups") if isinstance(state, Mapping) else None
-        if not isinstance(groups, list) or not groups:
-            raise CheckpointError(f"{source}: its optimizer state has no param_groups; the file is damaged.")
-        for group in groups:
+        if not isinstance(groups, list) or not groups or len(groups) != len(expected):
+            raise CheckpointError(f"{source}: its optimizer state has no param_groups like the configured "
+                                  "optimizer's; the file is damaged.")  # fmt: skip
+        for group, want_group in zip(groups, expected, strict=True):
             if not isinstance(group, Mapping):
                 raise CheckpointError(f"{source}: an optimizer param group is not a mapping; the file is damaged.")
-            for name, want in expected.items():
-                if name in ("params", "initial_lr") or name not in group:
+            for name, want in want_group.items():
+                if name == "params" or (name not in group and name == "initial_lr"):
                     continue
-                have = group.get("initial_lr", group[name]) if name == "lr" else group[name]
-                if not _same(have, want):
+                have = group.get(name)
+                if name not in group or not _same(have, want):
                     raise CheckpointError(
-                        f"{source}: its stored optimizer state has {name}={have!r} but {key}.{name}={want!r}; "
-                        "Lightning would restore the stored one and train with it while every record says the "
-                        "configured one. Refused: use the setting the checkpoint was trained with, or start a new run."
+                        f"{source}: its stored optimizer state has {name}={quote(have)} but {key}.{name}={want!r} "
+                        "(as the configured optimizer and scheduler set it at the stored epoch); Lightning would "
+                        "restore the stored one and train with it while every record says the configured one. "
+                        "Refused: use the setting the checkpoint was trained with, or start a new run."
                     )
+        for tensor in _tensors(state.get("state")):
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise CheckpointError(f"{source}: its stored optimizer state holds NaN or infinite values; refused.")
+
+
+#: Scheduler state that says where it is, not how it schedules (compared through the rates it gives).
+_SCHEDULER_BOOKKEEPING = {"_step_count", "_get_lr_called_within_step", "_is_initial", "verbose", "lr_lambdas"}
+#: The most epochs a stored scheduler may claim (the fresh one is stepped as far to compare it).
+MAX_SCHEDULER_EPOCHS = 100_000
+
+
+def _step_like(scheduler: Any, ckpt: Mapping[str, Any], source: str) -> None:
+    """Step the fresh ``scheduler`` to the stored scheduler's epoch, and refuse a stored state that differs from
+    the fresh one in anything but bookkeeping (its milestones, factors, base rates, last rates)."""
+    import warnings
+
+    stored = (ckpt.get("lr_schedulers") or [None])[0]
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"{source}: it stores no scheduler state, but model.scheduler is set; refused.")
+    fresh = scheduler.state_dict()
+    unknown = sorted(map(str, set(stored) - set(fresh)))
+    if unknown:
+        raise CheckpointError(f"{source}: its scheduler state has keys the configured scheduler does not "
+                              f"({quote(unknown)}); refused.")  # fmt: skip
+    if "last_epoch" in fresh and "best" not in fresh:  # ReduceLROnPlateau follows a metric: not replayed
+        epoch = stored.get("last_epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_SCHEDULER_EPOCHS:
+            raise CheckpointError(f"{source}: its scheduler state has last_epoch={quote(epoch)}; refused.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "step() before optimizer.step()": no training happens here
+            for _ in range(epoch - scheduler.last_epoch):
+                scheduler.step()
+        fresh = scheduler.state_dict()
+    for name, want in fresh.items():
+        if name in _SCHEDULER_BOOKKEEPING or name in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch"):
+            continue
+        if name not in stored or not _same(stored[name], want):
+            raise CheckpointError(
+                f"{source}: its stored scheduler state has {name}={quote(stored.get(name))} but the configured "
+                f"model.scheduler gives {want!r}; Lightning would restore the stored one. Refused."
+            )
+
+
+def _tensors(tree: Any, depth: int = 0) -> list[Any]:
+    import torch
+
+    if depth > 8:
+        return []
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, Mapping):
+        return [t for v in tree.values() for t in _tensors(v, depth + 1)]
+    return [t for v in tree for t in _tensors(v, depth + 1)] if isinstance(tree, list | tuple) else []
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 from nag.config.errors import UserInputError
+from nag.config.text import quote
 from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
 from nag.runs.trusted import CHECKPOINT_ROLES, OPTIONAL_DEFAULTS, UntrustedConfigError, check_config
 
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 #: The hyper-parameters a checkpoint may carry: the arguments of ``NAGModule.__init__`` that define the run (all
 #: of them, so resuming may change none; ``compile`` and ``channels_last`` only say how it is computed).
+#: The widest code a checkpoint may claim (nag's models use 8 to 512; the file's own tensors are checked too).
+MAX_LATENT_DIM = 1 << 16
 HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler", "recon_emphasis")
 
 
@@ -41,8 +45,9 @@ def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
         raise CheckpointError(f"checkpoint {source} lacks the hyper-parameter(s) {missing}; nag checkpoints hold "
                               f"{list(HPARAM_KEYS)}. The file is damaged or not nag's.")  # fmt: skip
     dim = hparams["latent_dim"]
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise CheckpointError(f"checkpoint {source}: latent_dim={dim!r} must be a positive integer.")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_LATENT_DIM:
+        raise CheckpointError(f"checkpoint {source}: latent_dim={quote(dim)} must be a positive integer of at most "
+                              f"{MAX_LATENT_DIM:,}.")  # fmt: skip
     check_config(dict(hparams), f"checkpoint {source} hyper_parameters", roles=CHECKPOINT_ROLES)
 
 
@@ -53,15 +58,12 @@ def load_module(cls: type[NAGModule], checkpoint_path: str | Path, map_location:
     how = {k: kwargs.pop(k) for k in ("compile", "channels_last") if k in kwargs}  # not hyper-parameters
     hparams = {**ckpt["hyper_parameters"], **kwargs}
     check_hparams(hparams, checkpoint_path)
-    try:
-        model = cls(**hparams, **how)
-    except UserInputError:
-        raise
-    except Exception as e:  # Hydra wraps a constructor's TypeError; a crafted file can fail in many ways
-        raise CheckpointError(
-            f"checkpoint {checkpoint_path}: its hyper-parameters do not build a model ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:200]}); the file is damaged or crafted."
-        ) from None
+    # What the hyper-parameters claim (a latent_dim of 12 million in a 131 KB file) is checked against the file's
+    # own tensors first, on the meta device, which allocates nothing: only a model the weights fit is built.
+    with torch.device("meta"):
+        shell = _build(cls, hparams, how, checkpoint_path)
+    check_shapes(shell, ckpt["state_dict"], str(checkpoint_path), strict=strict)
+    model = _build(cls, hparams, how, checkpoint_path)
     # A replaced prior or matching distance keeps the state built from its new config (the stored one
     # describes the old: a prior's mean and variance are buffers).
     own = {f"{part}.{k}": v for part in ("prior", "matching") if part in kwargs
@@ -70,8 +72,27 @@ def load_module(cls: type[NAGModule], checkpoint_path: str | Path, map_location:
     return model.to(map_location if map_location is not None else "cpu")
 
 
+def _build(cls: type[NAGModule], hparams: dict[str, Any], how: dict[str, Any], source: str | Path) -> NAGModule:
+    try:
+        return cls(**hparams, **how)
+    except UserInputError:
+        raise
+    except Exception as e:  # Hydra wraps a constructor's TypeError; a crafted file can fail in many ways
+        raise CheckpointError(
+            f"checkpoint {source}: its hyper-parameters do not build a model ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); the file is damaged or crafted."
+        ) from None
+
+
 def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], source: str, strict: bool = True) -> None:
     """``model.load_state_dict`` with one readable message when the weights belong to another architecture."""
+    check_shapes(model, state_dict, source, strict)
+    # Checked: whatever strict says, the keys left missing keep the model's own values.
+    model.load_state_dict(state_dict, strict=False)
+
+
+def check_shapes(model: nn.Module, state_dict: Mapping[str, Tensor], source: str, strict: bool = True) -> None:
+    """One readable message when ``state_dict`` holds weights of another architecture than ``model``'s."""
     own = model.state_dict()
     mismatched = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     missing = [k for k in own if k not in state_dict]
@@ -86,5 +107,3 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], source: str
             f"{source} holds weights of another architecture than the configured model ({detail}). "
             "Use the model/data settings it was trained with (its run's .hydra/config.yaml)."
         )
-    # Checked above: whatever strict says, the keys left missing keep the model's own values.
-    model.load_state_dict(state_dict, strict=False)
