@@ -55,6 +55,12 @@ def fresh_dir(path: str) -> str:
     raise RuntimeError(f"no free run directory next to {path}")
 
 
+def outputs(config_name: str) -> str:
+    """Where an entry point's single runs go (``hydra.run.dir``'s base): ``outputs`` for ``nag.train``,
+    ``outputs/<config>`` for the others (``outputs/evaluate``, ``outputs/sample``)."""
+    return "outputs" if config_name in ("train", "") else f"outputs/{config_name}"
+
+
 def sweep_subdir(num: int | str, first: int | str, retried: str) -> str:
     """``hydra.sweep.subdir`` of a continued Optuna search (:func:`nag.runs.continuation.continue_study`), whose
     sweeper numbers its jobs from 0 again: its first jobs are the interrupted trials asked again and go back to
@@ -78,3 +84,4 @@ OmegaConf.register_new_resolver("nag.run_name", run_name, replace=True)
 OmegaConf.register_new_resolver("nag.gpu_precision", gpu_precision, replace=True)
 OmegaConf.register_new_resolver("nag.fresh_dir", fresh_dir, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("nag.sweep_subdir", sweep_subdir, replace=True)
+OmegaConf.register_new_resolver("nag.outputs", outputs, replace=True)

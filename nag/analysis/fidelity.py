@@ -36,6 +36,8 @@ from nag.analysis.inception import InceptionFeatures
 log = logging.getLogger(__name__)
 
 NEAREST_K = 3
+#: The width of the Inception pool features every FID reference holds.
+FEATURE_DIM = 2048
 BIAS_NOTE_BELOW = 10_000  # FID at fewer samples than this reads high (say so beside it)
 
 
@@ -126,9 +128,9 @@ def reference_file(cache_dir: Path, data_key: str, split: str, n: int, weights_d
     return Path(cache_dir) / f"reference-{data_key}-{split}-n{n}-{weights_digest}.npz"
 
 
-def load_reference(path: Path, n: int) -> Reference | None:
-    """A cached reference, checked (plain arrays only, the shapes and n asked for, finite); None if absent or
-    damaged (then it is rebuilt, with a warning)."""
+def load_reference(path: Path, n: int, dim: int = FEATURE_DIM) -> Reference | None:
+    """A cached reference, checked (plain arrays only, n features of ``dim`` (Inception's 2048), finite); None if
+    absent or damaged (then it is rebuilt, with a warning)."""
     if not path.is_file() or path.is_symlink():
         return None
     try:
@@ -142,14 +144,14 @@ def load_reference(path: Path, n: int) -> Reference | None:
                 raise ValueError("its arrays would unpack past the size of a reference")
         with np.load(path, allow_pickle=False) as z:
             features, mu, sigma = z["features"], z["mu"], z["sigma"]
-        d = features.shape[1] if features.ndim == 2 else -1
-        ok = (features.shape[0] == n and mu.shape == (d,) and sigma.shape == (d, d)
+        d = dim  # a cache of narrower features would fail deep inside the metrics (a bare AssertionError)
+        ok = (features.shape == (n, d) and mu.shape == (d,) and sigma.shape == (d, d)
               and all(np.isfinite(a).all() for a in (features, mu, sigma)))  # fmt: skip
     except Exception as e:  # noqa: BLE001 — a truncated or foreign file: rebuilt
         log.warning("rebuilding the FID reference %s: %s", path, e)
         return None
     if not ok:
-        log.warning("rebuilding the FID reference %s: its arrays do not match n=%d", path, n)
+        log.warning("rebuilding the FID reference %s: its arrays are not n=%d features of %d", path, n, dim)
         return None
     return Reference(torch.from_numpy(features.astype(np.float32)), mu.astype(np.float64), sigma.astype(np.float64))
 

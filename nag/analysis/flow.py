@@ -21,6 +21,7 @@ import copy
 import hashlib
 import io
 import logging
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -165,7 +166,6 @@ class FlowSampler:
         """Reuse ``path`` if it is a flow fitted with these settings on these codes; else say why and refit."""
         import os
 
-        from nag.config.errors import UserInputError
         from nag.runs.checkpoint_file import check_archive
         from nag.runs.files import is_regular_file
 
@@ -184,14 +184,21 @@ class FlowSampler:
                 raise ValueError("a tensor that is not finite")
             if mean.shape != (dim,) or std.shape != (dim,) or not bool((std > 0).all()):
                 raise ValueError("standardisation of the wrong shape")
+            history = {"epochs": data.get("epochs", 0), "best_epoch": data.get("best_epoch", 0),
+                       "val_nll": data.get("val_nll", float("nan"))}  # fmt: skip
+            for name in ("epochs", "best_epoch"):
+                if isinstance(history[name], bool) or not isinstance(history[name], int) or history[name] < 0:
+                    raise ValueError(f"{name}={history[name]!r} is not a count of epochs")
+            nll = history["val_nll"]
+            if isinstance(nll, bool) or not isinstance(nll, int | float) or not math.isfinite(float(nll)):
+                raise ValueError(f"val_nll={nll!r} is not a finite number")
             flow = self._build(dim)
             flow.load_state_dict(state, strict=True)
-        except (UserInputError, OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as e:
+        except Exception as e:  # a stored fit is a cache: whatever is wrong with it (a pickle, a bad record), refit
             log.warning("ignored %s (%s): fitting the flow again", path, str(e).splitlines()[0][:200] if str(e) else e)
             return False
         self.flow, self.mean, self.std = flow.eval(), mean.float(), std.float()
-        self.history = {"epochs": int(data.get("epochs", 0)), "best_epoch": int(data.get("best_epoch", 0)),
-                        "val_nll": float(data.get("val_nll", float("nan"))), "stored": True}  # fmt: skip
+        self.history = {**history, "val_nll": float(nll), "stored": True}
         log.info("flow reused from %s (fitted on the same codes, held-out NLL %.3f)", path, self.history["val_nll"])
         return True
 

@@ -33,6 +33,7 @@ from nag.analysis.measures import Codes, ReportMeasures, report_measures
 from nag.analysis.runs import Role, load_model, role_of
 from nag.analysis.samplers import GaussianMixtureSampler
 from nag.config.errors import UserInputError
+from nag.config.text import markdown_cell
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior
 from nag.runs.discovery import discover
@@ -187,12 +188,6 @@ def evaluate_runs(
     return ReportEvaluation(report_measures(metrics), metrics, figures)
 
 
-def _cell(value: Any, limit: int = 60) -> str:
-    """A value from a run dir as one markdown table cell: one line, no table or HTML syntax, bounded."""
-    text = one_line(str(value), limit)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
-
-
 def describe_runs(runs: dict[str, RunDir]) -> list[str]:
     """The runs table's rows (matching, λ, epochs, image size), read from each stored config as data: a config
     that is not a mapping, lacks a section, holds ``???`` or an interpolation it may not is refused here,
@@ -206,8 +201,8 @@ def describe_runs(runs: dict[str, RunDir]) -> list[str]:
         values = [str(target).split(".")[-1], cfg.get("matching.weight", paths), cfg.get("trainer.max_epochs", paths),
                   cfg.get("data.image_size", paths)]  # fmt: skip
         cfg.section("data", paths)
-        matching, weight, epochs, size = (_cell(v) for v in values)
-        rows.append(f"| {ROLES[role]} | `{_cell(run.path, 200)}` | `{matching}` (λ={weight}) | {epochs} | {size} px |")
+        matching, weight, epochs, size = (markdown_cell(v, 60) for v in values)
+        rows.append(f"| {ROLES[role]} | {markdown_cell(run.path)} | {matching} (λ={weight}) | {epochs} | {size} px |")
     return rows
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nag.config.text import markdown_cell
+
 
 def cell(value: Any, digits: int = 4) -> str:
     """A float to ``digits`` significant digits (blank when not finite), None blank, anything else as text."""
@@ -20,6 +22,7 @@ def fixed(value: Any, digits: int) -> str:
 
 
 def markdown_table(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    """The lines of a markdown table of ``rows`` (dicts) in the columns ``cols`` (``|`` in a cell escaped)."""
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    return lines + ["| " + " | ".join(cell(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    """The lines of a markdown table of ``rows`` (dicts) in the columns ``cols``; every cell and header, which may
+    quote a run dir (a job's overrides, a failure reason), through :func:`nag.config.text.markdown_cell`."""
+    lines = ["| " + " | ".join(markdown_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    return lines + ["| " + " | ".join(markdown_cell(cell(r.get(c))) for c in cols) + " |" for r in rows]

@@ -40,12 +40,13 @@ def one_line(message: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# Markdown's inline syntax that a renderer acts on: emphasis, code, links and images, HTML, headings, tables.
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+# What a markdown renderer would act on inside a table cell: a column break, code, a link or image ([..](..)), an
+# HTML tag or autolink (<..>), and the backslash that escapes them. Emphasis (``*``, ``_``) only styles text.
+_MARKDOWN = re.compile(r"([\\`\[\]|<>])")
 
 
 def markdown_cell(value: object, limit: int = 200) -> str:
-    """A value as one markdown table cell that renders as the text it is: one line, every markdown and HTML
-    character backslash-escaped (no link, image, tag or column break survives), at most ``limit`` characters."""
-    text = one_line(str(value), limit)
-    return _MARKDOWN.sub(r"\\\1", text).replace("&", "&amp;")
+    """A value as one markdown table cell that renders as the text it is: one line with no control or direction
+    characters, no link, image, HTML tag or column break (each such character backslash-escaped), at most
+    ``limit`` characters."""
+    return _MARKDOWN.sub(r"\\\1", one_line(str(value), limit))

@@ -99,8 +99,13 @@ def check_callback_state(ckpt: Mapping[str, Any], key: str, shown: Any) -> None:
     if not isinstance(callbacks, Mapping):
         raise CheckpointError(f"{key}={shown}: callbacks is a {type(callbacks).__name__}, not a mapping.")
     for name, state in callbacks.items():
-        if not isinstance(state, Mapping) or "dirpath" not in state and "best_model_path" not in state:
+        if not isinstance(state, Mapping) or not any(k in state for k in (*_CHECKPOINT_PATHS, "dirpath",
+                                                                          "best_k_models")):  # fmt: skip
             continue
+        lacking = [k for k in ("dirpath", "best_model_path", "best_model_score") if k not in state]
+        if lacking:  # Lightning's ModelCheckpoint.load_state_dict reads these without a default
+            raise CheckpointError(f"{key}={shown}: callback state {str(name)[:60]} names checkpoint paths but lacks "
+                                  f"{lacking}; it is not a state Lightning wrote. Refused.")  # fmt: skip
         dirpath = state.get("dirpath")
         if dirpath is not None and (not isinstance(dirpath, str) or ".." in PurePosixPath(dirpath).parts):
             raise CheckpointError(f"{key}={shown}: callback state {str(name)[:60]} has dirpath={dirpath!r}; refused.")
@@ -116,6 +121,24 @@ def check_callback_state(ckpt: Mapping[str, Any], key: str, shown: Any) -> None:
                     f"{key}={shown}: callback state {str(name)[:60]} has {what}={str(path)[:120]!r}, not a file in "
                     f"its own checkpoint folder {dirpath!r}; Lightning would delete or write it on resuming. Refused."
                 )
+
+
+#: The deepest a checkpoint's mappings and lists may nest (every later check and builder recurses through them).
+MAX_NESTING = 64
+
+
+def _depth(tree: Any) -> int:
+    """How deeply ``tree``'s mappings and lists nest, counted without recursion (a crafted file may nest 4,000
+    deep), stopping at :data:`MAX_NESTING` + 1."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return depth
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list | tuple) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, Mapping | list | tuple))
+    return deepest
 
 
 def check_structure(ckpt: Any, key: str, shown: Any) -> None:
@@ -135,6 +158,10 @@ def check_structure(ckpt: Any, key: str, shown: Any) -> None:
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{key}={shown}: the weights {name} hold NaN or infinite values; nothing "
                                   "evaluated or trained from them would mean anything. Refused.")  # fmt: skip
+    depth = _depth(ckpt)
+    if depth > MAX_NESTING:
+        raise CheckpointError(f"{key}={shown} nests its contents more than {MAX_NESTING} levels deep (nag's are "
+                              "about 6); the file is damaged or crafted.")  # fmt: skip
     _check_int(ckpt, "global_step", key, shown)
     _check_int(ckpt, "epoch", key, shown)
     _check_int(ckpt, "nag_draw_seed", key, shown, nullable=True)

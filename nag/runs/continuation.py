@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import UserInputError
+from nag.config.text import quote
 from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, read_text, strays_shown
 from nag.runs.output import atomic_file, write_json_atomic
 from nag.runs.run_dir import CHECKPOINTS, CONFIG, JOB, OVERRIDES, RunDir
@@ -151,22 +152,34 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-def _checked_params(trial: Any, searched: set[str], db: Path) -> dict[str, Any]:
-    """The parameters of an interrupted trial, asked again: only the keys this search searches (the command's
-    ``hydra.sweeper.params``), each inside its stored distribution; the study file is untrusted."""
-    params = {}
-    for name, value in trial.params.items():
-        dist = trial.distributions.get(name)
+def _space(sweeper: Any) -> dict[str, Any]:
+    """The distributions this command searches (``hydra.sweeper.params``), built as the sweeper builds them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    given = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(given)
+    return {
+        o.get_key_element(): create_optuna_distribution_from_override(o) for o in overrides if o.is_sweep_override()
+    }
+
+
+def _checked_params(trial: Any, space: dict[str, Any], db: Path) -> dict[str, Any]:
+    """The parameters a trial of the study file will be asked with (an interrupted one's, or a waiting one's fixed
+    parameters): only keys this search searches, each inside the command's own distribution for it. The study
+    file is untrusted; a value of the wrong type would fail deep inside Optuna."""
+    given = {**dict(trial.system_attrs.get("fixed_params") or {}), **trial.params}
+    for name, value in given.items():
+        dist = space.get(name)
         try:
-            inside = dist is not None and dist._contains(dist.to_internal_repr(value))
-        except (TypeError, ValueError):
+            inside = dist is not None and bool(dist._contains(dist.to_internal_repr(value)))
+        except (TypeError, ValueError, AttributeError):
             inside = False
-        if name not in searched or not inside:
-            raise UserInputError(f"hydra.sweeper.storage: {db}: trial {trial.number} has {name}={value!r}, which this "
-                                 "search does not search (or outside its range); move the file away to start "
+        if not inside:
+            raise UserInputError(f"hydra.sweeper.storage: {db}: trial {trial.number} has {name}={quote(value)}, which "
+                                 "this search does not search (or outside its range); move the file away to start "
                                  "the search again.")  # fmt: skip
-        params[name] = value
-    return params
+    return dict(trial.params)
 
 
 def continue_study(cfg: Any) -> None:
@@ -204,8 +217,10 @@ def continue_study(cfg: Any) -> None:
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     retried = [dirs.get(t.number, t.number) for t in (*waiting, *stale)]
     first = len(trials)
-    searched = set((sweeper.get("params") or {}).keys())
-    again = [_checked_params(t, searched, db) for t in stale]  # all checked before the study is changed
+    space = _space(sweeper)
+    for t in waiting:  # asked first by the sweeper, as they stand: a planted one is refused like a stale one
+        _checked_params(t, space, db)
+    again = [_checked_params(t, space, db) for t in stale]  # all checked before the study is changed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # enqueue_trial, in 2.10
         for t, params in zip(stale, again, strict=True):  # the kill interrupted these: ask them again first

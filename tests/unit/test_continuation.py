@@ -145,6 +145,29 @@ def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> No
     assert states == ["FAIL", "COMPLETE", "WAITING"]
 
 
+@pytest.mark.parametrize("value", ["x", 500.0, 0.001])
+def test_a_planted_waiting_trial_or_a_value_outside_the_range_is_refused(tmp_path: Path, value: object) -> None:
+    """The sweeper asks waiting trials first, with their fixed parameters as stored: a string would fail inside
+    Optuna (TypeError), a value outside the command's range would train a setting nobody searched."""
+    optuna = pytest.importorskip("optuna")
+    from omegaconf import OmegaConf
+
+    from nag.config.errors import UserInputError
+    from nag.runs.continuation import continue_study
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({"matching.weight": 1.0})  # inside: fine on its own
+    cfg = OmegaConf.create({"hydra": {
+        "sweeper": {"storage": storage, "study_name": "s", "n_trials": 5,
+                    "params": {"matching.weight": "tag(log, interval(0.01, 100))"}},
+        "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"}, "overrides": {"hydra": []}}})  # fmt: skip
+    continue_study(cfg.copy())
+    study.enqueue_trial({"matching.weight": value})
+    with pytest.raises(UserInputError, match=r"trial 1 has matching.weight=.*which this search does not search"):
+        continue_study(cfg.copy())
+
+
 def test_resuming_compares_models_with_an_older_checkpoints_missing_keys_as_their_defaults() -> None:
     from nag.config.errors import ConfigError
     from nag.runs.resume import check_same_model

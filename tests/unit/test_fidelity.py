@@ -80,30 +80,31 @@ def test_a_reference_round_trips_and_a_damaged_one_is_rebuilt(tmp_path: Path, ca
     path = fd.reference_file(tmp_path, "synthetic-train-abc", "train", 32, "f00")
     assert path.name == "reference-synthetic-train-abc-train-n32-f00.npz"
     fd.save_reference(path, ref)
-    back = fd.load_reference(path, 32)
+    back = fd.load_reference(path, 32, dim=6)
     assert back is not None and torch.equal(back.features, ref.features)
     assert np.array_equal(back.mu, ref.mu) and np.array_equal(back.sigma, ref.sigma)
-    assert fd.load_reference(path, 31) is None  # another n is another reference
+    assert fd.load_reference(path, 31, dim=6) is None  # another n is another reference
+    assert fd.load_reference(path, 32) is None  # self-consistent, but 6 features wide where FID reads 2048
     with caplog.at_level(logging.WARNING):
         path.write_bytes(path.read_bytes()[:100])  # truncated
-        assert fd.load_reference(path, 32) is None
+        assert fd.load_reference(path, 32, dim=6) is None
         np.savez(path, features=np.array([object()], dtype=object), mu=np.zeros(1), sigma=np.zeros((1, 1)))
         assert fd.load_reference(path, 1) is None  # an object array is never unpickled
         bad = ref.features.numpy().copy()
         bad[0, 0] = np.nan
         np.savez(path, features=bad, mu=ref.mu, sigma=ref.sigma)
-        assert fd.load_reference(path, 32) is None
+        assert fd.load_reference(path, 32, dim=6) is None
         np.savez(path, features=ref.features.numpy(), mu=ref.mu, sigma=ref.sigma, extra=np.zeros(1))
-        assert fd.load_reference(path, 32) is None  # not what nag writes
+        assert fd.load_reference(path, 32, dim=6) is None  # not what nag writes
         np.savez_compressed(path, features=np.zeros((32, 6), np.float32), mu=np.zeros(6),
                             sigma=np.zeros((6000, 1000)))  # fmt: skip
-        assert fd.load_reference(path, 32) is None  # 48 MB (past n=32's 35 MB) from a 50 KB file: refused
-    assert caplog.text.count("rebuilding the FID reference") == 6  # with the n=31 one
+        assert fd.load_reference(path, 32, dim=6) is None  # 48 MB (past n=32's 35 MB) from a 50 KB file: refused
+    assert caplog.text.count("rebuilding the FID reference") == 7  # with the n=31 and the narrow one
     assert "would unpack past the size of a reference" in caplog.text
     link = tmp_path / "link.npz"
     fd.save_reference(path, ref)
     link.symlink_to(path)
-    assert fd.load_reference(link, 32) is None  # a planted link is not read
+    assert fd.load_reference(link, 32, dim=6) is None  # a planted link is not read
 
 
 def test_a_reference_is_computed_once_and_then_read(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_a_reference_is_computed_once_and_then_read(tmp_path: Path) -> None:
 
     def extractor(images: torch.Tensor) -> torch.Tensor:  # a stand-in feature map: the cache logic under test
         calls.append(len(images))
-        return images.flatten(1).double()
+        return images.flatten(1).double().repeat(1, 171)[:, : fd.FEATURE_DIM]  # as wide as Inception's
 
     images = torch.rand(16, 3, 2, 2)
     path = tmp_path / "ref.npz"
