@@ -106,7 +106,7 @@ def _bound_problem(x: float, meta: list[Any]) -> str | None:
         if isinstance(m, Lt) and not x < m.lt:
             return f"must be < {m.lt:g}"
         if isinstance(m, Le) and not x <= m.le:
-            return f"must be <= {m.le:g}"
+            return f"must be <= {m.le:,}" if isinstance(m.le, int) else f"must be <= {m.le:g}"
         if isinstance(m, MultipleOf) and _is_int(x) and x % m.multiple_of:
             return f"must be a multiple of {m.multiple_of}"
     return None

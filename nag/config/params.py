@@ -69,6 +69,9 @@ class Keys:
 
 #: An integer >= 1, >= 0.
 Count = Annotated[int, Ge(1)]
+#: A split size: >= 1, and at most ten million images (CelebA's training split has 162,770), so a stored config
+#: cannot claim a dataset that would fill the disk before the cache's own room check (nag.data.cache).
+SplitSize = Annotated[int, Ge(1), Le(10_000_000)]
 NonNegativeInt = Annotated[int, Ge(0)]
 #: A number > 0, >= 0, in [0, 1).
 Positive = Annotated[float, Gt(0)]
@@ -87,8 +90,9 @@ VOCABULARY: dict[str, Any] = {
     "int": int, "float": float, "bool": bool, "str": str, "None": None,
     "Ge": Ge, "Gt": Gt, "Le": Le, "Lt": Lt, "MultipleOf": MultipleOf, "Len": Len,
     "Hint": Hint, "NotBelow": NotBelow, "OneOrLength": OneOrLength, "Excludes": Excludes, "Keys": Keys,
-    "Count": Count, "NonNegativeInt": NonNegativeInt, "Positive": Positive, "NonNegative": NonNegative,
-    "Fraction": Fraction, "Floats": Floats, "PositiveFloats": PositiveFloats, "BoolOrAuto": BoolOrAuto,
+    "Count": Count, "SplitSize": SplitSize, "NonNegativeInt": NonNegativeInt, "Positive": Positive,
+    "NonNegative": NonNegative, "Fraction": Fraction, "Floats": Floats, "PositiveFloats": PositiveFloats,
+    "BoolOrAuto": BoolOrAuto,
 }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nag.config.params import Count, checked
+from nag.config.params import SplitSize, checked
 from nag.data.cache import CachedSplit, load_or_build
 from nag.data.datamodule import SPLITS, ImageDataModule
 from nag.data.faces import ATTRIBUTE_NAMES, attributes, render, sample_params
@@ -41,7 +41,7 @@ class SyntheticFaces(ImageDataModule):
     attribute_names = ATTRIBUTE_NAMES
 
     @checked
-    def __init__(self, n_train: Count = 20000, n_val: Count = 1000, n_test: Count = 1000, seed: int = 0,
+    def __init__(self, n_train: SplitSize = 20000, n_val: SplitSize = 1000, n_test: SplitSize = 1000, seed: int = 0,
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}

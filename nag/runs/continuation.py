@@ -193,8 +193,8 @@ def continue_study(cfg: Any) -> None:
     if not storage or not str(storage).startswith("sqlite:///"):
         return
     db = Path(str(storage)[len("sqlite:///") :])
-    if not db.is_file():
-        return
+    if not os.path.lexists(db):
+        return  # a new study
     import optuna
     from optuna.trial import TrialState
 

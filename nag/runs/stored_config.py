@@ -18,6 +18,7 @@ Every other interpolation is refused, naming the file and the key.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -217,8 +218,13 @@ class _Resolution:
         return text
 
     def follow(self, ref: str, key: str, depth: int) -> Any:
-        if ref in self.memo:
-            return self.memo[ref]
+        if ref in self.memo:  # each reuse costs what it expands to: a memo must not build a DAG of 10^11 leaves
+            result, size = self.memo[ref]
+            self.steps += size
+            if self.steps > MAX_STEPS:
+                raise StoredConfigError(f"{self.source}: {key} expands to more than {MAX_STEPS:,} values; a run "
+                                        "config nag wrote has a few hundred. Refused.")  # fmt: skip
+            return copy.deepcopy(result)
         if ref in self.paths and not self.config.has(ref):
             return self.paths[ref]
         try:
@@ -227,5 +233,19 @@ class _Resolution:
             raise StoredConfigError(
                 f"{self.source}: {key} refers to ${{{printable(ref, 200)}}}, which the file does not have."
             ) from None
-        self.memo[ref] = result = self.value(raw, ref, depth + 1)
+        result = self.value(raw, ref, depth + 1)
+        self.memo[ref] = (result, _size(result))
         return result
+
+
+def _size(tree: Any) -> int:
+    """How many values ``tree`` holds (containers and leaves), counted up to :data:`MAX_STEPS` + 1."""
+    count, stack = 0, [tree]
+    while stack and count <= MAX_STEPS:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count

@@ -4,8 +4,10 @@ does, and the repository's paths. Fixtures live in ``tests/conftest.py``; CelebA
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +23,56 @@ TINY_FIT = ["debug=tiny", "callbacks=none", "logger=none", "trainer.num_sanity_v
             "+trainer.enable_checkpointing=false"]  # fmt: skip
 
 
+#: The command prefix that runs a program as a normal user would meet the machine: as root (CI), root's override
+#: capabilities dropped (``setpriv``, util-linux), so permission bits hold as they do for anyone else.
+NORMAL_USER: list[str] = (["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+                          if os.geteuid() == 0 and shutil.which("setpriv") else [])  # fmt: skip
+
+
+class Finished(subprocess.CompletedProcess):
+    """A finished command, with its peak memory (``max_rss_mb``: the child's own, from ``wait4``)."""
+
+    max_rss_mb: float = 0.0
+
+
 def run_module(
-    module: str, args: list[str], cwd: Path, cache_dir: Path, full_error: bool = True, fid: bool = False
-) -> subprocess.CompletedProcess:
+    module: str,
+    args: list[str],
+    cwd: Path,
+    cache_dir: Path,
+    full_error: bool = True,
+    fid: bool = False,
+    as_normal_user: bool = False,
+    timeout: float = 900,
+) -> Finished:
     """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache; ``full_error=False`` shows what
     a user sees (without HYDRA_FULL_ERROR). FID is off (``NAG_FID=false``) unless ``fid``: its Inception network costs
-    ~0.1 s per image on 2 cores, and the FID tests exercise it."""
+    ~0.1 s per image on 2 cores, and the FID tests exercise it. ``as_normal_user``: under :data:`NORMAL_USER`. The
+    result carries the child's peak resident memory."""
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "NAG_FID": "true" if fid else "false"}
     if full_error:
         env["HYDRA_FULL_ERROR"] = "1"
     else:
         env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    command = [*(NORMAL_USER if as_normal_user else []), sys.executable, "-m", module, *args]
+    p = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda n=n, f=f: out.__setitem__(n, f.read())) for n, f in
+               (("out", p.stdout), ("err", p.stderr))]  # fmt: skip
+    for r in readers:
+        r.start()
+    timer = threading.Timer(timeout, p.kill)  # past the limit: killed, and the test fails on its exit status
+    timer.start()
+    try:
+        _, status, usage = os.wait4(p.pid, 0)  # the child's own rusage (subprocess.run keeps no rusage)
+    finally:
+        timer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    for r in readers:
+        r.join()
+    result = Finished(command, p.returncode, out.get("out", ""), out.get("err", ""))
+    result.max_rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    return result
 
 
 def faces(n: int, seed: int = 0, size: int = 32) -> Any:

@@ -1,0 +1,299 @@
+"""The trust boundary's mechanisms below the end-to-end tier: checks that fail closed (in Hydra's real callback
+dispatcher, in the walker, as a normal user), text escaped where it leaves nag (messages, the log formatter,
+markdown cells), stored-config references bounded, and what files claim checked before anything is allocated."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from nag.config.console import EscapingFormatter, escape_logs
+from nag.config.errors import ConfigError, UserInputError, checked
+from nag.config.text import markdown_cell, one_line, printable, quote
+from nag.runs.files import UnsafeFileError, strays_below, walk
+from nag.runs.stored_config import MAX_STEPS, StoredConfig, StoredConfigError
+from tests.helpers import NORMAL_USER
+
+# --- failing closed -----------------------------------------------------------------------------------------------
+
+
+def _hydra_callbacks(sweep: Path, sweeper: dict | None = None):
+    """Hydra's own dispatcher (the one that turns a callback's exception into a warning), with nag's callback."""
+    from hydra._internal.callbacks import Callbacks
+
+    cfg = OmegaConf.create({"hydra": {"callbacks": {"sweep_summary": {"_target_": "nag.runs.sweep.SweepSummary"}},
+                                      "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"},
+                                      "sweeper": sweeper or {}, "overrides": {"hydra": []}}})  # fmt: skip
+    return Callbacks(cfg), cfg
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), KeyError("dirpath"), RecursionError(),
+                                   ZeroDivisionError("x"), UserInputError("refused")])  # fmt: skip
+def test_an_exception_of_any_type_in_the_sweep_check_stops_the_sweep(tmp_path: Path, monkeypatch,
+                                                                      error: Exception) -> None:  # fmt: skip
+    """Through Hydra's real dispatcher: a check that breaks is a refusal, never a warning and an unchecked sweep."""
+    import nag.runs.sweep
+
+    def broken(sweep: Path) -> None:
+        raise error
+
+    monkeypatch.setattr(nag.runs.sweep, "check_sweep_dir", broken)
+    callbacks, cfg = _hydra_callbacks(tmp_path / "sweep")
+    with pytest.raises(SystemExit) as stop:
+        callbacks.on_multirun_start(config=cfg)
+    message = str(stop.value.code)
+    assert message.startswith("error: ") and message.count("\n") == 0
+    assert type(error).__name__ in message or "refused" in message
+
+
+def test_a_planted_job_dir_map_in_a_study_stops_the_sweep(tmp_path: Path) -> None:
+    """The issue's case: a study whose nag_job_dirs sends a trial to ../../home raises ValueError inside the
+    continuation; Hydra would have warned and gone on."""
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    storage = f"sqlite:///{sweep}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr("nag_job_dirs", {"0": "../../home"})
+    callbacks, cfg = _hydra_callbacks(sweep, {"storage": storage, "study_name": "s", "n_trials": 2,
+                                              "params": {"matching.weight": "interval(0.1, 1)"}})  # fmt: skip
+    with pytest.raises(SystemExit, match=r"^error: .*could not finish \(ValueError"):
+        callbacks.on_multirun_start(config=cfg)
+
+
+def test_a_study_file_that_is_a_named_pipe_is_refused(tmp_path: Path) -> None:
+    from nag.runs.continuation import continue_study
+
+    os.mkfifo(tmp_path / "optuna.db")
+    cfg = OmegaConf.create({"hydra": {"sweeper": {"storage": f"sqlite:///{tmp_path}/optuna.db", "study_name": "s",
+                                                  "n_trials": 2, "params": {}}}})  # fmt: skip
+    with pytest.raises(UnsafeFileError, match="optuna.db is not a regular file"):
+        continue_study(cfg)
+
+
+def test_checked_turns_any_error_into_a_refusal_naming_the_check() -> None:
+    with pytest.raises(UserInputError, match=r"^resume=x: the safety check could not finish \(KeyError: 'a'\)"), \
+            checked("resume=x"):  # fmt: skip
+        {}["a"]  # noqa: B018
+    with pytest.raises(ConfigError, match="^bad$"), checked("resume=x"):  # a refusal stays itself
+        raise ConfigError("bad")
+
+
+def test_the_walk_refuses_a_folder_it_cannot_look_into_as_a_normal_user(tmp_path: Path) -> None:
+    """As root every folder can be looked into: the case runs with root's override capabilities dropped."""
+    if os.geteuid() == 0 and not NORMAL_USER:
+        pytest.fail("setpriv (util-linux) is needed to test permissions as a normal user")
+    (tmp_path / "sweep" / "locked").mkdir(parents=True)
+    (tmp_path / "sweep" / "locked" / "a.txt").write_text("x")
+    os.chmod(tmp_path / "sweep" / "locked", 0o444)  # listed, not entered
+    code = "import sys; from nag.runs.files import walk; list(walk(__import__('pathlib').Path(sys.argv[1])))"
+    try:
+        r = subprocess.run([*NORMAL_USER, sys.executable, "-c", code, str(tmp_path / "sweep")], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    finally:
+        os.chmod(tmp_path / "sweep" / "locked", 0o755)
+    assert r.returncode == 1 and "UnsafeFileError" in r.stderr, r.stderr[-2000:]
+    assert f"{tmp_path}/sweep/locked/a.txt cannot be read (Permission denied)" in r.stderr
+
+
+def test_strays_are_everything_but_regular_files_and_folders(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "ok.txt").write_text("x")
+    os.mkfifo(tmp_path / "a" / "pipe")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    found = {p.name: kind for p, kind in strays_below(tmp_path)}
+    assert found == {"link": "a symbolic link", "pipe": "a named pipe"}
+    assert [p.name for p, _ in walk(tmp_path)] == ["a", "link", "ok.txt", "pipe"]  # breadth first, not followed
+
+
+# --- escaping -----------------------------------------------------------------------------------------------------
+
+CRAFTED = "x\ntouch $HOME/PWNED\n#\x1b[2J\u202e"
+
+
+def test_printable_escapes_what_would_start_a_line_or_move_the_cursor() -> None:
+    assert printable(CRAFTED) == "x\\ntouch $HOME/PWNED\\n#\\x1b[2J\\u202e"
+    assert printable(printable(CRAFTED)) == printable(CRAFTED)  # idempotent: messages nest
+    assert printable("ünïcode ok") == "ünïcode ok"
+    assert printable("a" * 500, 10) == "a" * 9 + "…"
+    assert quote("a\nb") == "'a\\nb'" and quote(7.5) == "7.5" and len(quote("x" * 10_000)) <= 302
+
+
+def test_a_user_input_error_shows_its_details_on_lines_of_their_own_and_nothing_else() -> None:
+    e = ConfigError("invalid config:", details=["n=0 must be >= 1", CRAFTED])
+    assert str(e).split("\n") == ["invalid config:", "  n=0 must be >= 1", "  " + printable(CRAFTED)]
+    assert "\n" not in str(UserInputError(CRAFTED))
+
+
+def test_the_log_formatter_keeps_every_record_on_one_line(tmp_path: Path) -> None:
+    """A real FileHandler (what Hydra gives train.log): a message and an exception quoting a file each stay on
+    the lines Python's traceback gives them; no line of the file starts with the planted command."""
+    logger = logging.getLogger("nag.test_escape")
+    handler = logging.FileHandler(tmp_path / "train.log")
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        escape_logs(logger)
+        escape_logs(logger)  # idempotent: wrapped once
+        assert isinstance(handler.formatter, EscapingFormatter)
+        assert not isinstance(handler.formatter.inner, EscapingFormatter)
+        logger.error("job failed: %s", CRAFTED)
+        try:
+            raise ValueError(CRAFTED)
+        except ValueError:
+            logger.exception("bug")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    assert lines[0] == "[ERROR] job failed: " + printable(CRAFTED)
+    assert not [ln for ln in lines if ln.startswith("touch") or ln.startswith("#")], lines
+    assert lines[-1] == "ValueError: " + printable(CRAFTED)
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("<script>alert(1)</script>", r"\<script\>alert(1)\</script\>"),
+    ("[a](javascript:alert(1))", r"\[a\](javascript:alert(1))"),
+    ("![x](http://evil/x.png)", r"!\[x\](http://evil/x.png)"),
+    ("a | b\nc", r"a \| b c"),
+    ("\u202eevil`code`", r"evil\`code\`"),
+    ("back\\slash", r"back\\slash"),
+    ("gmm_10 prior.mean=-3", "gmm_10 prior.mean=-3"),
+])  # fmt: skip
+def test_a_markdown_cell_renders_as_the_text_it_is(value: str, cell: str) -> None:
+    assert markdown_cell(value) == cell
+    assert one_line("a\n\tb \u202e c") == "a b c"
+
+
+# --- stored-config references -------------------------------------------------------------------------------------
+
+
+def _stored(tmp_path: Path, text: str) -> StoredConfig:
+    (tmp_path / "config.yaml").write_text(text)
+    return StoredConfig.read(tmp_path / "config.yaml")
+
+
+def test_references_that_multiply_are_refused_quickly_with_a_short_message(tmp_path: Path) -> None:
+    levels = "".join(f"  a{i}: '{('${x.a' + str(i - 1) + '}') * 10}'\n" for i in range(1, 9))
+    cfg = _stored(tmp_path, "x:\n  a0: lol\n" + levels + "data:\n  seed: ${x.a8}\n")
+    with pytest.raises(StoredConfigError, match="resolves to more than 10,000 characters") as e:
+        cfg.get("data.seed", {})
+    assert len(str(e.value)) < 400
+
+
+def test_a_key_referred_to_many_times_is_resolved_once(tmp_path: Path) -> None:
+    """Ten references to a key holding ten references, three levels: 1,000 paths, four keys resolved."""
+    levels = "".join(f"  a{i}: [{', '.join([repr('${x.a' + str(i - 1) + '}')] * 10)}]\n" for i in range(1, 4))
+    cfg = _stored(tmp_path, "x:\n  a0: 1\n" + levels)
+    value = cfg.get("x.a3", {})
+    assert len(value) == 10 and value[0][0] == [1] * 10
+    wide = "".join(f"  a{i}: [{', '.join([repr('${x.a' + str(i - 1) + '}')] * 10)}]\n" for i in range(1, 12))
+    with pytest.raises(StoredConfigError, match=f"expands to more than {MAX_STEPS:,} values"):
+        _stored(tmp_path, "x:\n  a0: 1\n" + wide).get("x.a11", {})  # 10^11 list items: bounded work
+
+
+# --- what files claim ---------------------------------------------------------------------------------------------
+
+
+def test_a_cache_that_would_not_fit_on_its_disk_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    import shutil
+
+    from nag.data.cache import load_or_build
+
+    n = shutil.disk_usage(tmp_path).free // (16 * 16 * 3) + 1
+    with pytest.raises(UserInputError, match=r"the synthetic-train dataset cache would take .* GB .* free"):
+        load_or_build(tmp_path, "synthetic-train", {"n": n}, range(n), 16, 0, fill=None)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoints_callback_state_and_nesting_are_checked(tmp_path: Path) -> None:
+    from nag.runs.checkpoint_file import MAX_NESTING, CheckpointError, check_callback_state, check_structure
+
+    state = {"last_model_path": "/elsewhere/x.ckpt", "kth_best_model_path": ""}
+    with pytest.raises(CheckpointError, match=r"lacks \['dirpath', 'best_model_path', 'best_model_score'\]"):
+        check_callback_state({"callbacks": {"ModelCheckpoint{}": state}}, "ckpt_path", "x")
+    check_callback_state({"callbacks": {"EarlyStopping{}": {"wait_count": 0}}}, "ckpt_path", "x")  # no paths: fine
+    deep: dict = {}
+    node = deep
+    for _ in range(MAX_NESTING):
+        node["a"] = node = {}
+    ckpt = {"state_dict": {}, "hyper_parameters": deep}
+    with pytest.raises(CheckpointError, match=f"more than {MAX_NESTING} levels"):
+        check_structure(ckpt, "ckpt_path", "x")
+    check_structure({"state_dict": {}, "hyper_parameters": {"a": {"b": 1}}}, "ckpt_path", "x")
+
+
+def _adam_with_decay(epochs: int) -> tuple:
+    from nag.model.schedules import StepDecay
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([weight], lr=1e-3)
+    sched = StepDecay(opt, milestones=[2, 4], factors=[0.5, 0.2])
+    for _ in range(epochs):
+        weight.grad = torch.ones(3)
+        opt.step()
+        sched.step()
+    return opt, sched
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (None, None),
+    (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=7.5, initial_lr=1e-3), "has lr=7.5"),
+    (lambda c: c["optimizer_states"][0]["param_groups"][0].update(betas=(0.5, 0.9)), "has betas=(0.5, 0.9)"),
+    (lambda c: c["lr_schedulers"][0].update(milestones=[100, 200]), "milestones=[100, 200]"),
+    (lambda c: c["lr_schedulers"][0].update(base_lrs=[7.5]), "base_lrs=[7.5]"),
+    (lambda c: c["lr_schedulers"][0].update(rate=1), "keys the configured scheduler does not"),
+    (lambda c: c["lr_schedulers"][0].update(last_epoch=10**9), "last_epoch=1000000000"),
+    (lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.full((3,), float("nan"))), "NaN"),
+])  # fmt: skip
+def test_the_optimizer_check_compares_what_training_goes_on_with(edit, words) -> None:
+    """A checkpoint at epoch 5 of a StepDecay schedule (the rate is 1e-4 there): the stored state must be what the
+    configured optimizer and scheduler give at epoch 5, value for value."""
+    from nag.runs.checkpoint_file import CheckpointError, check_optimizer_state
+
+    opt, sched = _adam_with_decay(5)
+    ckpt = {"optimizer_states": [opt.state_dict()], "lr_schedulers": [sched.state_dict()]}
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)  # a copy, as a file would hold it
+    ckpt = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    if edit is not None:
+        edit(ckpt)
+    fresh, fresh_sched = _adam_with_decay(0)
+    if words is None:
+        check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+        assert fresh.param_groups[0]["lr"] == pytest.approx(1e-4)  # stepped to the stored epoch
+        return
+    with pytest.raises(CheckpointError, match=f"^last.ckpt: .*{re.escape(words)}"):
+        check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+
+
+@pytest.mark.parametrize("history", [{"val_nll": "x"}, {"epochs": [1, 2]}, {"val_nll": 10**400}, {"epochs": True},
+                                     "pickle"])  # fmt: skip
+def test_a_planted_flow_file_is_named_and_refitted(tmp_path: Path, caplog, history) -> None:
+    import pickle
+
+    from nag.analysis.flow import FlowSampler
+
+    codes = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    flow = FlowSampler(transforms=2, hidden=16, max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
+    (stored,) = tmp_path.glob("flow-*.pt")
+    if history == "pickle":
+        stored.write_bytes(pickle.dumps({"key": flow.key(codes)}))
+    else:
+        data = torch.load(stored, weights_only=True)
+        data.update(history)
+        torch.save(data, stored)
+    with caplog.at_level(logging.WARNING, logger="nag.analysis.flow"):
+        again = FlowSampler(transforms=2, hidden=16, max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
+    assert f"ignored {stored}" in caplog.text and "fitting the flow again" in caplog.text
+    assert again.history["stored"] is False and again.sample(4).shape == (4, 2)
