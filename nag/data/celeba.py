@@ -26,7 +26,7 @@ from annotated_types import Ge, Gt, Len
 from nag.config.errors import UserInputError
 from nag.config.params import Count, Fraction, Hint, NotBelow, checked
 from nag.data.cache import CachedSplit, load_or_build
-from nag.data.celeba_layout import CelebAIndex, CelebANotFoundError, index_celeba, not_found_message
+from nag.data.celeba_layout import CelebAIndex, CelebANotFoundError, index_celeba, not_found
 from nag.data.datamodule import ImageDataModule
 from nag.data.images import DECODER_VERSION, MAX_IMAGE_PIXELS, decode_images, fingerprint, why_bad
 
@@ -169,8 +169,9 @@ def download_celeba(root: Path) -> None:
     try:
         TorchvisionCelebA(str(root), split="all", download=True)
     except Exception as e:  # gdown missing, Drive quota page, checksum mismatch, no network...
-        raise CelebANotFoundError(
+        raise not_found(
+            root,
             f"data.download=true: torchvision's CelebA download failed ({type(e).__name__}: {e}). Google Drive "
             "often refuses it once the file's daily quota is used up (the 'zip' saved is then an HTML quota page, "
-            "and the checksum fails). Download it by hand instead:\n" + not_found_message(root)
+            "and the checksum fails). Download it by hand instead. ",
         ) from e

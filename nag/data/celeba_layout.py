@@ -66,23 +66,28 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def not_found_message(root: Path) -> str:
+def not_found(root: Path, first: str = "") -> CelebANotFoundError:
+    """The error for no CelebA under ``root``: every place searched and every way to get it, one per line
+    (``first``: what went wrong before, e.g. a failed download)."""
     r = str(root)
-    return (
-        f"No CelebA found under data.root={r} (resolved to {root.resolve()}). Looked for:\n"
-        f"  - the torchvision layout: {r}/celeba/img_align_celeba/*.jpg with list_eval_partition.txt and "
-        f"list_attr_celeba.txt in {r}/celeba (or {r}/img_align_celeba/*.jpg with the files in {r})\n"
-        f"  - the Kaggle layout: {r}/img_align_celeba/img_align_celeba/*.jpg with list_eval_partition.csv and "
-        f"list_attr_celeba.csv in {r}\n"
-        f"  - a plain folder of face images (*.jpg, *.png) directly in {r}\n"
-        "Get CelebA with one of:\n"
-        "  - data.download=true: torchvision's Google Drive download (needs `pip install gdown`; Drive's daily quota "
-        "often makes it fail)\n"
-        "  - Kaggle: `kaggle datasets download -d jessicali9530/celeba-dataset`, then unzip the archive into "
-        f"{r}\n"
-        "  - the CelebA project page (mmlab.ie.cuhk.edu.hk/projects/CelebA.html): 'Align&Cropped Images' "
-        f"(img_align_celeba.zip) and the Anno/Eval files, unzipped into {r}/celeba\n"
-        "Point data.root (or $NAG_DATA_DIR) at the folder, or train offline on the embedded faces with data=synthetic."
+    return CelebANotFoundError(
+        f"{first}No CelebA found under data.root={r} (resolved to {root.resolve()}). Looked for:",
+        details=[
+            f"- the torchvision layout: {r}/celeba/img_align_celeba/*.jpg with list_eval_partition.txt and "
+            f"list_attr_celeba.txt in {r}/celeba (or {r}/img_align_celeba/*.jpg with the files in {r})",
+            f"- the Kaggle layout: {r}/img_align_celeba/img_align_celeba/*.jpg with list_eval_partition.csv and "
+            f"list_attr_celeba.csv in {r}",
+            f"- a plain folder of face images (*.jpg, *.png) directly in {r}",
+            "Get CelebA with one of:",
+            "- data.download=true: torchvision's Google Drive download (needs `pip install gdown`; Drive's daily "
+            "quota often makes it fail)",
+            "- Kaggle: `kaggle datasets download -d jessicali9530/celeba-dataset`, then unzip the archive into "
+            f"{r}",
+            "- the CelebA project page (mmlab.ie.cuhk.edu.hk/projects/CelebA.html): 'Align&Cropped Images' "
+            f"(img_align_celeba.zip) and the Anno/Eval files, unzipped into {r}/celeba",
+            "Point data.root (or $NAG_DATA_DIR) at the folder, or train offline on the embedded faces with "
+            "data=synthetic.",
+        ],
     )
 
 
@@ -109,7 +114,7 @@ def detect_layout(root: str | Path) -> Layout:
             )
     if root.is_dir() and _images_in(root):
         return Layout("folder", root)
-    raise CelebANotFoundError(not_found_message(root))
+    raise not_found(root)
 
 
 def _check_agreement(

@@ -305,6 +305,7 @@ def _callbacks(dirpath: str, best: str) -> dict:
             "ModelCheckpoint{...}": {
                 "dirpath": dirpath,
                 "best_model_path": best,
+                "best_model_score": torch.tensor(1.0),
                 "best_k_models": {best: torch.tensor(1.0)},
                 "kth_best_model_path": best,
                 "last_model_path": "",
@@ -337,9 +338,13 @@ def test_the_stored_optimizer_state_must_match_the_configured_optimizer() -> Non
     scheduled = torch.optim.Adam([w], lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(scheduled, step_size=1, gamma=0.5)
     scheduled.step()
-    scheduler.step()  # lr moved to 5e-4: initial_lr stands for it
+    scheduler.step()  # lr moved to 5e-4: what the configured schedule gives at epoch 1
     assert scheduled.param_groups[0]["lr"] == 5e-4
-    check_optimizer_state({"optimizer_states": [scheduled.state_dict()]}, configured, "x.ckpt")
+    stored = {"optimizer_states": [scheduled.state_dict()], "lr_schedulers": [scheduler.state_dict()]}
+    fresh = torch.optim.Adam([w], lr=1e-3)
+    check_optimizer_state(stored, fresh, "x.ckpt", scheduler=torch.optim.lr_scheduler.StepLR(fresh, 1, gamma=0.5))
+    with pytest.raises(CheckpointError, match="lr=0.0005"):  # without that schedule, 5e-4 is not the config's
+        check_optimizer_state(stored, configured, "x.ckpt")
     for name, value in [("lr", 7.5), ("betas", (0.5, 0.999)), ("weight_decay", 0.1)]:
         bad = configured.state_dict()
         bad["param_groups"][0][name] = value
