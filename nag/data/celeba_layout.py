@@ -81,8 +81,7 @@ def not_found(root: Path, first: str = "") -> CelebANotFoundError:
             "Get CelebA with one of:",
             "- data.download=true: torchvision's Google Drive download (needs `pip install gdown`; Drive's daily "
             "quota often makes it fail)",
-            "- Kaggle: `kaggle datasets download -d jessicali9530/celeba-dataset`, then unzip the archive into "
-            f"{r}",
+            f"- Kaggle: `kaggle datasets download -d jessicali9530/celeba-dataset`, then unzip the archive into {r}",
             "- the CelebA project page (mmlab.ie.cuhk.edu.hk/projects/CelebA.html): 'Align&Cropped Images' "
             f"(img_align_celeba.zip) and the Anno/Eval files, unzipped into {r}/celeba",
             "Point data.root (or $NAG_DATA_DIR) at the folder, or train offline on the embedded faces with "
