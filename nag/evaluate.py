@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import hydra
 from annotated_types import Ge
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.config.console import print_help_and_exit, quiet_third_party
@@ -78,53 +78,21 @@ def write_outputs(ev: Any, out_dir: Path) -> None:
             writer.add_scalar(key, value)
 
 
-def _plain(cfg: Any) -> Any:
-    """A composed (trusted) config section as plain data, resolved; plain data as it is."""
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-def load_checkpoint_and_data(cfg: DictConfig, command: str, need_data: bool = True) -> tuple[Any, str]:
-    """The model of ``cfg.ckpt_path``; ``cfg.model.latent_dim`` set from it (prior configs interpolate it) and
-    ``cfg.data``, when not given, read as data from the checkpoint's run dir with this command's paths. Returns
-    the model and where the data section came from (for messages). Shared with ``nag.sample``."""
-    from omegaconf import open_dict
-
-    from nag.analysis.evaluation import load_model
-    from nag.analysis.runs import data_config
-    from nag.config.errors import UserInputError
-    from nag.runs.run_dir import RunDir
-
-    if not cfg.get("ckpt_path"):
-        raise UserInputError(f"ckpt_path is required: python -m nag.{command} ckpt_path=<run>/checkpoints/last.ckpt")
-    model = load_model(cfg.ckpt_path, cfg.device)
-    run = RunDir.of_checkpoint(cfg.ckpt_path)  # <run dir>/checkpoints/<name>.ckpt
-    where = "data"
-    with open_dict(cfg):
-        cfg.model.latent_dim = model.hparams.latent_dim
-        if cfg.get("data") is None and need_data:
-            if run is None or not run.is_run:
-                raise UserInputError(
-                    f"no .hydra/config.yaml beside {cfg.ckpt_path}: say which data to use, e.g. data=synthetic"
-                )
-            # Read as data, with this command's paths (where the cache is written is this machine's business).
-            cfg.data = data_config(run, {"data_dir": cfg.paths.data_dir, "cache_dir": cfg.paths.cache_dir})
-            where = f"data (from {run.path / '.hydra/config.yaml'})"
-    return model, where
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
     from nag.analysis.evaluation import RealImages, evaluate_attributes, evaluate_model
     from nag.analysis.fidelity import FidSetup, with_n
     from nag.analysis.flow import store_beside
+    from nag.analysis.runs import open_for_command
+    from nag.config.compose import plain
     from nag.config.errors import instantiate
     from nag.config.schema import validate
     from nag.runs.trusted import build_stored
 
     validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys}, components=False)  # before any file is read
-    model, where = load_checkpoint_and_data(cfg, "evaluate")
+    model, where = open_for_command(cfg, "evaluate")
     validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys})
-    datamodule = build_stored(_plain(cfg.data), where)
+    datamodule = build_stored(plain(cfg.data), where)
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
     real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)
     fid = FidSetup.load(datamodule, real, cfg.metrics.fid, model.device, cfg.seed)

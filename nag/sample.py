@@ -76,9 +76,10 @@ def sample(cfg: DictConfig) -> list[Path]:
 
     from nag.analysis.evaluation import encode_images
     from nag.analysis.flow import store_beside
+    from nag.analysis.runs import open_for_command
+    from nag.config.compose import plain
     from nag.config.errors import UserInputError, instantiate
     from nag.config.schema import validate
-    from nag.evaluate import _plain, load_checkpoint_and_data
     from nag.runs.output import OutputDir
     from nag.runs.trusted import build_stored
 
@@ -89,13 +90,13 @@ def sample(cfg: DictConfig) -> list[Path]:
     if out_path.exists() and not out_path.is_dir():
         raise UserInputError(f"out={out_path} is a file, not a folder.")
     sampler = store_beside(instantiate(cfg.sampler), cfg.get("ckpt_path"))
-    model, where = load_checkpoint_and_data(cfg, "sample", need_data=sampler.needs_codes)
+    model, where = open_for_command(cfg, "sample", need_data=sampler.needs_codes)
     validate(cfg, {"": SampleKeys})
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else model.prior
     out = OutputDir(out_path, "out")
     codes = torch.zeros(0, prior.dim)  # sampling a prior encodes nothing
     if sampler.needs_codes:
-        dm = build_stored(_plain(cfg.data), where)
+        dm = build_stored(plain(cfg.data), where)
         train = dm.dataset("train")
         codes = encode_images(model, dm.fixed_batch("train", min(cfg.n_fit, len(train)))[0])
     files = write_samples(draw(model, sampler, prior, codes, cfg.n, cfg.seed), out, cfg.format)

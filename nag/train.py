@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -191,6 +192,18 @@ def main() -> None:
         sys.argv[1:] = expand_resume(sys.argv[1:])
     _main()
 
+
+class _CallableModule(types.ModuleType):
+    """``nag.train`` is this module (``python -m nag.train``) and the public ``nag.train(overrides, run_dir=None)``
+    (:func:`nag.analysis.runs.train_run`): once the module is imported, ``nag.train`` names it, so it answers calls."""
+
+    def __call__(self, overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Any:
+        from nag.analysis.runs import train_run
+
+        return train_run(overrides, run_dir)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     main()

@@ -20,44 +20,21 @@ from typing import Any
 import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_sampling
+from nag.analysis.samplers import make_sampler
 from nag.analysis.tables import cell, fixed, markdown_table
 from nag.config.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
-#: Sampler names accepted by ``--samplers``.
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "flow")
-#: The most components ``gmm<k>`` may ask for (each needs two training codes; 5000 are fitted).
-MAX_COMPONENTS = 500
 #: Columns of the table after the job's keys and the sampler.
 COLUMNS = ("fid", "kid", "precision", "recall", "sample_swd", "freq_gap", "max_gap", "max_gap_attr", "psnr",
            "train_s")  # fmt: skip
 
 
-def make_sampler(name: str, store: str | None = None) -> Any:
-    """A fresh sampler by name (its defaults: those of ``conf/sampler/<name>.yaml``)."""
-    from nag.analysis.flow import FlowSampler
-    from nag.analysis.samplers import GaussianMixtureSampler, PriorSampler
-
-    if name == "prior":
-        return PriorSampler()
-    if name == "gaussian":
-        return GaussianMixtureSampler(1)
-    if name == "gmm":
-        return GaussianMixtureSampler(10)
-    if name.startswith("gmm") and name[3:].isdigit() and 1 <= int(name[3:]) <= MAX_COMPONENTS:
-        return GaussianMixtureSampler(int(name[3:]))  # gmm<k>: k components (gmm50: small modes get their own)
-    if name == "flow":
-        return FlowSampler(store=store)
-    raise UserInputError(
-        f"--samplers: {name!r} is not a sampler; choose from {', '.join(SAMPLER_NAMES)} (k from 1 to {MAX_COMPONENTS})."
-    )
-
-
 def parse_samplers(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     for n in names:
-        make_sampler(n)  # refused by name
+        make_sampler(n, key="--samplers")  # refused by name
     if not names or len(set(names)) < len(names):
         raise UserInputError(f"--samplers {text!r}: give distinct names, e.g. prior,gmm,flow.")
     return names
@@ -113,7 +90,7 @@ def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], r
     """The table's rows of one job (its reconstruction ``psnr`` given): each sampler's samples, scored; the
     prior's evaluation ``prior_gen`` is reused when the caller has it (the same seed and n), and so are the
     training images' ``codes`` (every ex-post sampler fits the same codes)."""
-    from nag.analysis.flow import SAMPLERS
+    from nag.runs.run_dir import SAMPLERS
 
     metrics = run.metrics or {}
     train_s = metrics.get("time/train_seconds")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +29,7 @@ from nag.analysis.metrics import (
 from nag.analysis.samplers import PriorSampler
 from nag.config.errors import UserInputError
 from nag.data.datamodule import ImageDataModule
-from nag.model.inference import batched, resolve_device
+from nag.model.inference import batched
 from nag.model.priors import Prior, describe, fixed_draw, translated
 from nag.training.figures import (
     EDIT_STEPS,
@@ -89,11 +88,6 @@ class RealImages:
         if fid is not None:
             out["fidelity"] = fid.floor
         return out
-
-
-def load_model(ckpt_path: str | Path, device: str = "auto") -> NAGModule:
-    """A trained model from a checkpoint, read safely (see ``NAGModule.load_from_checkpoint``), in eval mode."""
-    return NAGModule.load_from_checkpoint(ckpt_path, map_location=resolve_device(device), _key="ckpt_path").eval()
 
 
 def encode_images(model: NAGModule, x: Tensor) -> Tensor:

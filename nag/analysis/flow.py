@@ -34,9 +34,6 @@ from nag.model.priors import Prior
 
 log = logging.getLogger(__name__)
 
-#: Where a run keeps its fitted samplers (beside ``checkpoints/``).
-SAMPLERS = "samplers"
-
 
 class FlowSampler:
     """A normalising flow fitted to the training codes (module docstring).
@@ -218,7 +215,7 @@ class FlowSampler:
 
 def store_beside(sampler: Any, ckpt_path: str | Path | None) -> Any:
     """Give a sampler that stores its fit (``store: null``) the ``samplers/`` folder of the checkpoint's run."""
-    from nag.runs.run_dir import RunDir
+    from nag.runs.run_dir import SAMPLERS, RunDir
 
     if getattr(sampler, "store", "") is None and ckpt_path:
         run = RunDir.of_checkpoint(ckpt_path)

@@ -7,15 +7,55 @@ prior sampling separates "the decoder cannot make faces" from "the prior misses 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 
+from nag.config.errors import UserInputError
 from nag.config.params import Count, checked
 from nag.model.priors import Prior, fixed_draw
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Where generated codes come from: ``fit`` on the training codes (and the prior), then ``sample(n, seed)``
+    codes ``(n, d)`` on the CPU. ``needs_codes``: whether ``fit`` reads the codes (the prior sampler does not)."""
+
+    name: str
+    needs_codes: bool
+
+    def fit(self, codes: Tensor, prior: Prior) -> Sampler: ...
+
+    def sample(self, n: int, seed: int = 0) -> Tensor: ...
+
+
+#: The sampler names ``nag.compare --samplers`` and ``Run.sample`` accept (``gmm<k>``: k components).
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "flow")
+#: The most components ``gmm<k>`` may ask for (each needs two training codes; 5000 are fitted).
+MAX_COMPONENTS = 500
+
+
+def make_sampler(name: str, store: str | None = None, key: str = "sampler") -> Any:
+    """A fresh sampler by name, with the defaults of its class (``conf/sampler/<name>.yaml`` sets the same);
+    ``store``: where a flow keeps its fit (a run's ``samplers/``); ``key``: what named it, for the message."""
+    from nag.analysis.flow import FlowSampler
+
+    if name == "prior":
+        return PriorSampler()
+    if name == "gaussian":
+        return GaussianMixtureSampler(1)
+    if name == "gmm":
+        return GaussianMixtureSampler()
+    if name.startswith("gmm") and name[3:].isdigit() and 1 <= int(name[3:]) <= MAX_COMPONENTS:
+        return GaussianMixtureSampler(int(name[3:]))  # gmm<k>: k components (gmm50: small modes get their own)
+    if name == "flow":
+        return FlowSampler(store=store)
+    raise UserInputError(
+        f"{key}: {name!r} is not a sampler; choose from {', '.join(SAMPLER_NAMES)} (k from 1 to {MAX_COMPONENTS})."
+    )
 
 
 class PriorSampler:

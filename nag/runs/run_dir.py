@@ -45,6 +45,8 @@ METRICS = Path("metrics.json")
 FAILURE = Path("failure.json")
 LOG = Path("train.log")
 JOB = Path("job.json")
+#: The ex-post samplers fitted on the run's codes (a flow's fit, reused by nag.evaluate, nag.compare, Run.sample).
+SAMPLERS = Path("samplers")
 
 #: A failure reason or problem as shown in tables and summaries.
 REASON_LIMIT = 300

@@ -120,7 +120,8 @@ def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget()
 
 
 def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:
-    from nag.analysis.benchmark import make_sampler, parse_samplers
+    from nag.analysis.benchmark import parse_samplers
+    from nag.analysis.samplers import make_sampler
     from nag.config.errors import UserInputError
 
     assert parse_samplers("prior, gmm,gmm50 ,flow") == ["prior", "gmm", "gmm50", "flow"]
