@@ -10,7 +10,7 @@ reading them and writing the report is done here.
 Examples:
   python -m nag.train -m experiment=report_plain,report_mean0,report_mean-3   # the three runs, ~6 min on 2 cores
   python -m nag.report multirun/2026-11-28/10-00-00                          # -> <sweep>/report/report.md
-  python -m nag.report multirun/2026-11-28/10-00-00 --out notebooks/figures/report --palette   # README's
+  python -m nag.report multirun/2026-11-28/10-00-00 --out docs/figures/report --palette   # the README's
 """
 
 from __future__ import annotations

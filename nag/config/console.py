@@ -95,7 +95,7 @@ def config_help(config_name: str, about: str) -> str:
     from nag import CONF_DIR
 
     root = OmegaConf.load(CONF_DIR / f"{config_name}.yaml")
-    lines = [about.strip(), "", "Config groups (choose with group=option; see the README for each):"]
+    lines = [about.strip(), "", "Config groups (choose with group=option; see docs/training.md for each):"]
     for entry in root.get("defaults", []):
         if not isinstance(entry, dict) and not OmegaConf.is_dict(entry):
             continue  # _self_

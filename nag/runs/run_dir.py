@@ -1,17 +1,7 @@
 """A run directory: its layout, and the only code that reads it or writes into it.
 
-``python -m nag.train`` writes a run dir (``outputs/<date>/<time>`` or ``multirun/<date>/<time>/<job>``)::
-
-    .hydra/config.yaml       the composed config, unresolved     (read by evaluate, report, compare)
-    .hydra/overrides.yaml    the command-line overrides          (read by resume and compare)
-    .hydra/resume/           the config of each resumed command
-    checkpoints/last.ckpt    the latest state                    (resume)
-    checkpoints/best-*.ckpt  the best one (lowest val/loss)      (evaluate, compare)
-    metrics.json             final metrics of a finished run
-    failure.json             why a failed run failed
-    train.log                the log
-    job.json                 a sweep job's overrides and first .hydra files (continuing a killed sweep)
-    tensorboard/             the TensorBoard events
+``python -m nag.train`` writes a run dir (``outputs/<date>/<time>`` or ``multirun/<date>/<time>/<job>``); its
+layout is the constants below, documented once in ``docs/training.md`` (a test holds the two together).
 
 Everything in it is read as untrusted input (:mod:`nag.runs.files`, :mod:`nag.runs.stored_config`; the
 overrides are applied only by ``resume=``, after :mod:`nag.runs.overrides` checks them): a problem with one
@@ -47,6 +37,8 @@ LOG = Path("train.log")
 JOB = Path("job.json")
 #: The ex-post samplers fitted on the run's codes (a flow's fit, reused by nag.evaluate, nag.compare, Run.sample).
 SAMPLERS = Path("samplers")
+#: TensorBoard's events (``conf/logger``'s save_dir).
+TENSORBOARD = Path("tensorboard")
 
 #: A failure reason or problem as shown in tables and summaries.
 REASON_LIMIT = 300

@@ -1,4 +1,6 @@
-"""The README is the user's manual: its commands must compose, and CI must run its test command."""
+"""The README and the manual (docs/) tell the truth: every command in them composes or parses, every relative link
+and image resolves, the site builds strictly, the run-dir layout they show is the code's, and CI runs the README's
+test command."""
 
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ from nag.report import parser as report_parser
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
+#: Every page a reader may follow: the README and the manual.
+PAGES = {p: p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]}
+ALL_TEXT = "\n".join(PAGES.values())
 
 
 def commands(entry: str) -> list[str]:
-    """Every ``python -m <entry> ...`` line of the README's bash blocks, without comments."""
-    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    """Every ``python -m <entry> ...`` line of the bash blocks of the README and docs/, without comments."""
+    blocks = re.findall(r"```bash\n(.*?)```", ALL_TEXT, flags=re.S)
     lines = [ln.split("#")[0].strip() for b in blocks for ln in b.replace("\\\n", " ").splitlines()]
     return [ln[ln.index(f"python -m {entry}") :] for ln in lines if f"python -m {entry} " in ln + " "]
 
@@ -109,7 +114,7 @@ def test_every_readme_command_of_the_argparse_entry_points_parses(entry: str, pa
 def test_readme_figures_are_committed_small_pngs() -> None:
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
     assert len(links) >= 6, "the README shows what a user will see"
-    files = {ROOT / link for link in links}
+    files = {ROOT / link for link in links}  # the README's: small (the front page loads them all)
     missing = [str(f) for f in files if not f.is_file()]
     assert not missing, missing
     assert all(f.suffix == ".png" and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
@@ -124,3 +129,84 @@ def test_the_prepared_gpu_check_asks_the_bench_for_parts_it_has() -> None:
     parsed = build_bench_parser().parse_args(args)
     assert parsed.device == "cuda" and {"gpu", "fid", "matching"} <= set(parsed.only)
     assert "tests/gpu" in script and "bash scripts/gpu_check.sh" in README
+
+
+# --- the manual: links, the site, the layout table, the map ----------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as Markdown's toc (mkdocs) and GitHub make it: lower case, punctuation dropped, spaces -."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return re.sub(r"\s", "-", text.strip())
+
+
+def _anchors(text: str) -> set[str]:
+    body = re.sub(r"```.*?```", "", text, flags=re.S)
+    return {_slug(h) for h in re.findall(r"(?m)^#{1,6} (.+)$", body)}
+
+
+def _links(text: str) -> list[str]:
+    body = re.sub(r"```.*?```", "", text, flags=re.S)
+    body = re.sub(r"`[^`\n]*`", "", body)
+    found = re.findall(r"\]\(([^)\s]+)\)", body) + re.findall(r'src="([^"]+)"', body)
+    return [t for t in found if not re.match(r"^[a-z]+:", t)]  # http(s): and mailto: are not ours to check
+
+
+@pytest.mark.parametrize("page", list(PAGES), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_image_resolves(page) -> None:  # noqa: ANN001
+    broken = []
+    for target in _links(PAGES[page]):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text()):
+            broken.append(f"{target} (no such heading)")
+    assert not broken, f"{page.relative_to(ROOT)}: {broken}"
+
+
+def test_the_readme_is_a_front_door_with_a_map_of_every_page() -> None:
+    assert len(README.splitlines()) <= 250
+    linked = {(ROOT / t.partition("#")[0]).resolve() for t in _links(README)}
+    pages = {p.resolve() for p in (ROOT / "docs").rglob("*.md") if p.name != "index.md" and "figures" not in p.parts}
+    assert not pages - linked, f"pages the README's map does not name: {sorted(map(str, pages - linked))}"
+
+
+def test_the_python_in_the_docs_compiles_and_uses_only_the_public_api() -> None:
+    import nag
+
+    blocks = re.findall(r"```python\n(.*?)```", ALL_TEXT, flags=re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        compile(block, "<docs>", "exec")
+        # What a user script touches is public; an extension recipe imports the modules it extends (from nag.x ...).
+        code = "\n".join(ln for ln in block.splitlines() if not ln.startswith(("from nag.", "import nag.")))
+        used = set(re.findall(r"\bnag\.(\w+)", code))
+        assert used <= set(nag.__all__), f"docs use nag.{used - set(nag.__all__)}, which is not public"
+
+
+def test_the_run_dir_layout_table_is_the_codes() -> None:
+    from nag.runs import run_dir as rd
+
+    text = (ROOT / "docs" / "training.md").read_text()
+    table = text.split("<!-- run-dir layout -->", 1)[1].split("<!-- end run-dir layout -->", 1)[0]
+    documented = set(re.findall(r"(?m)^\| `([^`]+)` \|", table))
+    files = (rd.CONFIG, rd.OVERRIDES, rd.LAST, rd.CHECKPOINTS / rd.BEST_PATTERN, rd.METRICS, rd.FAILURE, rd.LOG, rd.JOB)
+    code = {*map(str, files), f"{rd.RESUME_SUBDIR}/", f"{rd.TENSORBOARD}/", f"{rd.SAMPLERS}/"}
+    assert documented == code, f"documented only: {documented - code}; in the code only: {code - documented}"
+
+
+def test_the_site_builds_strictly() -> None:
+    """mkdocs build --strict: a broken link, a missing anchor or a page left out of the navigation fails."""
+    import subprocess
+    import sys
+    import tempfile
+
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    pytest.importorskip("material", reason="the docs extra is not installed")
+    with tempfile.TemporaryDirectory() as site:
+        r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                               "NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
