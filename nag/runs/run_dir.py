@@ -213,6 +213,9 @@ class RunDir:
         """
         if os.path.islink(self.path):
             raise UnsafeFileError(f"resume={given}: {self.path} is a symbolic link; give the run dir itself.")
+        if not is_real_dir(self.path):
+            raise MissingFileError(f"resume={given}: {self.path} does not exist as a folder; give the directory of a "
+                                   "run started by python -m nag.train.")  # fmt: skip
         shown = strays_shown(self.path)
         if shown:
             raise UnsafeFileError(
