@@ -146,8 +146,11 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         level, frame = 1, sys._getframe(1)
         while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
             level, frame = level + 1, frame.f_back
-        warnings.warn(f"{spec.name} moved to {MOVED[spec.name]}; the old name goes in the next release.",
-                      DeprecationWarning, stacklevel=level + 1)  # fmt: skip
+        warnings.warn(
+            f"{spec.name} moved to {MOVED[spec.name]}; the old name goes in the next release.",
+            DeprecationWarning,
+            stacklevel=level + 1,
+        )
         return importlib.import_module(MOVED[spec.name])
 
     def exec_module(self, module: Any) -> None:

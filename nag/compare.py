@@ -42,10 +42,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-eval", type=int, default=500, help="real test images of the shared baseline (--evaluate)")
     p.add_argument("--n-samples", type=int, default=500, help="generated images per job (--evaluate)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--pick-lambda", action="store_true", help="from a λ search (experiment=benchmark_lambda): "
-                   "each distance's benchmark λ, into compare/lambda.md")  # fmt: skip
-    p.add_argument("--samplers", help="score each job with each of these samplers, e.g. prior,gmm,flow (implies "
-                   "--evaluate): compare/samplers.md, samplers.csv, attribute_gaps.csv")  # fmt: skip
+    p.add_argument(
+        "--pick-lambda",
+        action="store_true",
+        help="from a λ search (experiment=benchmark_lambda): each distance's benchmark λ, into compare/lambda.md",
+    )
+    p.add_argument(
+        "--samplers",
+        help="score each job with each of these samplers, e.g. prior,gmm,flow (implies "
+        "--evaluate): compare/samplers.md, samplers.csv, attribute_gaps.csv",
+    )
     add_fid_arguments(p)
     return p
 
@@ -89,10 +95,12 @@ def write_samplers(table: Any, out: Any) -> list[Path]:
     job), attribute_gaps.csv and (with attributes and ex-post samplers) rare_features.csv."""
     from nag.analysis import benchmark
 
-    files = [out.write_text("samplers.md", benchmark.markdown(table)),
-             out.write_text("benchmark.md", benchmark.by_job_markdown(table)),
-             out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
-             out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table)))]  # fmt: skip
+    files = [
+        out.write_text("samplers.md", benchmark.markdown(table)),
+        out.write_text("benchmark.md", benchmark.by_job_markdown(table)),
+        out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
+        out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table))),
+    ]
     if table.rare:
         samplers = list(dict.fromkeys(r["sampler"] for r in table.rows))
         files.append(out.write_text("rare_features.csv", _csv(*benchmark.rare_rows(table, samplers))))
@@ -143,8 +151,17 @@ def main(argv: list[str] | None = None) -> None:
         def partial(table: Any) -> None:  # the table so far, after each job (a killed comparison keeps it)
             write_samplers(table, out)
 
-        result = compare(args.root, args.evaluate, args.metric, args.n_eval, args.n_samples, args.device,
-                         fid=fid_options(args), samplers=samplers, on_job=partial)  # fmt: skip
+        result = compare(
+            args.root,
+            args.evaluate,
+            args.metric,
+            args.n_eval,
+            args.n_samples,
+            args.device,
+            fid=fid_options(args),
+            samplers=samplers,
+            on_job=partial,
+        )
         write(result, out)
         print(table(result))
         if result.samplers is not None:

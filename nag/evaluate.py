@@ -114,8 +114,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ):
         if "fidelity" in ev.metrics[section]:
             r = ev.metrics[section]["fidelity"]
-            log.info("FID of the %s %s; precision %.3f, recall %.3f", what, with_n(r["fid"], r["n"]), r["precision"],
-                     r["recall"])  # fmt: skip
+            log.info(
+                "FID of the %s %s; precision %.3f, recall %.3f",
+                what,
+                with_n(r["fid"], r["n"]),
+                r["precision"],
+                r["recall"],
+            )
     if cfg.attributes.enabled and real.names:
         evaluate_attributes(model, real, datamodule, ev, cfg.attributes)
     write_outputs(ev, Path(cfg.paths.output_dir))

@@ -28,8 +28,15 @@ from nag.config.errors import reported_as_exit
 log = logging.getLogger(__name__)
 
 
-def build_report(root: Path, out: Path, n_eval: int = 500, n_samples: int = 500, seed: int = 0,
-                 palette: bool = False, fid: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    root: Path,
+    out: Path,
+    n_eval: int = 500,
+    n_samples: int = 500,
+    seed: int = 0,
+    palette: bool = False,
+    fid: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Evaluate the three runs under ``root``; write figures (256-colour PNGs with ``palette``), ``metrics.json`` and
     ``report.md`` into ``out``."""
     from nag.analysis.attributes import load_or_train_classifier
@@ -88,8 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_third_party()
     with reported_as_exit():
-        build_report(args.root, args.out or args.root / "report", args.n_eval, args.n_samples, palette=args.palette,
-                     fid=fid_options(args))  # fmt: skip
+        build_report(
+            args.root,
+            args.out or args.root / "report",
+            args.n_eval,
+            args.n_samples,
+            palette=args.palette,
+            fid=fid_options(args),
+        )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ class TrainKeys:
 class TrainerKeys:
     """What nag checks of the arguments it passes to Lightning's ``Trainer`` (``conf/trainer``)."""
 
-    max_epochs: Annotated[int, Ge(-1), Excludes((0,), "trains nothing: give at least 1 epoch (or -1 with "
-                                                      "trainer.max_steps > 0)")]  # fmt: skip
+    max_epochs: Annotated[
+        int, Ge(-1), Excludes((0,), "trains nothing: give at least 1 epoch (or -1 with trainer.max_steps > 0)")
+    ]
     max_steps: Annotated[int, Ge(-1)]
     log_every_n_steps: Count
 
@@ -98,8 +99,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_same_model(ckpt["hyper_parameters"], dict(model.hparams), ckpt_path)
         model.load_weights(ckpt["state_dict"], ckpt_path)
         built = model.configure_optimizers()  # fresh: what training would go on with, to compare the stored with
-        optimizer, scheduler = (built["optimizer"], built["lr_scheduler"]["scheduler"]) if isinstance(built, dict) \
-            else (built, None)  # fmt: skip
+        optimizer, scheduler = (
+            (built["optimizer"], built["lr_scheduler"]["scheduler"]) if isinstance(built, dict) else (built, None)
+        )
         check_optimizer_state(ckpt, optimizer, ckpt_path, scheduler=scheduler)
         if cfg.get("resume"):
             with open_dict(cfg):
@@ -124,8 +126,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["time/train_seconds"] = time.perf_counter() - started
 
     if cfg.get("test") and not trainer.fast_dev_run:
-        best = next((c.best_model_path for c in trainer.callbacks if isinstance(c, ModelCheckpoint)
-                     and _in_folder(c.best_model_path, c.dirpath)), "")  # fmt: skip
+        best = next(
+            (
+                c.best_model_path
+                for c in trainer.callbacks
+                if isinstance(c, ModelCheckpoint) and _in_folder(c.best_model_path, c.dirpath)
+            ),
+            "",
+        )
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 

@@ -52,8 +52,19 @@ def compose_cfg(tmp_path: Path, cache_dir: Path) -> ComposeFn:
 def report_sweep(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """The report's three runs, tiny, trained once per session through the real multirun entry point."""
     cwd = tmp_path_factory.mktemp("sweep")
-    r = run_module("nag.train", ["-m", "experiment=report_plain,report_mean0,report_mean-3", *TINY,
-                                 "data.n_train=128", "trainer.max_epochs=1", "test=false"], cwd, cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.train",
+        [
+            "-m",
+            "experiment=report_plain,report_mean0,report_mean-3",
+            *TINY,
+            "data.n_train=128",
+            "trainer.max_epochs=1",
+            "test=false",
+        ],
+        cwd,
+        cache_dir,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (cwd / "multirun").glob("*/*")
     return sweep
@@ -64,7 +75,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """One finished tiny run (prior N(0, 2), latent 8, hidden 32) through the real entry point, for the tests that
     read, resume or craft checkpoints from it (they must not change its files)."""
     cwd = tmp_path_factory.mktemp("tiny_run")
-    r = run_module("nag.train", [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={cwd}/run"], cwd,
-                   cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.train", [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={cwd}/run"], cwd, cache_dir
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return cwd / "run"

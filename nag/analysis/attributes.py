@@ -63,9 +63,13 @@ def _classifier_path(dm: ImageDataModule, cache_dir: Path, settings: dict[str, A
 
 
 def load_or_train_classifier(
-    dm: ImageDataModule, cache_dir: str | Path, epochs: int = 3, n_train: int = 20_000, seed: int = 0,
+    dm: ImageDataModule,
+    cache_dir: str | Path,
+    epochs: int = 3,
+    n_train: int = 20_000,
+    seed: int = 0,
     device: str = "cpu",
-) -> AttributeClassifier:  # fmt: skip
+) -> AttributeClassifier:
     """The dataset's attribute classifier: read from the cache, or trained on the training split and cached
     (written atomically, read back with torch's safe loader)."""
     names = list(dm.attribute_names)
@@ -155,7 +159,7 @@ def attribute_metrics(
         "frequency": {
             n: {"label": float(fl), "real": float(fr), "samples": float(fs)}
             for n, fl, fr, fs in zip(names, f_label, f_real, f_samp, strict=True)
-        },  # fmt: skip
+        },
         "frequency_gap": float((f_samp - f_real).abs().mean()),
         "reconstruction_agreement": {n: float(a) for n, a in zip(names, agree, strict=True)},
         "reconstruction_kept": {n: float(k) for n, k, h in zip(names, kept, has, strict=True) if h > 0},

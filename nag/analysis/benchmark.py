@@ -27,8 +27,7 @@ from nag.config.errors import UserInputError
 log = logging.getLogger(__name__)
 
 #: Columns of the table after the job's keys and the sampler.
-COLUMNS = ("fid", "kid", "precision", "recall", "sample_swd", "freq_gap", "max_gap", "max_gap_attr", "psnr",
-           "train_s")  # fmt: skip
+COLUMNS = ("fid", "kid", "precision", "recall", "sample_swd", "freq_gap", "max_gap", "max_gap_attr", "psnr", "train_s")
 
 
 def parse_samplers(text: str) -> list[str]:
@@ -56,8 +55,12 @@ class Attributes:
         freq = self.clf.predict(samples).float().mean(0).cpu()
         gap = (freq - self.real_freq).abs()
         worst = int(gap.argmax())
-        return {"freq_gap": float(gap.mean()), "max_gap": float(gap[worst]), "max_gap_attr": self.names[worst],
-                "frequency": {n: float(f) for n, f in zip(self.names, freq, strict=True)}}  # fmt: skip
+        return {
+            "freq_gap": float(gap.mean()),
+            "max_gap": float(gap[worst]),
+            "max_gap_attr": self.names[worst],
+            "frequency": {n: float(f) for n, f in zip(self.names, freq, strict=True)},
+        }
 
 
 def load_attributes(
@@ -84,9 +87,21 @@ class SamplerTable:
     rare: list[dict[str, Any]] = field(default_factory=list)  # per job and attribute: nag.analysis.rare
 
 
-def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], real: RealImages, samplers: list[str],
-                   n_samples: int, seed: int, fid: Any, attrs: Attributes | None, psnr: float,
-                   prior_gen: Any = None, codes: torch.Tensor | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def score_samplers(
+    model: Any,
+    run: Any,
+    row: dict[str, Any],
+    keys: list[str],
+    real: RealImages,
+    samplers: list[str],
+    n_samples: int,
+    seed: int,
+    fid: Any,
+    attrs: Attributes | None,
+    psnr: float,
+    prior_gen: Any = None,
+    codes: torch.Tensor | None = None,
+) -> list[dict[str, Any]]:
     """The table's rows of one job (its reconstruction ``psnr`` given): each sampler's samples, scored; the
     prior's evaluation ``prior_gen`` is reused when the caller has it (the same seed and n), and so are the
     training images' ``codes`` (every ex-post sampler fits the same codes)."""
@@ -103,9 +118,14 @@ def score_samplers(model: Any, run: Any, row: dict[str, Any], keys: list[str], r
             gen = evaluate_sampling(
                 model, real, model.prior, sampler, n_samples, probes=(), seed=seed, fid=fid, codes=codes
             )
-        r: dict[str, Any] = {"job": row["job"], **{k: row.get(k, "") for k in keys}, "sampler": name,
-                             "psnr": psnr, "train_s": float(train_s) if isinstance(train_s, int | float) else None,
-                             "sample_swd": float(gen.metrics["samples"]["swd_mean"])}  # fmt: skip
+        r: dict[str, Any] = {
+            "job": row["job"],
+            **{k: row.get(k, "") for k in keys},
+            "sampler": name,
+            "psnr": psnr,
+            "train_s": float(train_s) if isinstance(train_s, int | float) else None,
+            "sample_swd": float(gen.metrics["samples"]["swd_mean"]),
+        }
         fidelity = gen.metrics["samples"].get("fidelity")
         for k in ("fid", "kid", "precision", "recall"):
             r[k] = float(fidelity[k]) if fidelity else None
@@ -132,8 +152,12 @@ def by_job_markdown(table: SamplerTable) -> str:
     cols = ["job", *table.keys, *(f"{s}: FID · SWD · gap" for s in samplers), "PSNR", "train s"]
     jobs: dict[str, dict[str, Any]] = {}
     for r in table.rows:
-        head = {"job": r["job"], **{k: r.get(k) for k in table.keys}, "PSNR": fixed(r.get("psnr"), 2),
-                "train s": fixed(r.get("train_s"), 0)}  # fmt: skip
+        head = {
+            "job": r["job"],
+            **{k: r.get(k) for k in table.keys},
+            "PSNR": fixed(r.get("psnr"), 2),
+            "train s": fixed(r.get("train_s"), 0),
+        }
         job = jobs.setdefault(r["job"], head)
         gap = r.get("freq_gap")
         job[f"{r['sampler']}: FID · SWD · gap"] = " · ".join(
@@ -146,9 +170,12 @@ def by_job_markdown(table: SamplerTable) -> str:
     lines = markdown_table(cols, list(jobs.values()))
     if table.floor:
         floor = table.floor
-        lines += ["", f"Real vs real: FID {fixed(floor.get('fid'), 1)} (n = {floor.get('fid_n', '–')}), "
-                      f"sample SWD {fixed(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
-                      "|frequency in the samples − in the real test faces|, percentage points."]  # fmt: skip
+        lines += [
+            "",
+            f"Real vs real: FID {fixed(floor.get('fid'), 1)} (n = {floor.get('fid_n', '–')}), "
+            f"sample SWD {fixed(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
+            "|frequency in the samples − in the real test faces|, percentage points.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -180,16 +207,20 @@ def rare_rows(table: SamplerTable, samplers: list[str]) -> tuple[list[str], list
 RECON_SLACK = 1.25
 
 
-def pick_lambdas(rows: list[dict[str, Any]], arm_key: str = "arm", weight_key: str = "matching.weight",
-                 slack: float = RECON_SLACK) -> dict[str, dict[str, Any]]:  # fmt: skip
+def pick_lambdas(
+    rows: list[dict[str, Any]], arm_key: str = "arm", weight_key: str = "matching.weight", slack: float = RECON_SLACK
+) -> dict[str, dict[str, Any]]:
     """The benchmark's λ per distance from a λ search (``experiment=benchmark_lambda``, compared): among the λ
     whose validation reconstruction is at most ``slack`` × the plain autoencoder's, the one whose held-out codes
     fit the prior best (lowest latent MMD²); when none is within, the one with the best reconstruction.
 
     Returns ``{arm: {"weight", "val_recon", "latent_mmd", "within"}}``.
     """
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("val_recon") is not None
-          and r.get("latent_mmd") is not None]  # fmt: skip
+    ok = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and r.get("val_recon") is not None and r.get("latent_mmd") is not None
+    ]
     plain = [r["val_recon"] for r in ok if r.get(arm_key) == "plain"]
     if not plain:
         raise UserInputError("--pick-lambda needs the plain autoencoder's jobs (arm=plain) in the sweep.")
@@ -199,13 +230,20 @@ def pick_lambdas(rows: list[dict[str, Any]], arm_key: str = "arm", weight_key: s
         tried = [r for r in ok if r.get(arm_key) == arm]
         within = [r for r in tried if r["val_recon"] <= limit]
         best = min(within, key=lambda r: r["latent_mmd"]) if within else min(tried, key=lambda r: r["val_recon"])
-        picks[arm] = {"weight": float(best[weight_key]), "val_recon": best["val_recon"],
-                      "latent_mmd": best["latent_mmd"], "within": bool(within)}  # fmt: skip
+        picks[arm] = {
+            "weight": float(best[weight_key]),
+            "val_recon": best["val_recon"],
+            "latent_mmd": best["latent_mmd"],
+            "within": bool(within),
+        }
     return picks
 
 
 def picks_markdown(picks: dict[str, dict[str, Any]]) -> str:
     lines = ["| arm | λ | val_recon | latent_mmd | within 1.25× plain's recon |", "|---|---|---|---|---|"]
-    lines += [f"| {a} | {cell(p['weight'])} | {cell(p['val_recon'])} | {cell(p['latent_mmd'])} | "
-              f"{'yes' if p['within'] else 'no (best recon)'} |" for a, p in picks.items()]  # fmt: skip
+    lines += [
+        f"| {a} | {cell(p['weight'])} | {cell(p['val_recon'])} | {cell(p['latent_mmd'])} | "
+        f"{'yes' if p['within'] else 'no (best recon)'} |"
+        for a, p in picks.items()
+    ]
     return "\n".join(lines) + "\n"

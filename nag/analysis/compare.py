@@ -99,8 +99,10 @@ def compare(
     metric = metric or ("sample_swd" if evaluate else "latent_mmd")
     allowed = [*TRAINING_COLUMNS, *((*EVALUATION_COLUMNS, *FIDELITY_COLUMNS) if evaluate else ())]
     if metric not in allowed:
-        raise UserInputError(f"--metric {metric} is not a column; choose one of {allowed}"
-                             f"{'' if evaluate else ' (or add --evaluate for the sample metrics)'}.")  # fmt: skip
+        raise UserInputError(
+            f"--metric {metric} is not a column; choose one of {allowed}"
+            f"{'' if evaluate else ' (or add --evaluate for the sample metrics)'}."
+        )
     keys = swept_keys(runs)
     device = resolve_device(device)
     rows = [_row(run, root, keys) for run in runs]
@@ -157,10 +159,18 @@ def _row(run: RunDir, root: Path, keys: list[str]) -> dict[str, Any]:
 
 
 def _evaluate(
-    runs: list[RunDir], rows: list[dict[str, Any]], grids: list[Tensor | None], n_eval: int, n_samples: int,
-    device: str, seed: int, fid_options: dict[str, Any], samplers: list[str], table: SamplerTable | None,
+    runs: list[RunDir],
+    rows: list[dict[str, Any]],
+    grids: list[Tensor | None],
+    n_eval: int,
+    n_samples: int,
+    device: str,
+    seed: int,
+    fid_options: dict[str, Any],
+    samplers: list[str],
+    table: SamplerTable | None,
     on_job: Callable[[SamplerTable], None] | None = None,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Evaluate each finished job's best checkpoint against one shared real baseline (and, with Inception
     weights, the training split's FID reference); with ``samplers``, score each into ``table``."""
     done = [i for i, run in enumerate(runs) if rows[i]["status"] == "ok" and run.best_ckpt is not None]
@@ -205,8 +215,21 @@ def _evaluate(
         if table is not None:
             # The training codes, encoded once for every ex-post sampler and the rare-feature probe.
             codes = encode_images(model, real.train) if len(real.train) else None
-            scored = score_samplers(model, runs[i], rows[i], table.keys, real, samplers, n_samples, seed, fid,
-                                    attrs, rows[i]["psnr"], prior_gen=gen, codes=codes)  # fmt: skip
+            scored = score_samplers(
+                model,
+                runs[i],
+                rows[i],
+                table.keys,
+                real,
+                samplers,
+                n_samples,
+                seed,
+                fid,
+                attrs,
+                rows[i]["psnr"],
+                prior_gen=gen,
+                codes=codes,
+            )
             table.rows += scored
             stages = rare_features(model, real, attrs, codes) if attrs is not None else None
             if stages is not None:
@@ -222,8 +245,9 @@ def _text_table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     cells = [[cell(r.get(c), digits=3) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    return [ln.rstrip() for ln in lines + ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))
-                                           for row in cells]]  # fmt: skip
+    return [
+        ln.rstrip() for ln in lines + ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    ]
 
 
 def table(result: Comparison, width: int = 100) -> str:
@@ -257,6 +281,9 @@ def table(result: Comparison, width: int = 100) -> str:
 def markdown(result: Comparison) -> str:
     lines = markdown_table([*result.columns, "reason"], result.rows)
     if result.baseline:
-        lines += ["", "Real vs real (the floor of the sample metrics): "
-                  + ", ".join(f"{k} {cell(v)}" for k, v in result.baseline.items())]  # fmt: skip
+        lines += [
+            "",
+            "Real vs real (the floor of the sample metrics): "
+            + ", ".join(f"{k} {cell(v)}" for k, v in result.baseline.items()),
+        ]
     return "\n".join(lines) + "\n"

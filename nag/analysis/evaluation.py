@@ -106,8 +106,9 @@ def encode_test_split(model: NAGModule, real: RealImages) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_reconstruction(model: NAGModule, real: RealImages, prior: Prior, seed: int = 0,
-                            fid: FidSetup | None = None) -> Evaluation:  # fmt: skip
+def evaluate_reconstruction(
+    model: NAGModule, real: RealImages, prior: Prior, seed: int = 0, fid: FidSetup | None = None
+) -> Evaluation:
     """Reconstruction error (overall and by attribute), the fit of the test codes to ``prior``, the FID etc. of
     the reconstructions (with ``fid``), and the reconstruction and interpolation figures."""
     model.eval()
@@ -223,5 +224,5 @@ def evaluate_attributes(model: NAGModule, real: RealImages, dm: ImageDataModule,
         "edited": list(shown),
         **attribute_metrics(
             clf, real.names, real.test, real.attributes, reconstructions, ev.samples, model, directions, opts.n_edit
-        ),  # fmt: skip
+        ),
     }

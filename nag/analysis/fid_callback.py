@@ -35,8 +35,9 @@ class TrainingFid(L.Callback):
     """
 
     @checked
-    def __init__(self, n: Count = 256, every_n_epochs: Count = 5, seed: int = 0,
-                 weights_path: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, n: Count = 256, every_n_epochs: Count = 5, seed: int = 0, weights_path: str | None = None
+    ) -> None:
         self.n, self.every_n_epochs, self.seed, self.weights_path = n, every_n_epochs, seed, weights_path
         self._setup: Any = None
         self._unavailable = False

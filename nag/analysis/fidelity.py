@@ -107,16 +107,22 @@ def with_n(value: float, n: int) -> str:
 
 def fidelity_table(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table of ``label -> fidelity()`` results, n beside every FID."""
-    lines = ["| images | FID ↓ | KID ×10³ ↓ | precision ↑ | recall ↑ | density | coverage ↑ | n (images vs real) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "| images | FID ↓ | KID ×10³ ↓ | precision ↑ | recall ↑ | density | coverage ↑ | n (images vs real) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['fid']:.2f} | {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} | "
-                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | "
-                     f"{r['n']:,} vs {r['n_reference']:,} |")  # fmt: skip
+        lines.append(
+            f"| {label} | {r['fid']:.2f} | {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} | "
+            f"{r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | "
+            f"{r['n']:,} vs {r['n_reference']:,} |"
+        )
     n = min(r["n"] for r in rows.values())
     if n < BIAS_NOTE_BELOW:
-        lines.append(f"\nFID is biased high at n < 10,000 (here {n:,}): compare these values with each other, "
-                     "not with published ones measured at n ≥ 10,000.")  # fmt: skip
+        lines.append(
+            f"\nFID is biased high at n < 10,000 (here {n:,}): compare these values with each other, "
+            "not with published ones measured at n ≥ 10,000."
+        )
     return "\n".join(lines)
 
 
@@ -145,8 +151,12 @@ def load_reference(path: Path, n: int, dim: int = FEATURE_DIM) -> Reference | No
         with np.load(path, allow_pickle=False) as z:
             features, mu, sigma = z["features"], z["mu"], z["sigma"]
         d = dim  # a cache of narrower features would fail deep inside the metrics (a bare AssertionError)
-        ok = (features.shape == (n, d) and mu.shape == (d,) and sigma.shape == (d, d)
-              and all(np.isfinite(a).all() for a in (features, mu, sigma)))  # fmt: skip
+        ok = (
+            features.shape == (n, d)
+            and mu.shape == (d,)
+            and sigma.shape == (d, d)
+            and all(np.isfinite(a).all() for a in (features, mu, sigma))
+        )
     except Exception as e:  # noqa: BLE001 — a truncated or foreign file: rebuilt
         log.warning("rebuilding the FID reference %s: %s", path, e)
         return None
@@ -213,12 +223,16 @@ class FidSetup:
         def key(split: str) -> str:  # a split's cache folder name: the data's settings and contents
             return dm.split_cache(split).path.name
 
-        ref = reference(dm.fixed_batch("train", n)[0], extractor,
-                        reference_file(cache_dir, key("train"), "train", n, extractor.digest))  # fmt: skip
+        ref = reference(
+            dm.fixed_batch("train", n)[0],
+            extractor,
+            reference_file(cache_dir, key("train"), "train", n, extractor.digest),
+        )
         # the floor's two real sets are the evaluation's (the first images of each split), cached the same way
-        val, test = (reference(images, extractor, reference_file(cache_dir, key(split), split, len(images),
-                                                                 extractor.digest))
-                     for split, images in (("val", real.val), ("test", real.test)))  # fmt: skip
+        val, test = (
+            reference(images, extractor, reference_file(cache_dir, key(split), split, len(images), extractor.digest))
+            for split, images in (("val", real.val), ("test", real.test))
+        )
         return cls(extractor, ref, fidelity(val, test.features, seed), n)
 
     def score(self, images: Tensor, seed: int = 0) -> dict[str, float]:

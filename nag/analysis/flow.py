@@ -54,10 +54,19 @@ class FlowSampler:
     needs_codes = True
 
     @checked
-    def __init__(self, kind: Literal["maf", "nsf"] = "maf", transforms: Count = 4, hidden: Count = 128,  # noqa: UP037
-                 max_epochs: Count = 500, patience: Count = 20, lr: Positive = 1e-3, batch_size: Count = 256,
-                 val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: int = 0,
-                 store: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kind: Literal["maf", "nsf"] = "maf",
+        transforms: Count = 4,
+        hidden: Count = 128,  # noqa: UP037
+        max_epochs: Count = 500,
+        patience: Count = 20,
+        lr: Positive = 1e-3,
+        batch_size: Count = 256,
+        val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2,
+        seed: int = 0,
+        store: str | None = None,
+    ) -> None:
         self.kind, self.transforms, self.hidden = kind, transforms, hidden
         self.max_epochs, self.patience, self.lr, self.batch_size = max_epochs, patience, lr, batch_size
         self.val_fraction, self.seed, self.store = val_fraction, seed, store
@@ -73,9 +82,17 @@ class FlowSampler:
         return cls(dim, transforms=self.transforms, hidden_features=(self.hidden, self.hidden))
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": self.kind, "transforms": self.transforms, "hidden": self.hidden, "max_epochs": self.max_epochs,
-                "patience": self.patience, "lr": self.lr, "batch_size": self.batch_size,
-                "val_fraction": self.val_fraction, "seed": self.seed}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "transforms": self.transforms,
+            "hidden": self.hidden,
+            "max_epochs": self.max_epochs,
+            "patience": self.patience,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+        }
 
     def key(self, codes: Tensor) -> str:
         """What a stored flow must have been fitted on and with: the settings and the codes, hashed."""
@@ -136,10 +153,20 @@ class FlowSampler:
         self.flow.load_state_dict(best_state)
         # NLL of the standardised codes; + sum(log std) makes it the NLL of the codes themselves (nats per code).
         shift = float(self.std.log().sum())
-        self.history = {"epochs": len(curve), "best_epoch": curve.index(best) + 1, "val_nll": best + shift,
-                        "stored": False}  # fmt: skip
-        log.info("flow (%s) fitted on %d codes in %d epochs (best %d): held-out NLL %.3f nats per code",
-                 self.kind, len(train), len(curve), curve.index(best) + 1, best + shift)  # fmt: skip
+        self.history = {
+            "epochs": len(curve),
+            "best_epoch": curve.index(best) + 1,
+            "val_nll": best + shift,
+            "stored": False,
+        }
+        log.info(
+            "flow (%s) fitted on %d codes in %d epochs (best %d): held-out NLL %.3f nats per code",
+            self.kind,
+            len(train),
+            len(curve),
+            curve.index(best) + 1,
+            best + shift,
+        )
 
     # --- storing ---------------------------------------------------------------------------------------------------
 
@@ -148,10 +175,19 @@ class FlowSampler:
         from nag.runs.output import OutputDir
 
         buf = io.BytesIO()
-        torch.save({"key": key, "settings": self.settings(), "mean": self.mean, "std": self.std,
-                    "state_dict": self.flow.state_dict(), "val_nll": float(self.history["val_nll"]),
-                    "epochs": int(self.history["epochs"]), "best_epoch": int(self.history["best_epoch"])},
-                   buf)  # fmt: skip
+        torch.save(
+            {
+                "key": key,
+                "settings": self.settings(),
+                "mean": self.mean,
+                "std": self.std,
+                "state_dict": self.flow.state_dict(),
+                "val_nll": float(self.history["val_nll"]),
+                "epochs": int(self.history["epochs"]),
+                "best_epoch": int(self.history["best_epoch"]),
+            },
+            buf,
+        )
         try:
             OutputDir(path.parent, "sampler.store").write_bytes(path.name, buf.getvalue())
         except (OSError, UserInputError) as e:  # a read-only run dir (someone else's), a link: fitted, not kept
@@ -181,8 +217,11 @@ class FlowSampler:
                 raise ValueError("a tensor that is not finite")
             if mean.shape != (dim,) or std.shape != (dim,) or not bool((std > 0).all()):
                 raise ValueError("standardisation of the wrong shape")
-            history = {"epochs": data.get("epochs", 0), "best_epoch": data.get("best_epoch", 0),
-                       "val_nll": data.get("val_nll", float("nan"))}  # fmt: skip
+            history = {
+                "epochs": data.get("epochs", 0),
+                "best_epoch": data.get("best_epoch", 0),
+                "val_nll": data.get("val_nll", float("nan")),
+            }
             for name in ("epochs", "best_epoch"):
                 if isinstance(history[name], bool) or not isinstance(history[name], int) or history[name] < 0:
                     raise ValueError(f"{name}={history[name]!r} is not a count of epochs")

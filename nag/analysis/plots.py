@@ -25,8 +25,17 @@ def _show(ax: plt.Axes, grid: Tensor | None, title: str, note: str = "") -> None
         ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
     else:
         # Wrapped here, not by matplotlib: its wrapping measures the text as maths whatever parse_math says.
-        ax.text(0.5, 0.5, textwrap.fill(note or "no samples", 28), ha="center", va="center", fontsize=9,
-                color="firebrick", transform=ax.transAxes, parse_math=False)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            textwrap.fill(note or "no samples", 28),
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="firebrick",
+            transform=ax.transAxes,
+            parse_math=False,
+        )
 
 
 def sample_table(
@@ -48,8 +57,9 @@ def sample_table(
     if len(keys) == 2:
         rows = list(dict.fromkeys(lab.get(keys[0], "") for lab in labels))
         cols = list(dict.fromkeys(lab.get(keys[1], "") for lab in labels))
-        fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel * len(cols), panel * len(rows) + 0.4),
-                                 squeeze=False)  # fmt: skip
+        fig, axes = plt.subplots(
+            len(rows), len(cols), figsize=(panel * len(cols), panel * len(rows) + 0.4), squeeze=False
+        )
         for ax in axes.flat:
             ax.axis("off")
         for grid, lab, note in zip(grids, labels, notes, strict=True):

@@ -30,8 +30,9 @@ from torch import Tensor
 STAGES = ("real", "probe_bacc", "kept", "reconstruction")
 
 
-def probe_balanced_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes: Tensor,
-                            test_labels: Tensor) -> list[float | None]:  # fmt: skip
+def probe_balanced_accuracy(
+    train_codes: Tensor, train_labels: Tensor, test_codes: Tensor, test_labels: Tensor
+) -> list[float | None]:
     """Per attribute: the balanced accuracy on the test codes of a linear probe fitted on the training codes;
     None where either split holds one class only (nothing to read)."""
     from sklearn.linear_model import LogisticRegression
@@ -63,9 +64,15 @@ class RareFeatures:
 
     def rows(self, head: dict[str, Any], samples: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
         """One dict per attribute: ``head`` (the job and its keys), the stages, and each sampler's frequency."""
-        return [{**head, "attribute": n, **{s: getattr(self, s)[i] for s in STAGES},
-                 **{name: freq.get(n) for name, freq in samples.items()}}
-                for i, n in enumerate(self.names)]  # fmt: skip
+        return [
+            {
+                **head,
+                "attribute": n,
+                **{s: getattr(self, s)[i] for s in STAGES},
+                **{name: freq.get(n) for name, freq in samples.items()},
+            }
+            for i, n in enumerate(self.names)
+        ]
 
 
 def rare_features(model: Any, real: Any, attrs: Any, train_codes: Tensor | None = None) -> RareFeatures | None:
@@ -80,11 +87,15 @@ def rare_features(model: Any, real: Any, attrs: Any, train_codes: Tensor | None 
         return None
     if train_codes is None:
         train_codes = encode_images(model, real.train)
-    probe = probe_balanced_accuracy(train_codes, real.train_attributes,
-                                    encode_images(model, real.test), real.attributes)  # fmt: skip
+    probe = probe_balanced_accuracy(
+        train_codes, real.train_attributes, encode_images(model, real.test), real.attributes
+    )
     p_rec = attrs.clf.predict(reconstruct_images(model, real.test))
     kept, has = kept_fraction(attrs.real_pred, p_rec)
     return RareFeatures(
-        attrs.names, attrs.real_freq.tolist(), probe,
-        [float(k) if h > 0 else None for k, h in zip(kept, has, strict=True)], p_rec.float().mean(0).tolist(),
-    )  # fmt: skip
+        attrs.names,
+        attrs.real_freq.tolist(),
+        probe,
+        [float(k) if h > 0 else None for k, h in zip(kept, has, strict=True)],
+        p_rec.float().mean(0).tolist(),
+    )

@@ -171,8 +171,9 @@ def evaluate_runs(
         directions = attribute_directions(encode_images(m0, real.train), real.train_attributes, real.names)
         reconstructions = reconstruct_images(m0, real.test)
         samples = evals["matched0_N0"].samples
-        metrics["matched0_attributes"] = attribute_metrics(classifier, real.names, real.test, real.attributes,
-                                                           reconstructions, samples, m0, directions)  # fmt: skip
+        metrics["matched0_attributes"] = attribute_metrics(
+            classifier, real.names, real.test, real.attributes, reconstructions, samples, m0, directions
+        )
     figures = {
         "reconstructions": recon_m0.figures["reconstructions"],
         "interpolation": recon_m0.figures["interpolation"],
@@ -182,7 +183,7 @@ def evaluate_runs(
         "samples_plain_N0": evals["plain_N0"].figures["samples"],
         "plain_vs_matched_N-3": side_by_side(
             evals["plain_N-3"].figures["samples"], evals["matched-3_N-3"].figures["samples"]
-        ),  # fmt: skip
+        ),
         "samples_plain_gmm": evals["plain_gmm"].figures["samples"],
     }
     return ReportEvaluation(report_measures(metrics), metrics, figures)
@@ -198,8 +199,12 @@ def describe_runs(runs: dict[str, RunDir]) -> list[str]:
         paths = local_paths(run.path)
         cfg = run.config
         target = cfg.get("matching._target_", paths)
-        values = [str(target).split(".")[-1], cfg.get("matching.weight", paths), cfg.get("trainer.max_epochs", paths),
-                  cfg.get("data.image_size", paths)]  # fmt: skip
+        values = [
+            str(target).split(".")[-1],
+            cfg.get("matching.weight", paths),
+            cfg.get("trainer.max_epochs", paths),
+            cfg.get("data.image_size", paths),
+        ]
         cfg.section("data", paths)
         matching, weight, epochs, size = (markdown_cell(v, 60) for v in values)
         rows.append(f"| {ROLES[role]} | {markdown_cell(run.path)} | {matching} (λ={weight}) | {epochs} | {size} px |")
@@ -213,8 +218,10 @@ def plain_codes_verdict(lat: Codes) -> str:
     if centred and 0.5 <= spread <= 2:
         return "so N(0, 2) covers them and its samples decode into faces much like a matched model's."
     if centred and spread > 2:
-        return (f"but spread {spread:.1f}× wider than N(0, 2): its samples land only in the middle of the code "
-                "cloud and decode into a narrow set of averaged faces.")  # fmt: skip
+        return (
+            f"but spread {spread:.1f}× wider than N(0, 2): its samples land only in the middle of the code "
+            "cloud and decode into a narrow set of averaged faces."
+        )
     if centred:
         return f"but {1 / spread:.1f}× narrower than N(0, 2): most of its samples fall outside the codes."
     return "but off-centre against their own spread: N(0, 2) misses most of them."
@@ -233,24 +240,40 @@ CAPTIONS = {
 }
 
 
-def render_markdown(rows: list[str], m: ReportMeasures, findings: list[Finding], seconds: float,
-                    fidelity: dict[str, dict[str, float]] | None = None) -> str:  # fmt: skip
+def render_markdown(
+    rows: list[str],
+    m: ReportMeasures,
+    findings: list[Finding],
+    seconds: float,
+    fidelity: dict[str, dict[str, float]] | None = None,
+) -> str:
     """``report.md``: the prose of ``nag/analysis/report.md`` with the measured numbers filled in."""
     plain, lat, matched, gmm = m.plain_samples, m.plain_codes, m.matched_samples, m.plain_gmm
-    verdicts = [f"| {i} | {f.claim} | {f.evidence} | **{'supported' if f.supported else 'not supported'}** |"
-                for i, f in enumerate(findings, 1)]  # fmt: skip
+    verdicts = [
+        f"| {i} | {f.claim} | {f.evidence} | **{'supported' if f.supported else 'not supported'}** |"
+        for i, f in enumerate(findings, 1)
+    ]
     values = {
-        "runs": "\n".join(rows), "findings": "\n".join(verdicts), "n_test": m.n_test,
-        "real_swd": f"{m.real.swd_mean:.1f}", "real_diversity": f"{m.real.diversity:.3f}",
-        "code_mean": f"{lat.code_mean:+.2f}", "code_variance": f"{lat.code_variance:.2f}",
-        "code_kurtosis": f"{lat.code_kurtosis:.2f}", "code_std": f"{lat.code_variance ** 0.5:.2f}",
-        "mmd_n0": f"{lat.mmd:.3f}", "mmd_n3": f"{m.plain_mmd_to_minus3:.3f}",
+        "runs": "\n".join(rows),
+        "findings": "\n".join(verdicts),
+        "n_test": m.n_test,
+        "real_swd": f"{m.real.swd_mean:.1f}",
+        "real_diversity": f"{m.real.diversity:.3f}",
+        "code_mean": f"{lat.code_mean:+.2f}",
+        "code_variance": f"{lat.code_variance:.2f}",
+        "code_kurtosis": f"{lat.code_kurtosis:.2f}",
+        "code_std": f"{lat.code_variance**0.5:.2f}",
+        "mmd_n0": f"{lat.mmd:.3f}",
+        "mmd_n3": f"{m.plain_mmd_to_minus3:.3f}",
         "verdict": plain_codes_verdict(lat),
-        "plain_swd": f"{plain.swd_mean:.1f}", "plain_diversity": f"{plain.diversity:.3f}",
-        "matched_swd": f"{matched.swd_mean:.1f}", "matched_diversity": f"{matched.diversity:.3f}",
-        "gmm_swd": f"{gmm.swd_mean:.1f}", "gmm_diversity": f"{gmm.diversity:.3f}",
+        "plain_swd": f"{plain.swd_mean:.1f}",
+        "plain_diversity": f"{plain.diversity:.3f}",
+        "matched_swd": f"{matched.swd_mean:.1f}",
+        "matched_diversity": f"{matched.diversity:.3f}",
+        "gmm_swd": f"{gmm.swd_mean:.1f}",
+        "gmm_diversity": f"{gmm.diversity:.3f}",
         "figures": "\n\n".join(f"**{caption}**\n\n![{name}]({name}.png)" for name, caption in CAPTIONS.items()),
         "seconds": f"{seconds:.0f}",
         "fidelity": fidelity_table(fidelity) if fidelity else "Not measured: no Inception weights (see the README).",
-    }  # fmt: skip
+    }
     return TEMPLATE.substitute(values)

@@ -132,8 +132,10 @@ class Run:
         x, attrs = self.data.fixed_batch("train", min(n_fit, len(train)))
         directions = attribute_directions(self.encode(x), attrs, names)
         if attribute not in directions:
-            raise UserInputError(f"attribute {attribute!r}: too few of the {len(x)} training faces have it (or lack "
-                                 "it) to estimate its direction; raise n_fit.")  # fmt: skip
+            raise UserInputError(
+                f"attribute {attribute!r}: too few of the {len(x)} training faces have it (or lack "
+                "it) to estimate its direction; raise n_fit."
+            )
         return self.decode(self.encode(images) + amount * directions[attribute])
 
     def evaluate(self, *overrides: str, out: str | Path | None = None) -> dict[str, Any]:
@@ -180,8 +182,9 @@ def open_run(path: str | Path, device: str = "cpu", best: bool = True, key: str 
 def run_entry_point(module: str, args: Sequence[str]) -> None:
     """``python -m <module> <args>`` as the user would type it, its output shown as it comes (a notebook cell
     shows it); a failure raises :class:`UserInputError` with the command's last message."""
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     last = []
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -85,9 +85,12 @@ class GaussianMixtureSampler:
     needs_codes = True
 
     @checked
-    def __init__(self, n_components: Count = 10,
-                 covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",  # noqa: UP037
-                 seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_components: Count = 10,
+        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",  # noqa: UP037
+        seed: int = 0,
+    ) -> None:
         self.n_components, self.covariance_type, self.seed = n_components, covariance_type, seed
         self.name = "gaussian" if n_components == 1 else f"gmm{n_components}"
 

@@ -54,20 +54,20 @@ TARGETS: dict[tuple[str, str], tuple[str, str, float | None, bool]] = {
         "{:,.0f}",
         None,
         True,
-    ),  # fmt: skip
+    ),
     ("gpu", "report_ae_bf16_63_epochs_s"): ("GPU: 63 CelebA epochs, bf16 (s)", "{:,.0f}", 300.0, False),
     ("gpu", "report_ae_bf16_compiled_63_epochs_s"): (
         "GPU: 63 CelebA epochs, bf16 compiled (s)",
         "{:,.0f}",
         300.0,
         False,
-    ),  # fmt: skip
+    ),
     ("gpu", "divergence_check_share"): (
         "GPU: the divergence check's read-back, share of a step",
         "{:.2%}",
         0.02,
         False,
-    ),  # fmt: skip
+    ),
     ("gpu", "wae_celeba_bf16_images_per_s"): ("GPU: WAE/RAE CelebA net, bf16, images/s", "{:,.0f}", None, True),
     ("evaluation", "evaluate_s"): ("nag.evaluate of one checkpoint (s)", "{:.1f}", None, False),
     ("evaluation", "report_s"): ("nag.report of the three runs (s)", "{:.1f}", None, False),
@@ -179,10 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny settings: every field in about a minute")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default cpu)")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), metavar="PART",
-                        help=f"run only these parts ({', '.join(PARTS)})")  # fmt: skip
-    parser.add_argument("--data-workers", type=int, default=os.cpu_count() or 1,
-                        help="DataLoader workers of the JPEG baseline (default: one per core)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        metavar="PART",
+        help=f"run only these parts ({', '.join(PARTS)})",
+    )
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="DataLoader workers of the JPEG baseline (default: one per core)",
+    )
     return parser
 
 

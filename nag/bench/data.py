@@ -96,8 +96,16 @@ def loader_share(dm: CelebA, workdir: Path, image_size: int, steps: int) -> tupl
     return wait / total, total / steps
 
 
-def measure(workdir: Path, n_images: int, image_size: int, crop: int, batch_size: int, workers: int, steps: int,
-            root: Path | None = None) -> dict[str, float]:  # fmt: skip
+def measure(
+    workdir: Path,
+    n_images: int,
+    image_size: int,
+    crop: int,
+    batch_size: int,
+    workers: int,
+    steps: int,
+    root: Path | None = None,
+) -> dict[str, float]:
     """The cached loader vs torchvision's JPEG pipeline on the same CelebA-layout JPEGs (generated under
     ``workdir`` unless ``root`` is given), and the loader's share of training steps."""
     if root is None:
@@ -110,8 +118,9 @@ def measure(workdir: Path, n_images: int, image_size: int, crop: int, batch_size
     baseline = DataLoader(baseline_ds, batch_size, shuffle=True, num_workers=workers, drop_last=True)
     jpeg_ips = images_per_second(baseline)
 
-    dm = CelebA(root=str(root), crop=crop, image_size=image_size, batch_size=batch_size,
-                cache_dir=str(workdir / "cache"))  # fmt: skip
+    dm = CelebA(
+        root=str(root), crop=crop, image_size=image_size, batch_size=batch_size, cache_dir=str(workdir / "cache")
+    )
     t = time.perf_counter()
     dm.prepare_data()
     build_s = time.perf_counter() - t

@@ -23,8 +23,9 @@ from nag.config.errors import instantiate
 
 def default_model(workdir: Path, image_size: int, matching: str = "none", latent_dim: int = 64) -> L.LightningModule:
     """The default model of ``conf/`` (the report's autoencoder) at ``image_size``, with ``matching``."""
-    cfg = compose_run([f"data.image_size={image_size}", f"matching={matching}", f"model.latent_dim={latent_dim}"],
-                        workdir)  # fmt: skip
+    cfg = compose_run(
+        [f"data.image_size={image_size}", f"matching={matching}", f"model.latent_dim={latent_dim}"], workdir
+    )
     return instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
 
 

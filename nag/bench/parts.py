@@ -61,8 +61,14 @@ def step_seconds(model: torch.nn.Module, batch: int, image_size: int, repeats: i
     return median_seconds(step, repeats, device)
 
 
-def matching_shares(workdir: Path, image_size: int = 64, batch: int = 128, dim: int = 64, repeats: int = 5,
-                    device: torch.device | None = None) -> dict[str, float]:  # fmt: skip
+def matching_shares(
+    workdir: Path,
+    image_size: int = 64,
+    batch: int = 128,
+    dim: int = 64,
+    repeats: int = 5,
+    device: torch.device | None = None,
+) -> dict[str, float]:
     """Each distance's forward + backward at ``batch`` codes of ``dim`` as a share of a training step of the
     default model (the report's autoencoder) at ``image_size``, plus that step's seconds."""
     device = device or torch.device("cpu")
@@ -93,8 +99,9 @@ def flops_per_image(workdir: Path, image_size: int = 64) -> float:
 def first_message_seconds(cwd: Path) -> float:
     """Seconds from starting ``python -m nag.train`` with a bad value to its error message (and exit)."""
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "nag.train", "data.batch_size=1"], cwd=cwd, capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "nag.train", "data.batch_size=1"], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     seconds = time.perf_counter() - start
     if r.returncode == 0 or "data.batch_size" not in r.stderr + r.stdout:
         raise RuntimeError(f"nag.train accepted data.batch_size=1 or did not name it:\n{r.stderr[-2000:]}")
@@ -104,8 +111,13 @@ def first_message_seconds(cwd: Path) -> float:
 def run_timed(module: str, args: list[str], cwd: Path) -> float:
     """Wall seconds of ``python -m <module> <args>`` in ``cwd``; a failure is raised with its message."""
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                       env={**os.environ, "HYDRA_FULL_ERROR": "1"})  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
     if r.returncode != 0:
         raise RuntimeError(f"python -m {module} {' '.join(args)} failed:\n{r.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -120,12 +132,22 @@ def quickstart(cwd: Path, extra: list[str]) -> dict[str, float]:
     return {"seconds": seconds, "test_mmd": metrics["test/matching"], "test_recon": metrics["test/recon"]}
 
 
-def evaluation_and_report(cwd: Path, train_extra: list[str], eval_extra: list[str], report_extra: list[str]
-                          ) -> dict[str, float]:  # fmt: skip
+def evaluation_and_report(
+    cwd: Path, train_extra: list[str], eval_extra: list[str], report_extra: list[str]
+) -> dict[str, float]:
     """Train the report's three runs (short: only the evaluation is timed), then time ``nag.evaluate`` of one
     checkpoint and ``nag.report`` of the three."""
-    run_timed("nag.train", ["-m", "experiment=report_plain,report_mean0,report_mean-3", "test=false",
-                            f"hydra.sweep.dir={cwd}/sweep", *train_extra], cwd)  # fmt: skip
+    run_timed(
+        "nag.train",
+        [
+            "-m",
+            "experiment=report_plain,report_mean0,report_mean-3",
+            "test=false",
+            f"hydra.sweep.dir={cwd}/sweep",
+            *train_extra,
+        ],
+        cwd,
+    )
     sweep = cwd / "sweep"
     ckpt = RunDir(sweep / "1").best_ckpt
     evaluate_s = run_timed("nag.evaluate", [f"ckpt_path={ckpt}", f"hydra.run.dir={cwd}/eval", *eval_extra], cwd)

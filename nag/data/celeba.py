@@ -84,8 +84,13 @@ class CelebA(ImageDataModule):
                 self._index = index_celeba(self.root, self.split_fractions, self.split_seed)
             ix = self._index
             sizes = {s: len(f) for s, f in ix.files.items()}
-            log.info("CelebA: %s layout in %s, splits %s from the %s", ix.layout.kind, ix.layout.image_dir, sizes,
-                     ix.split_source)  # fmt: skip
+            log.info(
+                "CelebA: %s layout in %s, splits %s from the %s",
+                ix.layout.kind,
+                ix.layout.image_dir,
+                sizes,
+                ix.split_source,
+            )
             for note in ix.notes:
                 log.warning("CelebA: %s", note)
             self.attribute_names = ix.attribute_names
@@ -108,13 +113,19 @@ class CelebA(ImageDataModule):
         ix = self.index
         files = ix.files[split]
         settings = {
-            "dataset": "celeba", "decoder": DECODER_VERSION, "layout": ix.layout.kind,
-            "image_dir": str(ix.layout.image_dir.resolve()), "split": split, "crop": self.crop,
-            "image_size": self.image_size, "split_source": ix.split_source,
-            "files": hashlib.sha256("\n".join(files).encode()).hexdigest(), "attributes": list(ix.attribute_names),
+            "dataset": "celeba",
+            "decoder": DECODER_VERSION,
+            "layout": ix.layout.kind,
+            "image_dir": str(ix.layout.image_dir.resolve()),
+            "split": split,
+            "crop": self.crop,
+            "image_size": self.image_size,
+            "split_source": ix.split_source,
+            "files": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+            "attributes": list(ix.attribute_names),
             "contents": fingerprint(ix.layout.image_dir, files, (ix.layout.partition_file, ix.layout.attr_file)),
             "max_image_pixels": self.max_image_pixels,
-        }  # fmt: skip
+        }
         items = [(str(ix.layout.image_dir / f), a) for f, a in zip(files, ix.attributes[split], strict=True)]
         roots = self._roots()
         build = partial(
@@ -132,11 +143,17 @@ class CelebA(ImageDataModule):
         )
         cached = build()
         # The cache remembers which files could not be decoded; a user who repaired them gets them back.
-        repaired = [items[i][0] for i in cached.meta["bad_indices"]
-                    if not why_bad(items[i][0], roots, self.max_image_pixels)]  # fmt: skip
+        repaired = [
+            items[i][0] for i in cached.meta["bad_indices"] if not why_bad(items[i][0], roots, self.max_image_pixels)
+        ]
         if repaired:
-            log.warning("CelebA %s: %d image(s) unreadable when the cache was built now decode (first: %s); "
-                        "rebuilding the cache", split, len(repaired), repaired[0])  # fmt: skip
+            log.warning(
+                "CelebA %s: %d image(s) unreadable when the cache was built now decode (first: %s); "
+                "rebuilding the cache",
+                split,
+                len(repaired),
+                repaired[0],
+            )
             cached = build(rebuild=True)
         self._check_bad(split, files, cached.meta["bad_indices"])
         return cached

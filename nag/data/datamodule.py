@@ -208,8 +208,9 @@ class ImageDataModule(L.LightningDataModule):
         }
         if shuffle:
             # Full training batches only: a last batch of 1 breaks batch norm and the unbiased MMD.
-            return DataLoader(ds, batch_size=self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size,
-                              **common)  # fmt: skip
+            return DataLoader(
+                ds, batch_size=self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size, **common
+            )
         # Evaluation uses every image, in batches of near-equal size.
         sampler = BalancedBatchSampler(torch.utils.data.SequentialSampler(ds), self.batch_size, drop_last=False)
         return DataLoader(ds, batch_sampler=sampler, **common)

@@ -16,14 +16,34 @@ import numpy as np
 
 # Name and frequency of every binary attribute the renderer draws (in the order of the attribute tensor).
 ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "Pale_Skin", "Dark_Skin", "Black_Hair", "Brown_Hair", "Blond_Hair", "Gray_Hair", "Red_Hair", "Bald",
-    "Long_Hair", "Bangs", "Smiling", "Eyeglasses", "Sunglasses", "No_Beard", "Wearing_Hat",
-)  # fmt: skip
+    "Pale_Skin",
+    "Dark_Skin",
+    "Black_Hair",
+    "Brown_Hair",
+    "Blond_Hair",
+    "Gray_Hair",
+    "Red_Hair",
+    "Bald",
+    "Long_Hair",
+    "Bangs",
+    "Smiling",
+    "Eyeglasses",
+    "Sunglasses",
+    "No_Beard",
+    "Wearing_Hat",
+)
 
 SKIN_TONES = np.array(
-    [[1.00, 0.87, 0.78], [0.96, 0.80, 0.68], [0.89, 0.70, 0.55], [0.78, 0.57, 0.41], [0.60, 0.42, 0.29],
-     [0.40, 0.27, 0.18]], dtype=np.float32,
-)  # fmt: skip
+    [
+        [1.00, 0.87, 0.78],
+        [0.96, 0.80, 0.68],
+        [0.89, 0.70, 0.55],
+        [0.78, 0.57, 0.41],
+        [0.60, 0.42, 0.29],
+        [0.40, 0.27, 0.18],
+    ],
+    dtype=np.float32,
+)
 SKIN_P = np.array([0.06, 0.30, 0.25, 0.17, 0.12, 0.10])  # tone 0 is Pale_Skin, tones 4-5 Dark_Skin
 HAIR_COLOURS = np.array(
     [[0.08, 0.07, 0.07], [0.38, 0.24, 0.13], [0.90, 0.77, 0.45], [0.70, 0.70, 0.72], [0.72, 0.28, 0.12]],
@@ -31,9 +51,18 @@ HAIR_COLOURS = np.array(
 )  # Black, Brown, Blond, Gray, Red
 HAIR_P = np.array([0.33, 0.29, 0.20, 0.09, 0.09])
 BACKGROUNDS = np.array(
-    [[0.85, 0.85, 0.88], [0.55, 0.70, 0.85], [0.80, 0.72, 0.60], [0.45, 0.55, 0.45], [0.90, 0.80, 0.82],
-     [0.35, 0.35, 0.40], [0.95, 0.92, 0.80], [0.60, 0.50, 0.65]], dtype=np.float32,
-)  # fmt: skip
+    [
+        [0.85, 0.85, 0.88],
+        [0.55, 0.70, 0.85],
+        [0.80, 0.72, 0.60],
+        [0.45, 0.55, 0.45],
+        [0.90, 0.80, 0.82],
+        [0.35, 0.35, 0.40],
+        [0.95, 0.92, 0.80],
+        [0.60, 0.50, 0.65],
+    ],
+    dtype=np.float32,
+)
 IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.25, 0.45, 0.70], [0.30, 0.50, 0.30], [0.10, 0.08, 0.06]], np.float32)
 
 P_BALD, P_LONG, P_BANGS, P_SMILE = 0.05, 0.45, 0.15, 0.48
@@ -49,21 +78,30 @@ def sample_params(seed: int, split: int, index: int) -> dict[str, np.ndarray]:
     bald = rng.random() < P_BALD
     hat = hat_u < P_HAT
     p = {
-        "cx": rng.uniform(-0.10, 0.10), "cy": rng.uniform(-0.02, 0.12), "s": rng.uniform(0.78, 1.02),
-        "aspect": rng.uniform(0.88, 1.08), "eye_sep": rng.uniform(0.17, 0.23),
-        "tone": tone, "hair": hair, "bald": bald,
-        "long": (not bald) and rng.random() < P_LONG, "bangs": (not bald) and (not hat) and rng.random() < P_BANGS,
+        "cx": rng.uniform(-0.10, 0.10),
+        "cy": rng.uniform(-0.02, 0.12),
+        "s": rng.uniform(0.78, 1.02),
+        "aspect": rng.uniform(0.88, 1.08),
+        "eye_sep": rng.uniform(0.17, 0.23),
+        "tone": tone,
+        "hair": hair,
+        "bald": bald,
+        "long": (not bald) and rng.random() < P_LONG,
+        "bangs": (not bald) and (not hat) and rng.random() < P_BANGS,
         "smiling": rng.random() < P_SMILE,
-        "eyeglasses": glasses_u < P_EYEGLASSES, "sunglasses": P_EYEGLASSES <= glasses_u < P_EYEGLASSES + P_SUNGLASSES,
-        "beard": rng.random() < P_BEARD, "hat": hat,
+        "eyeglasses": glasses_u < P_EYEGLASSES,
+        "sunglasses": P_EYEGLASSES <= glasses_u < P_EYEGLASSES + P_SUNGLASSES,
+        "beard": rng.random() < P_BEARD,
+        "hat": hat,
         "skin_rgb": SKIN_TONES[tone] + rng.uniform(-0.03, 0.03, 3),
         "hair_rgb": HAIR_COLOURS[hair] + rng.uniform(-0.04, 0.04, 3),
         "bg_rgb": BACKGROUNDS[rng.integers(len(BACKGROUNDS))] + rng.uniform(-0.08, 0.08, 3),
         "bg_shade": rng.uniform(-0.15, 0.15),
-        "shirt_rgb": rng.uniform(0.05, 0.95, 3), "hat_rgb": rng.uniform(0.05, 0.9, 3),
+        "shirt_rgb": rng.uniform(0.05, 0.95, 3),
+        "hat_rgb": rng.uniform(0.05, 0.9, 3),
         "iris_rgb": IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))],
         "frame_rgb": rng.uniform(0.0, 0.35, 3),
-    }  # fmt: skip
+    }
     return {k: np.asarray(v, dtype=np.float32) for k, v in p.items()}
 
 
@@ -72,14 +110,22 @@ def attributes(params: dict[str, np.ndarray]) -> np.ndarray:
     tone, hair, bald = int(params["tone"]), int(params["hair"]), bool(params["bald"])
     has_hair = not bald
     values = {
-        "Pale_Skin": tone == 0, "Dark_Skin": tone >= 4,
-        "Black_Hair": has_hair and hair == 0, "Brown_Hair": has_hair and hair == 1,
-        "Blond_Hair": has_hair and hair == 2, "Gray_Hair": has_hair and hair == 3, "Red_Hair": has_hair and hair == 4,
+        "Pale_Skin": tone == 0,
+        "Dark_Skin": tone >= 4,
+        "Black_Hair": has_hair and hair == 0,
+        "Brown_Hair": has_hair and hair == 1,
+        "Blond_Hair": has_hair and hair == 2,
+        "Gray_Hair": has_hair and hair == 3,
+        "Red_Hair": has_hair and hair == 4,
         "Bald": bald,
-        "Long_Hair": bool(params["long"]), "Bangs": bool(params["bangs"]), "Smiling": bool(params["smiling"]),
-        "Eyeglasses": bool(params["eyeglasses"]), "Sunglasses": bool(params["sunglasses"]),
-        "No_Beard": not bool(params["beard"]), "Wearing_Hat": bool(params["hat"]),
-    }  # fmt: skip
+        "Long_Hair": bool(params["long"]),
+        "Bangs": bool(params["bangs"]),
+        "Smiling": bool(params["smiling"]),
+        "Eyeglasses": bool(params["eyeglasses"]),
+        "Sunglasses": bool(params["sunglasses"]),
+        "No_Beard": not bool(params["beard"]),
+        "Wearing_Hat": bool(params["hat"]),
+    }
     return np.array([values[n] for n in ATTRIBUTE_NAMES], dtype=np.uint8)
 
 
@@ -139,8 +185,10 @@ def render(params: list[dict[str, np.ndarray]], size: int) -> np.ndarray:
     has_hair = 1.0 - val("bald")
 
     # Background: a vertical gradient.
-    cv.paint(np.ones((n, size, size), np.float32), np.clip(col("bg_rgb")[:, None, None, :]
-             + val("bg_shade")[..., None] * y[..., None], 0, 1))  # fmt: skip
+    cv.paint(
+        np.ones((n, size, size), np.float32),
+        np.clip(col("bg_rgb")[:, None, None, :] + val("bg_shade")[..., None] * y[..., None], 0, 1),
+    )
     # Shoulders and neck.
     cv.paint(cv.coverage(_ellipse(x, y, cx, cy + 1.12 * s, 0.88 * s, 0.48 * s)), col("shirt_rgb"))
     cv.paint(cv.coverage(_box(x, y, cx, cy + 0.62 * s, 0.17 * s * asp, 0.25 * s, 0.05 * s)), skin * 0.85)

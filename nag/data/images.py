@@ -70,9 +70,12 @@ def why_bad(path: str, roots: Sequence[str], max_pixels: int) -> str:
 
 
 def decode_images(
-    items: Sequence[tuple[str, np.ndarray]], crop: int, image_size: int, roots: Sequence[str] = ("/",),
+    items: Sequence[tuple[str, np.ndarray]],
+    crop: int,
+    image_size: int,
+    roots: Sequence[str] = ("/",),
     max_pixels: int = MAX_IMAGE_PIXELS,
-) -> tuple[np.ndarray, np.ndarray, list[int]]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Cache fill function: decode ``(path, attributes)`` items; unusable files are reported, not raised."""
     images = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
     bad: list[int] = []

@@ -41,8 +41,14 @@ class SyntheticFaces(ImageDataModule):
     attribute_names = ATTRIBUTE_NAMES
 
     @checked
-    def __init__(self, n_train: SplitSize = 20000, n_val: SplitSize = 1000, n_test: SplitSize = 1000, seed: int = 0,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_train: SplitSize = 20000,
+        n_val: SplitSize = 1000,
+        n_test: SplitSize = 1000,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         self.seed = seed
@@ -57,9 +63,13 @@ class SyntheticFaces(ImageDataModule):
     def build_split(self, split: str) -> CachedSplit:
         split_id = SPLITS.index(split)
         settings = {
-            "dataset": "synthetic", "renderer": RENDERER_VERSION, "seed": self.seed, "split": split,
-            "n": self.sizes[split], "image_size": self.image_size,
-        }  # fmt: skip
+            "dataset": "synthetic",
+            "renderer": RENDERER_VERSION,
+            "seed": self.seed,
+            "split": split,
+            "n": self.sizes[split],
+            "image_size": self.image_size,
+        }
         return load_or_build(
             self.cache_dir,
             f"synthetic-{split}",

@@ -75,8 +75,10 @@ class CramerWold(PriorMatching):
 
     def compute(self, z: Tensor, prior: Prior, generator: torch.Generator | None) -> Tensor:
         if prior.dim < CW_MIN_DIM:
-            raise ValueError(f"CramerWold needs codes of at least {CW_MIN_DIM} dimensions (CWAE's closed form), got "
-                             f"{prior.dim}: raise model.latent_dim or choose another matching.")  # fmt: skip
+            raise ValueError(
+                f"CramerWold needs codes of at least {CW_MIN_DIM} dimensions (CWAE's closed form), got "
+                f"{prior.dim}: raise model.latent_dim or choose another matching."
+            )
         mean, std = prior.mean.to(z), prior.variance.to(z).sqrt()
         u = (z - mean) / std  # (B, d)
         if isinstance(prior, NormalPrior):
@@ -103,8 +105,13 @@ class Sinkhorn(SampleMatching):
     """
 
     @checked
-    def __init__(self, blur: Annotated[float, Gt(0)] = 0.1, scaling: Annotated[float, Gt(0)] = 0.5,
-                 weight: NonNegative = 1.0, **kwargs: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        blur: Annotated[float, Gt(0)] = 0.1,
+        scaling: Annotated[float, Gt(0)] = 0.5,
+        weight: NonNegative = 1.0,
+        **kwargs: bool,
+    ) -> None:
         super().__init__(weight, **kwargs)
         if not scaling < 1:
             raise ValueError(f"Sinkhorn: scaling={scaling} must be < 1.")
@@ -114,8 +121,9 @@ class Sinkhorn(SampleMatching):
         from geomloss import SamplesLoss
 
         sigma = prior.variance.mean().sqrt().item()
-        loss = SamplesLoss("sinkhorn", p=2, blur=self.blur * sigma, scaling=self.scaling, debias=True,
-                           backend="tensorized")  # fmt: skip
+        loss = SamplesLoss(
+            "sinkhorn", p=2, blur=self.blur * sigma, scaling=self.scaling, debias=True, backend="tensorized"
+        )
         return loss(z, y)
 
     def extra_repr(self) -> str:

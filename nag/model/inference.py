@@ -16,8 +16,9 @@ def resolve_device(name: str) -> str:
 
 
 @torch.no_grad()
-def batched(fn: Callable[[Tensor], Tensor], x: Tensor, device: torch.device | str, batch_size: int = 256,
-            to_cpu: bool = True) -> Tensor:  # fmt: skip
+def batched(
+    fn: Callable[[Tensor], Tensor], x: Tensor, device: torch.device | str, batch_size: int = 256, to_cpu: bool = True
+) -> Tensor:
     """``fn`` over ``x`` in batches of ``batch_size`` on ``device``, concatenated as float32 (on the CPU unless
     ``to_cpu`` is false). ``x (N, ...)`` may live anywhere; each batch is moved to ``device``."""
     parts = [fn(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]

@@ -206,8 +206,9 @@ class SlicedWasserstein(SampleMatching):
     """
 
     @checked
-    def __init__(self, n_projections: Count = 50, p: Annotated[float, Ge(1)] = 2.0, weight: NonNegative = 1.0,
-                 **kwargs: bool) -> None:  # fmt: skip
+    def __init__(
+        self, n_projections: Count = 50, p: Annotated[float, Ge(1)] = 2.0, weight: NonNegative = 1.0, **kwargs: bool
+    ) -> None:
         super().__init__(weight, **kwargs)
         self.n_projections = int(n_projections)
         self.p = float(p)

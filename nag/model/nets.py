@@ -132,8 +132,12 @@ class Decoder(nn.Module):
         if hidden_dim:
             self.fc = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, top), nn.ReLU())
         else:
-            self.fc = nn.Sequential(nn.Linear(latent_dim, top), nn.Unflatten(1, (rev[0], self.side, self.side)),
-                                    nn.BatchNorm2d(rev[0]), nn.ReLU())  # fmt: skip
+            self.fc = nn.Sequential(
+                nn.Linear(latent_dim, top),
+                nn.Unflatten(1, (rev[0], self.side, self.side)),
+                nn.BatchNorm2d(rev[0]),
+                nn.ReLU(),
+            )
         layers: list[nn.Module] = []
         outs = rev[1:] + [out_channels] if last_stride == 2 else rev[1:]
         for i, (c_in, c_out) in enumerate(zip(rev[:n_up], outs, strict=True)):

@@ -179,8 +179,9 @@ class GaussianMixturePrior(Prior):
     """
 
     @checked
-    def __init__(self, dim: Count, n_components: Annotated[int, Ge(2)] = 4, radius: NonNegative = 3.0,
-                 variance: Positive = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self, dim: Count, n_components: Annotated[int, Ge(2)] = 4, radius: NonNegative = 3.0, variance: Positive = 1.0
+    ) -> None:
         super().__init__(dim)
         if n_components > 2 * self.dim:  # the centres sit at ±radius on the axes: two per dimension
             raise ConfigError(f"GaussianMixturePrior: n_components={n_components} must be <= 2 * dim = {2 * self.dim}.")
@@ -231,9 +232,16 @@ def describe(prior: Prior) -> str:
 
 
 __all__ = [
-    "Prior", "LocationScalePrior", "NormalPrior", "LaplacePrior", "GaussianMixturePrior", "describe", "fixed_draw",
-    "laplace_quantile", "translated",
-]  # fmt: skip
+    "Prior",
+    "LocationScalePrior",
+    "NormalPrior",
+    "LaplacePrior",
+    "GaussianMixturePrior",
+    "describe",
+    "fixed_draw",
+    "laplace_quantile",
+    "translated",
+]
 
 
 def fixed_draw(prior: Prior, n: int, seed: int = 0) -> Tensor:

@@ -46,8 +46,10 @@ def _first_line(e: BaseException) -> str:
 def check_archive(p: Path, key: str, shown: Any) -> None:
     size = p.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"{key}={shown} is {size:,} bytes, more than NAG_MAX_CHECKPOINT_BYTES="
-                              f"{MAX_CHECKPOINT_BYTES:,}; set that variable to read it.")  # fmt: skip
+        raise CheckpointError(
+            f"{key}={shown} is {size:,} bytes, more than NAG_MAX_CHECKPOINT_BYTES="
+            f"{MAX_CHECKPOINT_BYTES:,}; set that variable to read it."
+        )
     if not zipfile.is_zipfile(p):
         raise CheckpointError(
             f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file (no zip archive, "
@@ -57,8 +59,9 @@ def check_archive(p: Path, key: str, shown: Any) -> None:
         with zipfile.ZipFile(p) as z:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file "
-                              f"({_first_line(e)}).") from None  # fmt: skip
+        raise CheckpointError(
+            f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file ({_first_line(e)})."
+        ) from None
     inflated = sum(i.file_size for i in infos)
     if len(infos) > 1_000_000 or inflated > size + INFLATION_SLACK:
         raise CheckpointError(
@@ -67,16 +70,18 @@ def check_archive(p: Path, key: str, shown: Any) -> None:
         )
 
 
-def _check_int(ckpt: Mapping[str, Any], name: str, key: str, shown: Any, low: int = 0, high: int = 2**63,
-               nullable: bool = False) -> None:  # fmt: skip
+def _check_int(
+    ckpt: Mapping[str, Any], name: str, key: str, shown: Any, low: int = 0, high: int = 2**63, nullable: bool = False
+) -> None:
     if name not in ckpt:
         return
     value = ckpt[name]
     if value is None and nullable:
         return
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
-        raise CheckpointError(f"{key}={shown}: {name}={value!r} must be an integer in [{low}, {high}); the file "
-                              "is damaged or crafted.")  # fmt: skip
+        raise CheckpointError(
+            f"{key}={shown}: {name}={value!r} must be an integer in [{low}, {high}); the file is damaged or crafted."
+        )
 
 
 def _confined(path: Any, folder: PurePosixPath) -> bool:
@@ -99,13 +104,16 @@ def check_callback_state(ckpt: Mapping[str, Any], key: str, shown: Any) -> None:
     if not isinstance(callbacks, Mapping):
         raise CheckpointError(f"{key}={shown}: callbacks is a {type(callbacks).__name__}, not a mapping.")
     for name, state in callbacks.items():
-        if not isinstance(state, Mapping) or not any(k in state for k in (*_CHECKPOINT_PATHS, "dirpath",
-                                                                          "best_k_models")):  # fmt: skip
+        if not isinstance(state, Mapping) or not any(
+            k in state for k in (*_CHECKPOINT_PATHS, "dirpath", "best_k_models")
+        ):
             continue
         lacking = [k for k in ("dirpath", "best_model_path", "best_model_score") if k not in state]
         if lacking:  # Lightning's ModelCheckpoint.load_state_dict reads these without a default
-            raise CheckpointError(f"{key}={shown}: callback state {str(name)[:60]} names checkpoint paths but lacks "
-                                  f"{lacking}; it is not a state Lightning wrote. Refused.")  # fmt: skip
+            raise CheckpointError(
+                f"{key}={shown}: callback state {str(name)[:60]} names checkpoint paths but lacks "
+                f"{lacking}; it is not a state Lightning wrote. Refused."
+            )
         dirpath = state.get("dirpath")
         if dirpath is not None and (not isinstance(dirpath, str) or ".." in PurePosixPath(dirpath).parts):
             raise CheckpointError(f"{key}={shown}: callback state {str(name)[:60]} has dirpath={dirpath!r}; refused.")
@@ -153,15 +161,21 @@ def check_structure(ckpt: Any, key: str, shown: Any) -> None:
         )
     for name, value in ckpt["state_dict"].items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{key}={shown}: state_dict[{str(name)[:80]!r}] is a {type(value).__name__}, "
-                                  "not a tensor; the file is damaged or crafted.")  # fmt: skip
+            raise CheckpointError(
+                f"{key}={shown}: state_dict[{str(name)[:80]!r}] is a {type(value).__name__}, "
+                "not a tensor; the file is damaged or crafted."
+            )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"{key}={shown}: the weights {name} hold NaN or infinite values; nothing "
-                                  "evaluated or trained from them would mean anything. Refused.")  # fmt: skip
+            raise CheckpointError(
+                f"{key}={shown}: the weights {name} hold NaN or infinite values; nothing "
+                "evaluated or trained from them would mean anything. Refused."
+            )
     depth = _depth(ckpt)
     if depth > MAX_NESTING:
-        raise CheckpointError(f"{key}={shown} nests its contents more than {MAX_NESTING} levels deep (nag's are "
-                              "about 6); the file is damaged or crafted.")  # fmt: skip
+        raise CheckpointError(
+            f"{key}={shown} nests its contents more than {MAX_NESTING} levels deep (nag's are "
+            "about 6); the file is damaged or crafted."
+        )
     _check_int(ckpt, "global_step", key, shown)
     _check_int(ckpt, "epoch", key, shown)
     _check_int(ckpt, "nag_draw_seed", key, shown, nullable=True)
@@ -207,8 +221,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", key: str
     return ckpt
 
 
-def check_optimizer_state(ckpt: Mapping[str, Any], optimizer: Any, source: str, key: str = "model.optimizer",
-                          scheduler: Any = None) -> None:  # fmt: skip
+def check_optimizer_state(
+    ckpt: Mapping[str, Any], optimizer: Any, source: str, key: str = "model.optimizer", scheduler: Any = None
+) -> None:
     """Refuse a checkpoint whose stored optimizer (or scheduler) state disagrees with the configured one.
 
     Lightning restores the optimizer's param groups and the scheduler's state as stored, hyper-parameters
@@ -232,8 +247,10 @@ def check_optimizer_state(ckpt: Mapping[str, Any], optimizer: Any, source: str, 
     for state in states[:1]:
         groups = state.get("param_groups") if isinstance(state, Mapping) else None
         if not isinstance(groups, list) or not groups or len(groups) != len(expected):
-            raise CheckpointError(f"{source}: its optimizer state has no param_groups like the configured "
-                                  "optimizer's; the file is damaged.")  # fmt: skip
+            raise CheckpointError(
+                f"{source}: its optimizer state has no param_groups like the configured "
+                "optimizer's; the file is damaged."
+            )
         for group, want_group in zip(groups, expected, strict=True):
             if not isinstance(group, Mapping):
                 raise CheckpointError(f"{source}: an optimizer param group is not a mapping; the file is damaged.")
@@ -270,8 +287,9 @@ def _step_like(scheduler: Any, ckpt: Mapping[str, Any], source: str) -> None:
     fresh = scheduler.state_dict()
     unknown = sorted(map(str, set(stored) - set(fresh)))
     if unknown:
-        raise CheckpointError(f"{source}: its scheduler state has keys the configured scheduler does not "
-                              f"({quote(unknown)}); refused.")  # fmt: skip
+        raise CheckpointError(
+            f"{source}: its scheduler state has keys the configured scheduler does not ({quote(unknown)}); refused."
+        )
     if "last_epoch" in fresh and "best" not in fresh:  # ReduceLROnPlateau follows a metric: not replayed
         epoch = stored.get("last_epoch")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_SCHEDULER_EPOCHS:

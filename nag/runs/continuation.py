@@ -86,8 +86,11 @@ def _record(job: RunDir) -> dict[str, Any] | None:
     if not os.path.lexists(path):
         return None
     data = load_json(path)
-    if not (isinstance(data, dict) and isinstance(data.get("overrides"), list)
-            and all(isinstance(o, str) for o in data["overrides"])):  # fmt: skip
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("overrides"), list)
+        and all(isinstance(o, str) for o in data["overrides"])
+    ):
         raise UnsafeFileError(f"{path} is not a job record written by nag.train (no list of overrides).")
     return data
 
@@ -116,12 +119,15 @@ def plan_job(out: Path, overrides: list[str], write: bool = True) -> JobPlan:
                 "whether it is this job cannot be told: give a new hydra.sweep.dir, or move that dir away."
             )
         if write:
-            write_json_atomic(out / JOB, {
-                "overrides": list(overrides),
-                "config": read_text(out / CONFIG) if is_regular_file(out / CONFIG) else None,
-                "overrides_file": read_text(out / OVERRIDES) if is_regular_file(out / OVERRIDES) else None,
-                "hydra_file": read_text(out / HYDRA) if is_regular_file(out / HYDRA) else None,
-            })  # fmt: skip
+            write_json_atomic(
+                out / JOB,
+                {
+                    "overrides": list(overrides),
+                    "config": read_text(out / CONFIG) if is_regular_file(out / CONFIG) else None,
+                    "overrides_file": read_text(out / OVERRIDES) if is_regular_file(out / OVERRIDES) else None,
+                    "hydra_file": read_text(out / HYDRA) if is_regular_file(out / HYDRA) else None,
+                },
+            )
         return JobPlan(START, NEW)
     if list(record["overrides"]) != list(overrides):
         if write:
@@ -176,9 +182,11 @@ def _checked_params(trial: Any, space: dict[str, Any], db: Path) -> dict[str, An
         except (TypeError, ValueError, AttributeError):
             inside = False
         if not inside:
-            raise UserInputError(f"hydra.sweeper.storage: {db}: trial {trial.number} has {name}={quote(value)}, which "
-                                 "this search does not search (or outside its range); move the file away to start "
-                                 "the search again.")  # fmt: skip
+            raise UserInputError(
+                f"hydra.sweeper.storage: {db}: trial {trial.number} has {name}={quote(value)}, which "
+                "this search does not search (or outside its range); move the file away to start "
+                "the search again."
+            )
     return dict(trial.params)
 
 
@@ -206,8 +214,10 @@ def continue_study(cfg: Any) -> None:
     except KeyError:  # another study name in the same file: a new study
         return
     except Exception as e:  # a damaged or foreign file: sqlite and SQLAlchemy raise many kinds
-        raise UserInputError(f"hydra.sweeper.storage: {db} cannot be read as an Optuna study ({_first_line(e)}); "
-                             "move it away to start the search again.") from None  # fmt: skip
+        raise UserInputError(
+            f"hydra.sweeper.storage: {db} cannot be read as an Optuna study ({_first_line(e)}); "
+            "move it away to start the search again."
+        ) from None
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
     stale = [t for t in trials if t.state == TrialState.RUNNING]
@@ -229,8 +239,15 @@ def continue_study(cfg: Any) -> None:
     dirs.update({first + i: d for i, d in enumerate(retried[len(waiting) :])})  # the enqueued get the next numbers
     study.set_user_attr("nag_job_dirs", {str(k): v for k, v in dirs.items()})
     remaining = max(0, int(sweeper.n_trials) - len(done))
-    log.info("continuing the Optuna study %s in %s: %d trial(s) finished, %d interrupted (run again in their own "
-             "dirs), %d to go", sweeper.study_name, db, len(done), len(stale), remaining)  # fmt: skip
+    log.info(
+        "continuing the Optuna study %s in %s: %d trial(s) finished, %d interrupted (run again in their own "
+        "dirs), %d to go",
+        sweeper.study_name,
+        db,
+        len(done),
+        len(stale),
+        remaining,
+    )
     # The launcher composes each job's config again from the command's overrides: the job dirs go in as one.
     # New trials: job num -> trial number first - len(waiting) + num (the waiting ones have numbers below first).
     shown = "".join(f"d{d}" for d in retried) or "d"

@@ -104,8 +104,9 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r}",
-                                                            key_node.start_mark)  # fmt: skip
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
 
@@ -139,8 +140,13 @@ def _expanded_size(node: yaml.Node, limit: int) -> int:
         key = id(n)
         if done:
             active.discard(key)
-            children = ([c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode)
-                        else n.value if isinstance(n, yaml.SequenceNode) else [])  # fmt: skip
+            children = (
+                [c for pair in n.value for c in pair]
+                if isinstance(n, yaml.MappingNode)
+                else n.value
+                if isinstance(n, yaml.SequenceNode)
+                else []
+            )
             sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
             continue
         if key in sizes:

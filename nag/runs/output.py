@@ -37,8 +37,10 @@ def _link_message(path: Path, what: str) -> str:
         target = os.readlink(path)
     except OSError:
         target = "?"
-    return (f"{what} {path} is a symbolic link (to {target}); nag writes only into real folders, so that nothing "
-            "lands outside them. Remove the link, or give the folder it points to.")  # fmt: skip
+    return (
+        f"{what} {path} is a symbolic link (to {target}); nag writes only into real folders, so that nothing "
+        "lands outside them. Remove the link, or give the folder it points to."
+    )
 
 
 @contextmanager

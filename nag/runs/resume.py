@@ -26,8 +26,19 @@ from nag.runs.run_dir import OVERRIDES, RESUME_SUBDIR, RunDir
 from nag.runs.trusted import OPTIONAL_DEFAULTS
 
 # Hydra's options that take a separate value argument (``--cfg job``).
-_OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                       "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
+_OPTIONS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 
 
 def expand_resume(argv: Sequence[str]) -> list[str]:
@@ -64,8 +75,14 @@ def expand_resume(argv: Sequence[str]) -> list[str]:
     _check_composed(kept, run / OVERRIDES)
     positions = {i for i, _ in overrides}
     options = [a for i, a in enumerate(args) if i not in positions]
-    return [*options, *kept, *new, f"resume={run_dir}", f"hydra.run.dir={run_dir}",
-            f"hydra.output_subdir={RESUME_SUBDIR}"]  # fmt: skip
+    return [
+        *options,
+        *kept,
+        *new,
+        f"resume={run_dir}",
+        f"hydra.run.dir={run_dir}",
+        f"hydra.output_subdir={RESUME_SUBDIR}",
+    ]
 
 
 def _check_composed(kept: list[str], source: Path) -> None:

@@ -214,8 +214,10 @@ class RunDir:
         if os.path.islink(self.path):
             raise UnsafeFileError(f"resume={given}: {self.path} is a symbolic link; give the run dir itself.")
         if not is_real_dir(self.path):
-            raise MissingFileError(f"resume={given}: {self.path} does not exist as a folder; give the directory of a "
-                                   "run started by python -m nag.train.")  # fmt: skip
+            raise MissingFileError(
+                f"resume={given}: {self.path} does not exist as a folder; give the directory of a "
+                "run started by python -m nag.train."
+            )
         shown = strays_shown(self.path)
         if shown:
             raise UnsafeFileError(
@@ -243,8 +245,15 @@ class RunDir:
         write_json_atomic(self.path / METRICS, metrics)
 
     def write_failure(self, error: BaseException) -> None:
-        write_json_atomic(self.path / FAILURE, {"status": "failed", "error": str(error), "type": type(error).__name__,
-                                                "step": getattr(error, "global_step", None)})  # fmt: skip
+        write_json_atomic(
+            self.path / FAILURE,
+            {
+                "status": "failed",
+                "error": str(error),
+                "type": type(error).__name__,
+                "step": getattr(error, "global_step", None),
+            },
+        )
 
     def clear_failure(self) -> None:
         """A failed run resumed successfully has no failure record (a link there is removed, not followed)."""

@@ -93,8 +93,7 @@ def local_paths(run_dir: Path, given: Mapping[str, Any] | None = None) -> dict[s
     from omegaconf import OmegaConf
 
     own = OmegaConf.load(CONF_DIR / "paths" / "default.yaml")  # nag's own file: trusted
-    out = {"paths.output_dir": str(run_dir), "paths.data_dir": str(own.data_dir),
-           "paths.cache_dir": str(own.cache_dir)}  # fmt: skip
+    out = {"paths.output_dir": str(run_dir), "paths.data_dir": str(own.data_dir), "paths.cache_dir": str(own.cache_dir)}
     for key, value in (given or {}).items():
         out[key if key.startswith("paths.") else f"paths.{key}"] = str(value)
     return out
@@ -182,8 +181,10 @@ class _Resolution:
     def value(self, value: Any, key: str, depth: int) -> Any:
         self.steps += 1
         if self.steps > MAX_STEPS:
-            raise StoredConfigError(f"{self.source}: {key} takes more than {MAX_STEPS:,} steps to resolve; a run "
-                                    "config nag wrote takes a few hundred. Refused.")  # fmt: skip
+            raise StoredConfigError(
+                f"{self.source}: {key} takes more than {MAX_STEPS:,} steps to resolve; a run "
+                "config nag wrote takes a few hundred. Refused."
+            )
         if depth > _MAX_DEPTH:
             raise StoredConfigError(f"{self.source}: {key} is a recursive interpolation; refused.")
         paths = self.paths
@@ -211,8 +212,10 @@ class _Resolution:
             return self.follow(whole.group(1), key, depth)
         text = REFERENCE.sub(lambda m: str(self.follow(m.group(1), key, depth)), value)
         if len(text) > MAX_VALUE_CHARS:
-            raise StoredConfigError(f"{self.source}: {key} resolves to more than {MAX_VALUE_CHARS:,} characters; a "
-                                    "value nag writes is a path or a number. Refused.")  # fmt: skip
+            raise StoredConfigError(
+                f"{self.source}: {key} resolves to more than {MAX_VALUE_CHARS:,} characters; a "
+                "value nag writes is a path or a number. Refused."
+            )
         if "${" in text:  # pieces that join into a new interpolation
             raise StoredConfigError(f"{self.source}: {key}={quote(value)} builds an interpolation; refused.")
         return text
@@ -222,8 +225,10 @@ class _Resolution:
             result, size = self.memo[ref]
             self.steps += size
             if self.steps > MAX_STEPS:
-                raise StoredConfigError(f"{self.source}: {key} expands to more than {MAX_STEPS:,} values; a run "
-                                        "config nag wrote has a few hundred. Refused.")  # fmt: skip
+                raise StoredConfigError(
+                    f"{self.source}: {key} expands to more than {MAX_STEPS:,} values; a run "
+                    "config nag wrote has a few hundred. Refused."
+                )
             return copy.deepcopy(result)
         if ref in self.paths and not self.config.has(ref):
             return self.paths[ref]

@@ -57,8 +57,12 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {"scheduler": None, "recon_emphasis": 0.0}
 
 #: Where nag's classes lived before the model and training layers got their folders: checkpoints written then
 #: name them so, and still load (:func:`moved`).
-MOVED_MODULES = {"nag.nets": "nag.model.nets", "nag.priors": "nag.model.priors", "nag.matching": "nag.model.matching",
-                 "nag.schedules": "nag.model.schedules"}  # fmt: skip
+MOVED_MODULES = {
+    "nag.nets": "nag.model.nets",
+    "nag.priors": "nag.model.priors",
+    "nag.matching": "nag.model.matching",
+    "nag.schedules": "nag.model.schedules",
+}
 
 
 def moved(cfg: Any) -> Any:
@@ -127,8 +131,12 @@ def _prefix(module: str, allowed: Mapping[str, Any]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
-def check_target(target: Any, where: str, allowed: Mapping[str, tuple[type, ...]] | None = None,
-                 prefixes: tuple[str, ...] | None = None) -> None:  # fmt: skip
+def check_target(
+    target: Any,
+    where: str,
+    allowed: Mapping[str, tuple[type, ...]] | None = None,
+    prefixes: tuple[str, ...] | None = None,
+) -> None:
     """Raise :class:`UntrustedConfigError` unless ``target`` names an allowed class (see the module docstring).
 
     Args:
@@ -165,8 +173,12 @@ def check_target(target: Any, where: str, allowed: Mapping[str, tuple[type, ...]
         )
 
 
-def check_config(cfg: Any, where: str, roles: Mapping[str, tuple[str, ...]] | None = None,
-                 allowed: Mapping[str, tuple[type, ...]] | None = None) -> None:  # fmt: skip
+def check_config(
+    cfg: Any,
+    where: str,
+    roles: Mapping[str, tuple[str, ...]] | None = None,
+    allowed: Mapping[str, tuple[type, ...]] | None = None,
+) -> None:
     """Check every ``_target_`` (and every string) in a plain config tree before it is instantiated.
 
     Args:

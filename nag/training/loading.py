@@ -42,17 +42,21 @@ def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
         )
     missing = [k for k in HPARAM_KEYS if k not in hparams and k not in OPTIONAL_DEFAULTS]
     if missing:
-        raise CheckpointError(f"checkpoint {source} lacks the hyper-parameter(s) {missing}; nag checkpoints hold "
-                              f"{list(HPARAM_KEYS)}. The file is damaged or not nag's.")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {source} lacks the hyper-parameter(s) {missing}; nag checkpoints hold "
+            f"{list(HPARAM_KEYS)}. The file is damaged or not nag's."
+        )
     dim = hparams["latent_dim"]
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_LATENT_DIM:
-        raise CheckpointError(f"checkpoint {source}: latent_dim={quote(dim)} must be a positive integer of at most "
-                              f"{MAX_LATENT_DIM:,}.")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {source}: latent_dim={quote(dim)} must be a positive integer of at most {MAX_LATENT_DIM:,}."
+        )
     check_config(dict(hparams), f"checkpoint {source} hyper_parameters", roles=CHECKPOINT_ROLES)
 
 
-def load_module(cls: type[NAGModule], checkpoint_path: str | Path, map_location: Any = None, strict: bool = True,
-                **kwargs: Any) -> NAGModule:  # fmt: skip
+def load_module(
+    cls: type[NAGModule], checkpoint_path: str | Path, map_location: Any = None, strict: bool = True, **kwargs: Any
+) -> NAGModule:
     """``cls`` rebuilt from ``checkpoint_path`` (see ``NAGModule.load_from_checkpoint`` for the arguments)."""
     ckpt = read_checkpoint(checkpoint_path, map_location="cpu", key=kwargs.pop("_key", "checkpoint"))
     how = {k: kwargs.pop(k) for k in ("compile", "channels_last") if k in kwargs}  # not hyper-parameters
@@ -66,8 +70,12 @@ def load_module(cls: type[NAGModule], checkpoint_path: str | Path, map_location:
     model = _build(cls, hparams, how, checkpoint_path)
     # A replaced prior or matching distance keeps the state built from its new config (the stored one
     # describes the old: a prior's mean and variance are buffers).
-    own = {f"{part}.{k}": v for part in ("prior", "matching") if part in kwargs
-           for k, v in getattr(model, part).state_dict().items()}  # fmt: skip
+    own = {
+        f"{part}.{k}": v
+        for part in ("prior", "matching")
+        if part in kwargs
+        for k, v in getattr(model, part).state_dict().items()
+    }
     load_weights(model, {**ckpt["state_dict"], **own}, str(checkpoint_path), strict=strict)
     return model.to(map_location if map_location is not None else "cpu")
 

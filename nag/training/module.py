@@ -229,15 +229,17 @@ class NAGModule(TermLogging, L.LightningModule):
         generator = self._train_generator() if on_step else torch.Generator().manual_seed(batch_idx)
         terms = self.loss_terms(x, generator)
         if not torch.isfinite(terms["loss"]):
-            raise DivergenceError(divergence_message(terms, stage, self.global_step, self.current_epoch,
-                                                     self.matching.weight))  # fmt: skip
+            raise DivergenceError(
+                divergence_message(terms, stage, self.global_step, self.current_epoch, self.matching.weight)
+            )
         if on_step:
             self._log_train(terms, x.shape[0])
             return terms["loss"]
         for name, value in terms.items():
             # Evaluation metrics are averaged over the processes (DDP) once per epoch.
-            self.log(f"{stage}/{name}", value, on_epoch=True, prog_bar=name == "loss", batch_size=x.shape[0],
-                     sync_dist=True)  # fmt: skip
+            self.log(
+                f"{stage}/{name}", value, on_epoch=True, prog_bar=name == "loss", batch_size=x.shape[0], sync_dist=True
+            )
         return terms["loss"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

@@ -68,7 +68,8 @@ def test_a_cache_build_killed_at_any_moment_is_rebuilt_or_complete(tmp_path: Pat
             assert opened.images.shape[0] == opened.meta["n"] == 6000
     dm = SyntheticFaces(image_size=16, n_train=6000, n_val=16, n_test=16, batch_size=16, cache_dir=str(cache))
     dm.prepare_data()
-    clean = SyntheticFaces(image_size=16, n_train=6000, n_val=16, n_test=16, batch_size=16,
-                           cache_dir=str(tmp_path / "clean"))  # fmt: skip
+    clean = SyntheticFaces(
+        image_size=16, n_train=6000, n_val=16, n_test=16, batch_size=16, cache_dir=str(tmp_path / "clean")
+    )
     clean.prepare_data()
     assert np.array_equal(dm.split_cache("train").images, clean.split_cache("train").images)

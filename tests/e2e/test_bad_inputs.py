@@ -102,7 +102,7 @@ CASES = [
         ["paths.cache_dir={tmp}/afile/cache"],
         ["cannot write the dataset cache in {tmp}/afile/cache", "NAG_CACHE_DIR"],
         _a_file,
-    ),  # fmt: skip
+    ),
     Case(["prior.mean=1e30"], ["training diverged", "at step 0", "matching term is non-finite"]),
     Case(["model.optimizer.lr=1e6"], ["training diverged", "in training at step 1", "recon and the matching"]),
     Case([], ["ckpt_path is required"], module="nag.evaluate", tiny=False),
@@ -112,14 +112,14 @@ CASES = [
         _text,
         module="nag.evaluate",
         tiny=False,
-    ),  # fmt: skip
+    ),
     Case(
         ["ckpt_path={tmp}/crafted.ckpt"],
         ["matching._target_='builtins.open' is not on nag's allow-list"],
         _crafted,
         module="nag.evaluate",
         tiny=False,
-    ),  # fmt: skip
+    ),
     Case(["ckpt_path={ckpt}", "n_samples=0"], ["n_samples=0 must be >= 2"], module="nag.evaluate", tiny=False),
 ]
 
@@ -130,8 +130,11 @@ def _case_id(case: Case) -> str:
 
 def _digest(folder: Path) -> dict[str, str]:
     """Content hash of every file under ``folder`` (what must not change)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_table_has_at_least_25_cases() -> None:
@@ -140,8 +143,9 @@ def test_the_table_has_at_least_25_cases() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_bad_input_gets_one_message_and_no_traceback(case: Case, tiny_run: Path, tmp_path: Path,
-                                                     cache_dir: Path) -> None:  # fmt: skip
+def test_bad_input_gets_one_message_and_no_traceback(
+    case: Case, tiny_run: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     if case.setup:
         case.setup(tmp_path, tiny_run)
     fill = {"tmp": str(tmp_path), "run": str(tiny_run), "ckpt": str(tiny_run / "checkpoints" / "last.ckpt")}

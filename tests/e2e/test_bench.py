@@ -15,8 +15,14 @@ from nag.bench.cli import TARGETS, table
 def test_quick_bench_writes_every_field_and_prints_every_row(tmp_path: Path, cache_dir: Path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir)}
-    r = subprocess.run([sys.executable, "-m", "nag.bench", "--quick", "--out", str(out)], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "nag.bench", "--quick", "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["quick"] is True and results["device"] == "cpu"

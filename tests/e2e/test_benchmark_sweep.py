@@ -18,8 +18,14 @@ import pytest
 from nag.analysis.benchmark import RECON_SLACK, pick_lambdas
 from tests.helpers import TINY, run_module
 
-QUICK = ["experiment=benchmark", *TINY, "arm=plain,cramer_wold", "prior.mean=0,-3", "trainer.max_epochs=1",
-         "data.n_train=256"]  # fmt: skip
+QUICK = [
+    "experiment=benchmark",
+    *TINY,
+    "arm=plain,cramer_wold",
+    "prior.mean=0,-3",
+    "trainer.max_epochs=1",
+    "data.n_train=256",
+]
 
 
 @pytest.mark.slow
@@ -33,8 +39,13 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     # whole, in the table's files.
     partial = tmp_path / "partial"
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "NAG_FID": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "nag.compare", *score, "--out", str(partial)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nag.compare", *score, "--out", str(partial)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     # rare_features.csv: the last of the files written after each job
     while not (partial / "rare_features.csv").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -53,8 +64,9 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     r = run_module("nag.compare", score, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader((sweep / "compare" / "samplers.csv").open()))
-    assert [(row["job"], row["sampler"]) for row in rows] == [(str(j), s) for j in range(4)
-                                                             for s in ("prior", "gmm", "flow")]  # fmt: skip
+    assert [(row["job"], row["sampler"]) for row in rows] == [
+        (str(j), s) for j in range(4) for s in ("prior", "gmm", "flow")
+    ]
     summary = {row["job"]: row for row in csv.DictReader((sweep / "compare" / "summary.csv").open())}
     for row in rows:
         job = sweep / row["job"]
@@ -77,8 +89,10 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
     # The README's form: one row per job, each sampler's cell its FID (off here) · SWD · gap in points.
     table = (sweep / "compare" / "benchmark.md").read_text().splitlines()
-    assert table[0] == ("| job | arm | prior.mean | prior: FID · SWD · gap | gmm: FID · SWD · gap | "
-                        "flow: FID · SWD · gap | PSNR | train s |")  # fmt: skip
+    assert table[0] == (
+        "| job | arm | prior.mean | prior: FID · SWD · gap | gmm: FID · SWD · gap | "
+        "flow: FID · SWD · gap | PSNR | train s |"
+    )
     for line, job in zip(table[2:6], map(str, range(4)), strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         by = {row["sampler"]: row for row in rows if row["job"] == job}
@@ -91,8 +105,15 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     # Where rare features are lost: one row per job and attribute, the stages and each sampler's frequency,
     # the samplers' frequencies those of attribute_gaps.csv.
     rare = list(csv.DictReader((sweep / "compare" / "rare_features.csv").open()))
-    assert len(rare) == 4 * 15 and list(rare[0])[-7:] == ["real", "probe_bacc", "kept", "reconstruction", "prior",
-                                                          "gmm", "flow"]  # fmt: skip
+    assert len(rare) == 4 * 15 and list(rare[0])[-7:] == [
+        "real",
+        "probe_bacc",
+        "kept",
+        "reconstruction",
+        "prior",
+        "gmm",
+        "flow",
+    ]
     real = dict(zip(gaps[0][4:], gaps[1][4:], strict=True))
     by_job = {(g[0], g[3]): dict(zip(gaps[0][4:], g[4:], strict=True)) for g in gaps[2:]}
     for r in rare:
@@ -106,10 +127,16 @@ def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget()
     def row(arm: str, w: float, recon: float, mmd: float, status: str = "ok") -> dict:
         return {"arm": arm, "matching.weight": str(w), "val_recon": recon, "latent_mmd": mmd, "status": status}
 
-    rows = [row("plain", 1, 0.010, 2.0), row("plain", 10, 0.011, 2.0),
-            row("swd", 0.1, 0.011, 0.5), row("swd", 1, 0.0124, 0.1), row("swd", 10, 0.0126, 0.01),
-            row("swd", 100, 0.012, 0.001, status="failed"),
-            row("mmd", 1, 0.02, 0.1), row("mmd", 10, 0.03, 0.05)]  # fmt: skip
+    rows = [
+        row("plain", 1, 0.010, 2.0),
+        row("plain", 10, 0.011, 2.0),
+        row("swd", 0.1, 0.011, 0.5),
+        row("swd", 1, 0.0124, 0.1),
+        row("swd", 10, 0.0126, 0.01),
+        row("swd", 100, 0.012, 0.001, status="failed"),
+        row("mmd", 1, 0.02, 0.1),
+        row("mmd", 10, 0.03, 0.05),
+    ]
     picks = pick_lambdas(rows)
     assert RECON_SLACK == 1.25
     # swd: λ=10 costs 1.26× plain's recon (over budget); λ=1 is the best fit within; the failed job never counts.
@@ -128,8 +155,11 @@ def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:
     assert make_sampler("gmm").n_components == 10 and make_sampler("gmm50").n_components == 50
     assert make_sampler("gmm1").name == "gaussian"
     for bad in ("gmm0", "gmm501", "gmmx", "gmm-3", "flows"):
-        with pytest.raises(UserInputError, match=rf"^--samplers: '{bad}' is not a sampler; choose from prior, "
-                                                 r"gaussian, gmm, gmm<k>, flow \(k from 1 to 500\)\.$"):  # fmt: skip
+        with pytest.raises(
+            UserInputError,
+            match=rf"^--samplers: '{bad}' is not a sampler; choose from prior, "
+            r"gaussian, gmm, gmm<k>, flow \(k from 1 to 500\)\.$",
+        ):
             parse_samplers(f"prior,{bad}")
     with pytest.raises(UserInputError, match="give distinct names"):
         parse_samplers("gmm,gmm")

@@ -30,8 +30,9 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def mean_sweep(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """A 3-job sweep over the prior mean, through the real multirun entry point."""
     cwd = tmp_path_factory.mktemp("mean_sweep")
-    r = run_module("nag.train", ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-3,0,3"], cwd,
-                   cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.train", ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-3,0,3"], cwd, cache_dir
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (cwd / "multirun").glob("*/*")
     return sweep
@@ -58,11 +59,24 @@ def test_compare_a_prior_mean_sweep(mean_sweep: Path, tmp_path: Path, cache_dir:
 
 
 @pytest.mark.slow
-def test_compare_evaluates_best_checkpoints_against_one_baseline(mean_sweep: Path, tmp_path: Path,
-                                                                 cache_dir: Path) -> None:  # fmt: skip
+def test_compare_evaluates_best_checkpoints_against_one_baseline(
+    mean_sweep: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     out = tmp_path / "cmp"
-    args = [str(mean_sweep), "--evaluate", "--n-eval", "32", "--n-samples", "32", "--metric", "diversity",
-            "--fid-n", "8", "--out", str(out)]  # fmt: skip
+    args = [
+        str(mean_sweep),
+        "--evaluate",
+        "--n-eval",
+        "32",
+        "--n-samples",
+        "32",
+        "--metric",
+        "diversity",
+        "--fid-n",
+        "8",
+        "--out",
+        str(out),
+    ]
     r = run_module("nag.compare", args, tmp_path, cache_dir, fid=True)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = _csv(out / "summary.csv")
@@ -76,8 +90,13 @@ def test_compare_evaluates_best_checkpoints_against_one_baseline(mean_sweep: Pat
 
 @pytest.mark.slow
 def test_a_sweep_with_a_failed_job_is_compared_with_its_reason(tmp_path: Path, cache_dir: Path) -> None:
-    r = run_module("nag.train", ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.variance=1,-1,2"],
-                   tmp_path, cache_dir, full_error=False)  # fmt: skip
+    r = run_module(
+        "nag.train",
+        ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.variance=1,-1,2"],
+        tmp_path,
+        cache_dir,
+        full_error=False,
+    )
     assert r.returncode == 1
     (sweep,) = (tmp_path / "multirun").glob("*/*")
     c = run_module("nag.compare", [str(sweep)], tmp_path, cache_dir)
@@ -95,11 +114,13 @@ def test_compare_of_a_folder_without_runs_is_one_message(tmp_path: Path, cache_d
 
 def test_swept_keys_are_the_ones_that_vary(tmp_path: Path) -> None:
     runs = []
-    for i, overrides in enumerate([
-        ["debug=tiny", "prior.mean=-3", "matching=none"],
-        ["debug=tiny", "prior.mean=0", "matching=none"],
-        ["debug=tiny", "prior.mean=0", "matching=none", "+trainer.gradient_clip_val=1"],
-    ]):  # fmt: skip
+    for i, overrides in enumerate(
+        [
+            ["debug=tiny", "prior.mean=-3", "matching=none"],
+            ["debug=tiny", "prior.mean=0", "matching=none"],
+            ["debug=tiny", "prior.mean=0", "matching=none", "+trainer.gradient_clip_val=1"],
+        ]
+    ):
         (tmp_path / str(i) / ".hydra").mkdir(parents=True)
         (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
         runs.append(RunDir(tmp_path / str(i)))
@@ -108,12 +129,35 @@ def test_swept_keys_are_the_ones_that_vary(tmp_path: Path) -> None:
 
 
 def test_terminal_table_fits_100_columns_with_many_columns() -> None:
-    rows = [{"job": str(i), "prior.mean": str(m), "matching.weight": "10", "status": "ok", "reason": "",
-             **dict.fromkeys(["val_recon", "code_mean", "code_var", "code_kurt", "latent_mmd", "sample_swd",
-                              "diversity", "psnr", "ssim"], -1.234567e-5)} for i, m in enumerate((-3, 0))]  # fmt: skip
-    result = Comparison(rows, ["prior.mean", "matching.weight"],
-                        ["val_recon", "code_mean", "code_var", "code_kurt", "latent_mmd", "sample_swd", "diversity",
-                         "psnr", "ssim"])  # fmt: skip
+    rows = [
+        {
+            "job": str(i),
+            "prior.mean": str(m),
+            "matching.weight": "10",
+            "status": "ok",
+            "reason": "",
+            **dict.fromkeys(
+                [
+                    "val_recon",
+                    "code_mean",
+                    "code_var",
+                    "code_kurt",
+                    "latent_mmd",
+                    "sample_swd",
+                    "diversity",
+                    "psnr",
+                    "ssim",
+                ],
+                -1.234567e-5,
+            ),
+        }
+        for i, m in enumerate((-3, 0))
+    ]
+    result = Comparison(
+        rows,
+        ["prior.mean", "matching.weight"],
+        ["val_recon", "code_mean", "code_var", "code_kurt", "latent_mmd", "sample_swd", "diversity", "psnr", "ssim"],
+    )
     text = table(result)
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "sample_swd" in text and "latent_mmd" in text, "no column is cut off: the table is split instead"
@@ -135,8 +179,15 @@ def test_a_job_with_long_overrides_runs_and_logs_hparams(tmp_path: Path, cache_d
     them inside Hydra's read-only config failed with ReadonlyConfigError)."""
     long = [f"+hparams_note_{i}={'x' * 40}" for i in range(6)]  # 6 long overrides: > 255 bytes joined
     interpolated = ["data.cache_dir='${paths.cache_dir}'", "matching.weight='${prior.variance}'"]
-    args = [*TINY, "trainer.max_epochs=1", "test=false", "prior.mean=-1", f"hydra.run.dir={tmp_path}/run", *long,
-            *interpolated]  # fmt: skip
+    args = [
+        *TINY,
+        "trainer.max_epochs=1",
+        "test=false",
+        "prior.mean=-1",
+        f"hydra.run.dir={tmp_path}/run",
+        *long,
+        *interpolated,
+    ]
     r = run_module("nag.train", args, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     (tb,) = (tmp_path / "run" / "tensorboard").iterdir()
@@ -151,8 +202,23 @@ def test_a_job_with_long_overrides_runs_and_logs_hparams(tmp_path: Path, cache_d
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_configs_and_runs_from_anywhere(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT),
-                    "-w", str(tmp_path / "dist")], check=True, cwd=tmp_path, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            str(ROOT),
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("nag-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
@@ -162,9 +228,18 @@ def test_the_wheel_ships_the_configs_and_runs_from_anywhere(tmp_path: Path) -> N
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     for module in ("nag.train", "nag.evaluate"):
-        r = subprocess.run([sys.executable, "-c", f"import nag, runpy, sys; sys.argv = ['x', '--cfg', 'job']; "
-                            f"assert nag.__file__.startswith({str(tmp_path / 'site')!r}), nag.__file__; "
-                            f"runpy.run_module('{module}', run_name='__main__')"],
-                           cwd=cwd, env=env, capture_output=True, text=True)  # fmt: skip
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import nag, runpy, sys; sys.argv = ['x', '--cfg', 'job']; "
+                f"assert nag.__file__.startswith({str(tmp_path / 'site')!r}), nag.__file__; "
+                f"runpy.run_module('{module}', run_name='__main__')",
+            ],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         assert "task_name:" in r.stdout

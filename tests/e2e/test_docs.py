@@ -101,8 +101,10 @@ def test_readme_documents_evaluation_and_reproduction() -> None:
     assert any("experiment=report_plain,report_mean0,report_mean-3" in c for c in COMMANDS)
 
 
-@pytest.mark.parametrize(("entry", "parser"), [("nag.report", report_parser), ("nag.compare", compare_parser),
-                                               ("nag.bench", build_bench_parser)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("entry", "parser"),
+    [("nag.report", report_parser), ("nag.compare", compare_parser), ("nag.bench", build_bench_parser)],
+)
 def test_every_readme_command_of_the_argparse_entry_points_parses(entry: str, parser) -> None:  # noqa: ANN001
     """A flag renamed in the code but not in the README fails here (argparse exits on an unknown option)."""
     found = commands(entry)
@@ -206,7 +208,12 @@ def test_the_site_builds_strictly() -> None:
     pytest.importorskip("mkdocs", reason="the docs extra is not installed")
     pytest.importorskip("material", reason="the docs extra is not installed")
     with tempfile.TemporaryDirectory() as site:
-        r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
-                                                                               "NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", site],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+        )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -59,8 +59,14 @@ def test_evaluate_cli_writes_metrics_figures_and_tensorboard(report_sweep: Path,
     m = json.loads((out / "metrics.json").read_text())
     assert m["setup"]["prior"].startswith("NormalPrior(mean=0, variance=2")
     assert m["setup"]["sampler"] == "prior" and m["setup"]["n_test"] == 32
-    keys = [("reconstruction", "psnr"), ("latent", "mmd"), ("samples", "swd_mean"), ("samples", "diversity"),
-            ("real_baseline", "swd_mean"), ("interpolation", "step_ratio")]  # fmt: skip
+    keys = [
+        ("reconstruction", "psnr"),
+        ("latent", "mmd"),
+        ("samples", "swd_mean"),
+        ("samples", "diversity"),
+        ("real_baseline", "swd_mean"),
+        ("interpolation", "step_ratio"),
+    ]
     for section, key in keys:
         assert isinstance(m[section][key], float), (section, key)
     assert set(m["probes"]) == {"+100", "-100"}
@@ -91,22 +97,33 @@ def test_evaluate_any_model_from_any_prior_and_ex_post(report_sweep: Path, compo
         compose_cfg([f"ckpt_path={ckpt}", *SMALL, "prior=normal_mean0", "prior.mean=100"], config="evaluate")
     )
     assert far["setup"]["prior"].startswith("NormalPrior(mean=100")
-    gmm = evaluate(compose_cfg([f"ckpt_path={ckpt}", *SMALL, "sampler=gmm", "sampler.n_components=2"],
-                               output_dir=tmp_path / "gmm", config="evaluate"))  # fmt: skip
+    gmm = evaluate(
+        compose_cfg(
+            [f"ckpt_path={ckpt}", *SMALL, "sampler=gmm", "sampler.n_components=2"],
+            output_dir=tmp_path / "gmm",
+            config="evaluate",
+        )
+    )
     assert gmm["setup"]["sampler"] == "gmm2"
     # The latent fit is measured against the prior asked for: codes near 0 are ~100 away from N(100, 2).
     assert far["latent"]["mean_error"] > 90 and gmm["latent"]["mean_error"] < 10
     assert gmm["samples"]["diversity"] > 0 and gmm["samples"] != far["samples"]
 
 
-def test_evaluate_with_a_flow_stores_it_beside_the_run_and_reuses_it(report_sweep: Path, tmp_path: Path,
-                                                                    cache_dir) -> None:  # fmt: skip
+def test_evaluate_with_a_flow_stores_it_beside_the_run_and_reuses_it(
+    report_sweep: Path, tmp_path: Path, cache_dir
+) -> None:
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(run_dirs(report_sweep)["mean0"], run)
-    args = [f"ckpt_path={run}/checkpoints/last.ckpt", *SMALL, "sampler=flow", "sampler.max_epochs=15",
-            "attributes.enabled=false"]  # fmt: skip
+    args = [
+        f"ckpt_path={run}/checkpoints/last.ckpt",
+        *SMALL,
+        "sampler=flow",
+        "sampler.max_epochs=15",
+        "attributes.enabled=false",
+    ]
     first = run_module("nag.evaluate", [*args, f"hydra.run.dir={tmp_path}/e1"], tmp_path, cache_dir)
     assert first.returncode == 0, first.stderr[-3000:]
     (stored,) = (run / "samplers").glob("flow-*.pt")
@@ -129,16 +146,29 @@ def test_evaluate_missing_checkpoint_is_one_message(tmp_path: Path, cache_dir) -
 
 def test_report_regenerates_figures_and_judges_six_findings(report_sweep: Path, tmp_path: Path, cache_dir) -> None:
     out = tmp_path / "report"
-    r = run_module("nag.report", [str(report_sweep), "--out", str(out), "--n-eval", "32", "--n-samples", "32",
-                                  "--fid-n", "8"], tmp_path, cache_dir, fid=True)  # fmt: skip
+    r = run_module(
+        "nag.report",
+        [str(report_sweep), "--out", str(out), "--n-eval", "32", "--n-samples", "32", "--fid-n", "8"],
+        tmp_path,
+        cache_dir,
+        fid=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     md = (out / "report.md").read_text()
     rows = [
         ln for ln in md.splitlines() if ln.startswith("| ") and ("**supported**" in ln or "**not supported**" in ln)
     ]
     assert len(rows) == 6
-    for png in ("reconstructions", "interpolation", "samples_matched_N0", "probe_mean+100", "probe_mean-100",
-                "samples_plain_N0", "plain_vs_matched_N-3", "samples_plain_gmm"):  # fmt: skip
+    for png in (
+        "reconstructions",
+        "interpolation",
+        "samples_matched_N0",
+        "probe_mean+100",
+        "probe_mean-100",
+        "samples_plain_N0",
+        "plain_vs_matched_N-3",
+        "samples_plain_gmm",
+    ):
         assert (out / f"{png}.png").is_file() and f"({png}.png)" in md
     m = json.loads((out / "metrics.json").read_text())
     measures = measures_from_json(m["measures"])  # what the findings were judged on, read back and checked

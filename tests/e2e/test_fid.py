@@ -17,13 +17,25 @@ pytestmark = pytest.mark.slow
 FIELDS = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "n", "n_reference"}
 
 
-def test_evaluate_reports_fid_of_samples_reconstructions_and_the_real_floor(tiny_run: Path, tmp_path: Path,
-                                                                             cache_dir: Path) -> None:  # fmt: skip
+def test_evaluate_reports_fid_of_samples_reconstructions_and_the_real_floor(
+    tiny_run: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     ckpt = tiny_run / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
-    r = run_module("nag.evaluate", [f"ckpt_path={ckpt}", "n_eval=24", "n_samples=16", "metrics.fid.n_samples=16",
-                                    "attributes.enabled=false", f"hydra.run.dir={out}"], tmp_path, cache_dir,
-                   fid=True)  # fmt: skip
+    r = run_module(
+        "nag.evaluate",
+        [
+            f"ckpt_path={ckpt}",
+            "n_eval=24",
+            "n_samples=16",
+            "metrics.fid.n_samples=16",
+            "attributes.enabled=false",
+            f"hydra.run.dir={out}",
+        ],
+        tmp_path,
+        cache_dir,
+        fid=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     samples, rec, floor = m["samples"]["fidelity"], m["reconstruction"]["fidelity"], m["real_baseline"]["fidelity"]
@@ -40,9 +52,20 @@ def test_evaluate_reports_fid_of_samples_reconstructions_and_the_real_floor(tiny
 
 def test_training_with_fid_logs_it_every_n_epochs(tmp_path: Path, cache_dir: Path) -> None:
     run = tmp_path / "run"
-    r = run_module("nag.train", [*TINY, "trainer.max_epochs=3", "test=false", "callbacks=with_fid",
-                                 "callbacks.fid.n=16", "callbacks.fid.every_n_epochs=2", f"hydra.run.dir={run}"],
-                   tmp_path, cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.train",
+        [
+            *TINY,
+            "trainer.max_epochs=3",
+            "test=false",
+            "callbacks=with_fid",
+            "callbacks.fid.n=16",
+            "callbacks.fid.every_n_epochs=2",
+            f"hydra.run.dir={run}",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (events,) = (run / "tensorboard").iterdir()
     acc = EventAccumulator(str(events))

@@ -31,8 +31,9 @@ def test_the_explorer_imports_nothing_but_the_public_api() -> None:
 
 
 @pytest.mark.slow
-def test_the_explorer_runs_on_a_tiny_run_and_draws_every_figure(tiny_run: Path, cache_dir: Path,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_the_explorer_runs_on_a_tiny_run_and_draws_every_figure(
+    tiny_run: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)  # the flow it fits is stored beside the copy
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -40,11 +40,22 @@ def _logged_steps(run_dir: Path, tag: str = "train/loss_step") -> list[int]:
 @pytest.mark.slow
 def test_kill_minus_9_mid_epoch_then_resume_in_place(tmp_path: Path, cache_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    args = [*TINY, "data.n_train=4096", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
-            "trainer.max_epochs=2", "test=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    args = [
+        *TINY,
+        "data.n_train=4096",
+        f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
+        "trainer.max_epochs=2",
+        "test=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "nag.train", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nag.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -78,13 +89,22 @@ def test_expand_resume_keeps_the_run_overrides_and_lets_new_ones_win(tmp_path: P
     (run / ".hydra").mkdir(parents=True)
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    OmegaConf.save(OmegaConf.create(["debug=tiny", "trainer.max_epochs=2", "prior.mean=-3", f"resume={run}"]),
-                   run / ".hydra" / "overrides.yaml")  # fmt: skip
+    OmegaConf.save(
+        OmegaConf.create(["debug=tiny", "trainer.max_epochs=2", "prior.mean=-3", f"resume={run}"]),
+        run / ".hydra" / "overrides.yaml",
+    )
     argv = expand_resume(["--cfg", "job", f"resume={run}", "trainer.max_epochs=5", "+trainer.gradient_clip_val=1"])
     assert argv[:2] == ["--cfg", "job"]
     overrides = argv[2:]
-    assert overrides == ["debug=tiny", "prior.mean=-3", "trainer.max_epochs=5", "+trainer.gradient_clip_val=1",
-                         f"resume={run}", f"hydra.run.dir={run}", "hydra.output_subdir=.hydra/resume"]  # fmt: skip
+    assert overrides == [
+        "debug=tiny",
+        "prior.mean=-3",
+        "trainer.max_epochs=5",
+        "+trainer.gradient_clip_val=1",
+        f"resume={run}",
+        f"hydra.run.dir={run}",
+        "hydra.output_subdir=.hydra/resume",
+    ]
     assert expand_resume(["prior.mean=1", "-m"]) == ["prior.mean=1", "-m"], "other commands are left alone"
     with pytest.raises(UserInputError, match="cannot be combined with -m"):
         expand_resume([f"resume={run}", "--multirun"])
@@ -93,8 +113,10 @@ def test_expand_resume_keeps_the_run_overrides_and_lets_new_ones_win(tmp_path: P
         expand_resume([f"resume={run}"])
 
 
-@pytest.mark.parametrize(("override", "key"), [("a.b=1", "a.b"), ("+a.b=1", "a.b"), ("~a.b", "a.b"),
-                                               ("++x=[1,2]", "x"), ("data@foo=celeba", "data@foo")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("a.b=1", "a.b"), ("+a.b=1", "a.b"), ("~a.b", "a.b"), ("++x=[1,2]", "x"), ("data@foo=celeba", "data@foo")],
+)
 def test_override_key(override: str, key: str) -> None:
     assert override_key(override) == key
 
@@ -116,8 +138,13 @@ def test_one_run_resolves_its_dir_once(compose_cfg, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_bad_job_does_not_stop_the_sweep(tmp_path: Path, cache_dir: Path) -> None:
-    r = run_module("nag.train", ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.variance=1,-1,2"],
-                   tmp_path, cache_dir, full_error=False)  # fmt: skip
+    r = run_module(
+        "nag.train",
+        ["-m", *TINY, "trainer.max_epochs=1", "test=false", "prior.variance=1,-1,2"],
+        tmp_path,
+        cache_dir,
+        full_error=False,
+    )
     assert r.returncode == 1, "a sweep with a failed job exits non-zero"
     (sweep,) = (tmp_path / "multirun").glob("*/*")
     assert (sweep / "0" / "metrics.json").is_file() and (sweep / "2" / "metrics.json").is_file()

@@ -20,8 +20,13 @@ from tests.helpers import TINY, run_module
 
 STEPS = 2048 // 16  # steps of the one epoch: data.n_train=2048 at the tiny preset's batch size 16
 EVERY = 50  # callbacks.last_checkpoint.every_n_train_steps
-LONG = [*TINY, "data.n_train=2048", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}", "trainer.max_epochs=1",
-        "test=false"]  # fmt: skip
+LONG = [
+    *TINY,
+    "data.n_train=2048",
+    f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
+    "trainer.max_epochs=1",
+    "test=false",
+]
 
 
 def _step(ckpt: Path) -> int:
@@ -31,8 +36,13 @@ def _step(ckpt: Path) -> int:
 def _kill_when(args: list[str], cwd: Path, cache_dir: Path, ready: Callable[[], bool], after: float = 0.0) -> None:
     """Start ``python -m nag.train <args>`` and ``kill -9`` it once ``ready()`` (then ``after`` seconds)."""
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "NAG_FID": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "nag.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nag.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -111,8 +121,7 @@ def test_another_command_in_a_sweep_dir_is_refused_and_changes_nothing(tmp_path:
 def test_a_killed_optuna_search_continues_from_its_study(tmp_path: Path, cache_dir: Path) -> None:
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
-    args = ["-m", "hparams_search=optuna", *LONG, "hydra.sweeper.n_trials=3",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = ["-m", "hparams_search=optuna", *LONG, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}"]
     last1 = sweep / "1" / "checkpoints" / "last.ckpt"
     _kill_when(args, tmp_path, cache_dir, last1.exists, after=0.15)  # inside trial 1
     saved = _step(last1)

@@ -36,8 +36,17 @@ def test_tiny_run_logs_grids_scalars_and_a_reloadable_checkpoint(compose_cfg, tm
     cfg = compose_cfg([*TINY, "prior=normal_mean-3"])
     metrics = train(cfg)
 
-    for key in ("train/recon", "train/matching", "train/loss", "val/recon", "val/matching", "val/loss",
-                "test/loss", "latent/mmd", "latent/code_mean"):  # fmt: skip
+    for key in (
+        "train/recon",
+        "train/matching",
+        "train/loss",
+        "val/recon",
+        "val/matching",
+        "val/loss",
+        "test/loss",
+        "latent/mmd",
+        "latent/code_mean",
+    ):
         assert key in metrics and metrics[key] == metrics[key], key  # present and not NaN
     assert metrics["latent/prior_mean"] == pytest.approx(-3.0)
     assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(metrics)
@@ -77,8 +86,9 @@ def test_tiny_run_logs_grids_scalars_and_a_reloadable_checkpoint(compose_cfg, tm
 
 
 def test_checkpoint_stores_a_non_default_prior(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg([*TINY, "prior=laplace", "prior.mean=1.5", "matching=swd", "trainer.max_epochs=1",
-                       "test=false", "logger=none"])  # fmt: skip
+    cfg = compose_cfg(
+        [*TINY, "prior=laplace", "prior.mean=1.5", "matching=swd", "trainer.max_epochs=1", "test=false", "logger=none"]
+    )
     train(cfg)
     model = NAGModule.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
     assert type(model.prior).__name__ == "LaplacePrior" and torch.all(model.prior.mean == 1.5)
@@ -90,8 +100,11 @@ def test_resume_continues_from_the_checkpoint(compose_cfg, tmp_path: Path) -> No
     train(compose_cfg([*TINY, "trainer.max_epochs=1", "test=false"], output_dir=first))
     steps_per_epoch = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
     second = tmp_path / "second"
-    train(compose_cfg([*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={first}/checkpoints/last.ckpt"],
-                      output_dir=second))  # fmt: skip
+    train(
+        compose_cfg(
+            [*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={first}/checkpoints/last.ckpt"], output_dir=second
+        )
+    )
     state = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["epoch"] == 1 and state["global_step"] == 2 * steps_per_epoch
 

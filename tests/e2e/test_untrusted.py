@@ -43,8 +43,15 @@ def _overrides(lines: list[str]) -> Callable[[Path, Fixtures], list[str]]:
 
 def _payload(tmp: Path, fx: Fixtures) -> list[str]:
     """The issue's attack: a pickle planted beside the overrides that numpy.load(allow_pickle) would run."""
-    args = _overrides(["debug=tiny", "+callbacks.x._target_=numpy.load", "+callbacks.x.file=payload.npy",
-                       "+callbacks.x.allow_pickle=true", "hydra.job.chdir=true"])(tmp, fx)  # fmt: skip
+    args = _overrides(
+        [
+            "debug=tiny",
+            "+callbacks.x._target_=numpy.load",
+            "+callbacks.x.file=payload.npy",
+            "+callbacks.x.allow_pickle=true",
+            "hydra.job.chdir=true",
+        ]
+    )(tmp, fx)
 
     class Payload:
         def __reduce__(self):  # noqa: D105
@@ -163,8 +170,12 @@ def _best_elsewhere(tmp: Path, fx: Fixtures) -> list[str]:
     (tmp / "decoy").mkdir()
     (tmp / "decoy" / "best.ckpt").write_text("not a checkpoint: loading it fails the run\n")
     for state in ckpt["callbacks"].values():
-        state.update(dirpath=str(tmp / "decoy"), best_model_path=str(tmp / "decoy" / "best.ckpt"),
-                     kth_best_model_path="", best_k_models={})  # fmt: skip
+        state.update(
+            dirpath=str(tmp / "decoy"),
+            best_model_path=str(tmp / "decoy" / "best.ckpt"),
+            kth_best_model_path="",
+            best_k_models={},
+        )
     torch.save(ckpt, last)
     return [*TINY, f"ckpt_path={last}", "trainer.max_epochs=1", "test=true", f"hydra.run.dir={tmp}/out"]
 
@@ -197,8 +208,14 @@ def _stored_config(edit: Callable[[str], str], module: str = "nag.evaluate") -> 
             run = _run(tmp, fx)
             path = run / ".hydra" / "config.yaml"
             path.write_text(edit(path.read_text()))
-            return [f"ckpt_path={run}/checkpoints/last.ckpt", "n_eval=16", "n_samples=16", "n_fit=16",
-                    "attributes.enabled=false", f"hydra.run.dir={tmp}/out"]  # fmt: skip
+            return [
+                f"ckpt_path={run}/checkpoints/last.ckpt",
+                "n_eval=16",
+                "n_samples=16",
+                "n_fit=16",
+                "attributes.enabled=false",
+                f"hydra.run.dir={tmp}/out",
+            ]
         sweep = _sweep(tmp, fx)
         for job in sorted(sweep.iterdir()):
             path = job / ".hydra" / "config.yaml"
@@ -285,8 +302,15 @@ def _job_ckpt(edit: Callable[[dict, Path], None]) -> Callable[[Path, Path], None
 
 # --- dataset folders ----------------------------------------------------------------------------------
 
-CELEBA = ["data=celeba", "data.root={tmp}/data", "data.crop=16", "data.batch_size=4", "trainer.max_epochs=1",
-          "test=false", "hydra.run.dir={tmp}/out"]  # fmt: skip
+CELEBA = [
+    "data=celeba",
+    "data.root={tmp}/data",
+    "data.crop=16",
+    "data.batch_size=4",
+    "trainer.max_epochs=1",
+    "test=false",
+    "hydra.run.dir={tmp}/out",
+]
 
 
 def _celeba(edit: Callable[[Path, Path], None]) -> Callable[[Path, Fixtures], list[str]]:
@@ -528,7 +552,7 @@ def test_the_table_covers_at_least_40_crafted_inputs() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_a_crafted_input_is_refused_or_handled_safely(case: Case, tiny_run: Path, report_sweep: Path,
-                                                      tmp_path: Path, cache_dir: Path, monkeypatch,
-                                                      capsys, caplog) -> None:  # fmt: skip
+def test_a_crafted_input_is_refused_or_handled_safely(
+    case: Case, tiny_run: Path, report_sweep: Path, tmp_path: Path, cache_dir: Path, monkeypatch, capsys, caplog
+) -> None:
     check_handled_safely(case, Fixtures(tiny_run, report_sweep), tmp_path, cache_dir, monkeypatch, capsys, caplog)

@@ -23,8 +23,14 @@ from tests.helpers import NORMAL_USER, TINY
 from tests.helpers.untrusted import Case, Fixtures, check_handled_safely, run_copy, sweep_copy
 
 #: The command that made the session's report sweep (tests/conftest.py): continuing it must be the same command.
-REPORT_SWEEP = ["-m", "experiment=report_plain,report_mean0,report_mean-3", *TINY, "data.n_train=128",
-                "trainer.max_epochs=1", "test=false"]  # fmt: skip
+REPORT_SWEEP = [
+    "-m",
+    "experiment=report_plain,report_mean0,report_mean-3",
+    *TINY,
+    "data.n_train=128",
+    "trainer.max_epochs=1",
+    "test=false",
+]
 #: A name a crafted checkpoint gives its callback state: a newline, then a shell command.
 CRAFTED_NAME = "x\ntouch $HOME/PWNED\n#"
 
@@ -105,8 +111,9 @@ def _resume_with(edit: Callable[[Path, Path], None]) -> Callable[[Path, Fixtures
 EVALUATE = ["n_eval=16", "n_samples=16", "n_fit=16", "attributes.enabled=false", "hydra.run.dir={tmp}/out"]
 
 
-def _evaluate(edit_ckpt: Callable[[dict], None] | None = None,
-              edit_config: Callable[[str], str] | None = None) -> Callable[[Path, Fixtures], list[str]]:  # fmt: skip
+def _evaluate(
+    edit_ckpt: Callable[[dict], None] | None = None, edit_config: Callable[[str], str] | None = None
+) -> Callable[[Path, Fixtures], list[str]]:
     def build(tmp: Path, fx: Fixtures) -> list[str]:
         run = run_copy(tmp, fx)
         last = run / "checkpoints" / "last.ckpt"
@@ -193,8 +200,11 @@ def _sample(tmp: Path, fx: Fixtures) -> list[str]:
 
 # --- tables -------------------------------------------------------------------------------------------------------
 
-HOSTILE = {"0": "+x=<script>alert(1)</script><img src=x onerror=alert(2)>", "1": "+x=[a](javascript:alert(3))",
-           "2": "+x=\u202eevil\na | b"}  # fmt: skip
+HOSTILE = {
+    "0": "+x=<script>alert(1)</script><img src=x onerror=alert(2)>",
+    "1": "+x=[a](javascript:alert(3))",
+    "2": "+x=\u202eevil\na | b",
+}
 
 
 def _hostile_overrides(tmp: Path, fx: Fixtures) -> list[str]:
@@ -264,14 +274,13 @@ CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_a_crafted_input_is_refused_or_handled_safely(case: Case, tiny_run: Path, report_sweep: Path,
-                                                      tmp_path: Path, cache_dir: Path, monkeypatch,
-                                                      capsys, caplog) -> None:  # fmt: skip
+def test_a_crafted_input_is_refused_or_handled_safely(
+    case: Case, tiny_run: Path, report_sweep: Path, tmp_path: Path, cache_dir: Path, monkeypatch, capsys, caplog
+) -> None:
     if case.as_normal_user and os.geteuid() == 0 and not NORMAL_USER:
         pytest.fail("setpriv (util-linux) is needed to run the permission cases as a normal user")
     try:
-        check_handled_safely(case, Fixtures(tiny_run, report_sweep), tmp_path, cache_dir, monkeypatch, capsys,
-                             caplog)  # fmt: skip
+        check_handled_safely(case, Fixtures(tiny_run, report_sweep), tmp_path, cache_dir, monkeypatch, capsys, caplog)
     finally:
         for folder in tmp_path.rglob("notes"):
             os.chmod(folder, 0o755)  # so that pytest can remove it

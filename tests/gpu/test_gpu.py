@@ -34,9 +34,20 @@ class Recorder(L.Callback):
 
 
 def _fit(compose_cfg, tmp_path: Path, extra: list[str], steps: int = 8) -> tuple[Recorder, NAGModule, L.Trainer]:
-    cfg = compose_cfg(["debug=tiny", *GPU, f"+trainer.max_steps={steps}", "trainer.max_epochs=3",
-                       "callbacks=none", "logger=none", "trainer.num_sanity_val_steps=0",
-                       "trainer.enable_model_summary=false", *extra], output_dir=tmp_path)  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "debug=tiny",
+            *GPU,
+            f"+trainer.max_steps={steps}",
+            "trainer.max_epochs=3",
+            "callbacks=none",
+            "logger=none",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.enable_model_summary=false",
+            *extra,
+        ],
+        output_dir=tmp_path,
+    )
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     recorder = Recorder()
@@ -101,10 +112,22 @@ def test_evaluation_runs_on_cuda(compose_cfg, tmp_path: Path, cache_dir: Path) -
     _fit(compose_cfg, tmp_path / "run", ["callbacks=default"], steps=8)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     fid = resolve_weights(None, tmp_path / "fid", download=False) is not None  # (not on the lent machine)
-    cfg = compose_cfg([f"ckpt_path={ckpt}", "device=cuda", "n_eval=32", "n_samples=32", f"metrics.fid.enabled={fid}",
-                       f"metrics.fid.cache_dir={tmp_path}/fid", "metrics.fid.n_samples=32", "attributes.enabled=false",
-                       "data=synthetic_tiny", "data.image_size=16"], output_dir=tmp_path / "eval",
-                      config="evaluate")  # fmt: skip
+    cfg = compose_cfg(
+        [
+            f"ckpt_path={ckpt}",
+            "device=cuda",
+            "n_eval=32",
+            "n_samples=32",
+            f"metrics.fid.enabled={fid}",
+            f"metrics.fid.cache_dir={tmp_path}/fid",
+            "metrics.fid.n_samples=32",
+            "attributes.enabled=false",
+            "data=synthetic_tiny",
+            "data.image_size=16",
+        ],
+        output_dir=tmp_path / "eval",
+        config="evaluate",
+    )
     metrics = evaluate(cfg)
     assert metrics["samples"]["diversity"] > 0 and metrics["setup"]["n_samples"] == 32
     assert ("fidelity" in metrics["samples"]) is fid and (not fid or metrics["samples"]["fidelity"]["n"] == 32)

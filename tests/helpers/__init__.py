@@ -18,15 +18,24 @@ CONF = ROOT / "conf"
 #: The smallest real run (16-px faces, tiny net, 2 short epochs), plus no sanity check to save time.
 TINY = ["debug=tiny", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
 #: The same for fits in process: no callbacks, no logger (what the connection and module tests train).
-TINY_FIT = ["debug=tiny", "callbacks=none", "logger=none", "trainer.num_sanity_val_steps=0",
-            "trainer.enable_model_summary=false", "+trainer.enable_progress_bar=false",
-            "+trainer.enable_checkpointing=false"]  # fmt: skip
+TINY_FIT = [
+    "debug=tiny",
+    "callbacks=none",
+    "logger=none",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_model_summary=false",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_checkpointing=false",
+]
 
 
 #: The command prefix that runs a program as a normal user would meet the machine: as root (CI), root's override
 #: capabilities dropped (``setpriv``, util-linux), so permission bits hold as they do for anyone else.
-NORMAL_USER: list[str] = (["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-                          if os.geteuid() == 0 and shutil.which("setpriv") else [])  # fmt: skip
+NORMAL_USER: list[str] = (
+    ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    if os.geteuid() == 0 and shutil.which("setpriv")
+    else []
+)
 
 
 class Finished(subprocess.CompletedProcess):
@@ -57,8 +66,10 @@ def run_module(
     command = [*(NORMAL_USER if as_normal_user else []), sys.executable, "-m", module, *args]
     p = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: dict[str, str] = {}
-    readers = [threading.Thread(target=lambda n=n, f=f: out.__setitem__(n, f.read())) for n, f in
-               (("out", p.stdout), ("err", p.stderr))]  # fmt: skip
+    readers = [
+        threading.Thread(target=lambda n=n, f=f: out.__setitem__(n, f.read()))
+        for n, f in (("out", p.stdout), ("err", p.stderr))
+    ]
     for r in readers:
         r.start()
     timer = threading.Timer(timeout, p.kill)  # past the limit: killed, and the test fails on its exit status

@@ -71,8 +71,13 @@ def run_copy(tmp: Path, fx: Fixtures) -> Path:
     for state in ckpt["callbacks"].values():
         old = state.get("dirpath")
         if old:
-            state.update({k: str(v).replace(old, str(run / "checkpoints")) for k, v in state.items()
-                          if k.endswith("_path") and v})  # fmt: skip
+            state.update(
+                {
+                    k: str(v).replace(old, str(run / "checkpoints"))
+                    for k, v in state.items()
+                    if k.endswith("_path") and v
+                }
+            )
             best_k = state["best_k_models"].items()
             state["best_k_models"] = {k.replace(old, str(run / "checkpoints")): v for k, v in best_k}
             state["dirpath"] = str(run / "checkpoints")
@@ -90,8 +95,10 @@ def sweep_copy(tmp: Path, fx: Fixtures) -> Path:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def home(tmp: Path) -> Path:
@@ -131,8 +138,9 @@ def _files(tmp: Path) -> list[Path]:
     return out
 
 
-def check_handled_safely(case: Case, fx: Fixtures, tmp_path: Path, cache_dir: Path, monkeypatch, capsys,
-                         caplog) -> None:  # fmt: skip
+def check_handled_safely(
+    case: Case, fx: Fixtures, tmp_path: Path, cache_dir: Path, monkeypatch, capsys, caplog
+) -> None:
     """Build ``case``, run it, and assert the threat model's promises (module docstring)."""
     user_home = home(tmp_path)
     before = digest(user_home)
@@ -142,8 +150,15 @@ def check_handled_safely(case: Case, fx: Fixtures, tmp_path: Path, cache_dir: Pa
     start = time.monotonic()
     rss = 0.0
     if case.module in SUBPROCESS:
-        r = run_module(case.module, args, tmp_path, cache_dir, full_error=False, as_normal_user=case.as_normal_user,
-                       timeout=4 * SECONDS)  # fmt: skip
+        r = run_module(
+            case.module,
+            args,
+            tmp_path,
+            cache_dir,
+            full_error=False,
+            as_normal_user=case.as_normal_user,
+            timeout=4 * SECONDS,
+        )
         code, out, rss = r.returncode, r.stdout + r.stderr, r.max_rss_mb
     else:
         assert not case.as_normal_user, "permission cases run as a subprocess"
@@ -171,7 +186,7 @@ def check_handled_safely(case: Case, fx: Fixtures, tmp_path: Path, cache_dir: Pa
         p
         for p in files
         if p.stat().st_size < 50 << 20 and PLANTED_LINE in p.read_bytes() and not p.name.endswith(".ckpt")
-    ]  # fmt: skip  (a checkpoint may hold the crafted name as data)
+    ]  # (a checkpoint may hold the crafted name as data)
     assert not planted, f"a crafted line was written as a line of its own into {planted}"
     if any(a.startswith("hydra.run.dir=") for a in args):
         assert not (tmp_path / "outputs").exists(), "a folder was made outside the given hydra.run.dir"

@@ -34,8 +34,9 @@ def model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> NAGModul
     """A tiny model trained a few steps (random weights would do; trained ones make the checks less trivial)."""
     from nag.config.compose import compose_run
 
-    cfg = compose_run([f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=16"],
-                      tmp_path_factory.mktemp("pins"))  # fmt: skip
+    cfg = compose_run(
+        [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=16"], tmp_path_factory.mktemp("pins")
+    )
     L.seed_everything(0, verbose=False)
     m = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data, trainer = build_data_and_trainer(cfg, m)
@@ -144,9 +145,18 @@ def test_training_prior_draws_change_every_step_and_repeat_for_the_same_step(com
 
 
 def test_the_latent_diagnostics_read_validation_codes(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg(["debug=tiny", "callbacks=[latent]", "logger=none", "trainer.max_epochs=1",
-                       "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
-                       "+trainer.enable_checkpointing=false"], output_dir=tmp_path)  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "debug=tiny",
+            "callbacks=[latent]",
+            "logger=none",
+            "trainer.max_epochs=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.enable_model_summary=false",
+            "+trainer.enable_checkpointing=false",
+        ],
+        output_dir=tmp_path,
+    )
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data, trainer = build_data_and_trainer(cfg, model)

@@ -86,8 +86,9 @@ def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-def test_a_run_opens_from_its_dir_or_checkpoint_and_does_what_the_model_does(run_copy: Path, cache_dir: Path,
-                                                                             monkeypatch) -> None:  # fmt: skip
+def test_a_run_opens_from_its_dir_or_checkpoint_and_does_what_the_model_does(
+    run_copy: Path, cache_dir: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("NAG_CACHE_DIR", str(cache_dir))
     run = nag.load_run(run_copy)
     assert run.path == run_copy and run.checkpoint.parent == run_copy / "checkpoints"

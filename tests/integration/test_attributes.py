@@ -98,8 +98,9 @@ def test_attribute_edits_callback_draws_every_epoch(compose_cfg, tmp_path: Path)
     from nag.train import train
     from tests.helpers import TINY
 
-    cfg = compose_cfg([*TINY, "callbacks=with_edits", "callbacks.attribute_edits.attributes=[Smiling,Blond_Hair]",
-                       "test=false"])  # fmt: skip
+    cfg = compose_cfg(
+        [*TINY, "callbacks=with_edits", "callbacks.attribute_edits.attributes=[Smiling,Blond_Hair]", "test=false"]
+    )
     train(cfg)
     (tb,) = (tmp_path / "tensorboard").iterdir()
     ea = EventAccumulator(str(tb), size_guidance={"images": 0})
@@ -125,7 +126,7 @@ def test_findings_quote_the_classifier_when_it_was_measured() -> None:
         "frequency": {
             "Sunglasses": {"label": 0.03, "real": 0.03, "samples": 0.0},
             "Smiling": {"label": 0.5, "real": 0.5, "samples": 0.6},
-        },  # fmt: skip
+        },
         "reconstruction_kept": {"Sunglasses": 0.25, "Smiling": 0.75},
     }
     m = report_measures(d)

@@ -170,13 +170,25 @@ def test_no_celeba_message_lists_every_route(tmp_path: Path) -> None:
     with pytest.raises(CelebANotFoundError) as e:
         make(tmp_path / "nothing", tmp_path / "cache")
     msg = str(e.value)
-    for part in (str(tmp_path / "nothing"), "celeba/img_align_celeba", "img_align_celeba/img_align_celeba",
-                 "list_eval_partition.csv", "data.download=true", "kaggle", "data=synthetic"):  # fmt: skip
+    for part in (
+        str(tmp_path / "nothing"),
+        "celeba/img_align_celeba",
+        "img_align_celeba/img_align_celeba",
+        "list_eval_partition.csv",
+        "data.download=true",
+        "kaggle",
+        "data=synthetic",
+    ):
         assert part in msg, part
     root = tmp_path / "nothing"  # every place searched and every route names the folder the user gave
-    for part in (f"data.root={root} (resolved to {root.resolve()})", f"{root}/celeba/img_align_celeba/*.jpg",
-                 f"{root}/img_align_celeba/img_align_celeba/*.jpg", f"directly in {root}\n",
-                 f"unzip the archive into {root}\n", f"unzipped into {root}/celeba\n"):  # fmt: skip
+    for part in (
+        f"data.root={root} (resolved to {root.resolve()})",
+        f"{root}/celeba/img_align_celeba/*.jpg",
+        f"{root}/img_align_celeba/img_align_celeba/*.jpg",
+        f"directly in {root}\n",
+        f"unzip the archive into {root}\n",
+        f"unzipped into {root}/celeba\n",
+    ):
         assert part in msg, part
 
 
@@ -242,8 +254,16 @@ def test_train_on_celeba_through_the_real_entry_point(tmp_path: Path) -> None:
     import json
 
     write_kaggle(tmp_path / "celeba")
-    args = ["debug=tiny", "data=celeba", f"data.root={tmp_path / 'celeba'}", "data.crop=40", "data.batch_size=4",
-            "trainer.max_epochs=1", "callbacks.interpolation.n_pairs=2", "callbacks.samples.n=8"]  # fmt: skip
+    args = [
+        "debug=tiny",
+        "data=celeba",
+        f"data.root={tmp_path / 'celeba'}",
+        "data.crop=40",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "callbacks.interpolation.n_pairs=2",
+        "callbacks.samples.n=8",
+    ]
     r = run_module("nag.train", args, tmp_path, tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = (tmp_path / "outputs").glob("*/*")
@@ -388,8 +408,15 @@ def test_a_handful_of_photos_trains_with_small_validation_and_test_splits(tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     write_folder(tmp_path / "photos", n=30)
-    args = ["debug=tiny", "data=celeba", f"data.root={tmp_path / 'photos'}", "data.crop=40", "data.batch_size=4",
-            "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
+    args = [
+        "debug=tiny",
+        "data=celeba",
+        f"data.root={tmp_path / 'photos'}",
+        "data.crop=40",
+        "data.batch_size=4",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
     r = run_module("nag.train", args, tmp_path, tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "run"
@@ -400,7 +427,9 @@ def test_a_handful_of_photos_trains_with_small_validation_and_test_splits(tmp_pa
     ea.Reload()
     side, up = 16 + 2, 4  # 16-px faces are shown 4x larger
     assert (ea.Images("images/interpolation")[-1].height, ea.Images("images/interpolation")[-1].width) == (
-        up * (side + 2), up * (11 * side + 2))  # fmt: skip
+        up * (side + 2),
+        up * (11 * side + 2),
+    )
     assert ea.Images("images/reconstructions")[-1].width == up * (3 * side + 2)
     log = (run / "train.log").read_text()
     assert log.count("interpolating 1 pair(s) instead of 2") == 1 and log.count("reconstructing 3 instead of 8") == 1

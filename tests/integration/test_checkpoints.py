@@ -40,7 +40,7 @@ CRAFTED = [
             "lr": {"_target_": "torch.load", "f": _canary(t), "weights_only": False},
         },
         "optimizer.lr._target_='torch.load'",
-    ),  # fmt: skip
+    ),
     (
         "prior",
         lambda t: {
@@ -48,7 +48,7 @@ CRAFTED = [
             "_args_": [{"_target_": "subprocess.run", "args": ["touch", _canary(t)]}],
         },
         "prior._args_[0]._target_='subprocess.run'",
-    ),  # fmt: skip
+    ),
     (
         "scheduler",
         lambda t: {
@@ -57,7 +57,7 @@ CRAFTED = [
             "lr_lambda": {"_target_": "builtins.eval", "_args_": ["lambda e: 1"]},
         },
         "builtins.eval",
-    ),  # fmt: skip
+    ),
     ("matching", lambda t: {"_target_": "nag.model.matching.squared_distances"}, "is not a subclass of PriorMatching"),
     ("matching", lambda t: {"_target_": "nag.train.main"}, "nag.train.main' is not on nag's allow-list"),
     ("encoder", lambda t: {"_target_": "nag.model.nets.__builtins__"}, "allow-list"),
@@ -152,8 +152,9 @@ def test_unreadable_files_are_named(tmp_path: Path, content: bytes | None, words
 
 def test_another_architecture_is_one_message(trained: Path) -> None:
     ckpt = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
-    model = NAGModule(**{**ckpt["hyper_parameters"], "encoder": {**ckpt["hyper_parameters"]["encoder"],
-                                                                  "hidden_dim": 64}})  # fmt: skip
+    model = NAGModule(
+        **{**ckpt["hyper_parameters"], "encoder": {**ckpt["hyper_parameters"]["encoder"], "hidden_dim": 64}}
+    )
     with pytest.raises(CheckpointError, match=r"weights of another architecture .*different shapes: encoder"):
         model.load_weights(ckpt["state_dict"], "last.ckpt")
 
@@ -206,8 +207,9 @@ class _PoisonAt(L.Callback):
 
 
 @pytest.mark.parametrize("poison_step", [6, 5])
-def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(compose_cfg, tmp_path: Path,
-                                                                     poison_step: int) -> None:  # fmt: skip
+def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(
+    compose_cfg, tmp_path: Path, poison_step: int
+) -> None:
     """last.ckpt is written after steps 5, 10, ... Poisoned after step 6, the next step's loss is NaN: the run stops
     there and keeps the finite step-5 checkpoint. Poisoned after step 5, the write of step 5 itself sees the NaN
     weight and refuses. Either way: one message with the step, and no metrics."""
@@ -244,7 +246,7 @@ def test_metrics_json_never_holds_nan(tmp_path: Path) -> None:
         {
             "_target_": "nag.data.synthetic.SyntheticFaces",
             "cache_dir": "${oc.decode:'{_target_: os.system, command: touch {canary}}'}",
-        },  # fmt: skip
+        },
     ],
 )
 def test_a_run_config_from_disk_cannot_name_code(tmp_path: Path, data: dict) -> None:

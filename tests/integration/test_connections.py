@@ -36,8 +36,13 @@ def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str = "run") -> tu
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
     """One tiny model trained a few steps, its trainer and data module: the callbacks' real inputs."""
-    overrides = [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=64", "prior=normal_mean-3",
-                 "data.n_train=512"]  # fmt: skip
+    overrides = [
+        f"paths.cache_dir={cache_dir}",
+        *TINY_FIT,
+        "+trainer.max_steps=64",
+        "prior=normal_mean-3",
+        "data.n_train=512",
+    ]
     cfg = compose_run(overrides, tmp_path_factory.mktemp("fitted"))
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
@@ -49,8 +54,11 @@ def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
 def cells(grid: torch.Tensor, size: int, nrow: int) -> torch.Tensor:
     """The images of a ``make_grid`` (padding 2) of ``size``-px images, ``nrow`` per row: ``(N, 3, size, size)``."""
     rows = (grid.shape[1] - 2) // (size + 2)
-    out = [grid[:, 2 + r * (size + 2) : 2 + r * (size + 2) + size, 2 + c * (size + 2) : 2 + c * (size + 2) + size]
-           for r in range(rows) for c in range(nrow)]  # fmt: skip
+    out = [
+        grid[:, 2 + r * (size + 2) : 2 + r * (size + 2) + size, 2 + c * (size + 2) : 2 + c * (size + 2) + size]
+        for r in range(rows)
+        for c in range(nrow)
+    ]
     return torch.stack(out)
 
 
@@ -194,8 +202,11 @@ def test_sample_grids_decode_the_same_prior_draws_every_epoch(fitted) -> None:
 
 @pytest.mark.parametrize("data", ["synthetic", "celeba"])
 def test_flips_apply_to_the_training_split_only(compose_cfg, data: str, tmp_path: Path) -> None:
-    cfg = compose_cfg([f"data={data}", "data.flip=true", f"data.root={tmp_path}"] if data == "celeba"
-                      else ["debug=tiny", "data.flip=true"])  # fmt: skip
+    cfg = compose_cfg(
+        [f"data={data}", "data.flip=true", f"data.root={tmp_path}"]
+        if data == "celeba"
+        else ["debug=tiny", "data.flip=true"]
+    )
     if data == "celeba":
         write_torchvision(tmp_path)
         with open_dict(cfg):
@@ -218,8 +229,16 @@ def test_flips_apply_to_the_training_split_only(compose_cfg, data: str, tmp_path
 def test_official_celeba_ranges_at_their_boundaries(tmp_path: Path) -> None:
     """No partition file: the split follows the official index ranges, boundaries included; names past the last
     official image count as test."""
-    expected = {"000001.jpg": "train", "162770.jpg": "train", "162771.jpg": "val", "182637.jpg": "val",
-                "182638.jpg": "test", "202599.jpg": "test", "202600.jpg": "test", "250000.jpg": "test"}  # fmt: skip
+    expected = {
+        "000001.jpg": "train",
+        "162770.jpg": "train",
+        "162771.jpg": "val",
+        "182637.jpg": "val",
+        "182638.jpg": "test",
+        "202599.jpg": "test",
+        "202600.jpg": "test",
+        "250000.jpg": "test",
+    }
     write_torchvision(tmp_path, partition=False, attributes=False, names=dict.fromkeys(expected, 0))
     files = index_celeba(tmp_path).files
     assert {n: s for s, names in files.items() for n in names} == expected
@@ -229,9 +248,15 @@ def test_official_celeba_ranges_at_their_boundaries(tmp_path: Path) -> None:
 
 
 def test_the_scheduler_branch_decays_the_rate_at_its_milestones(compose_cfg) -> None:
-    cfg = compose_cfg(["debug=tiny", "+model.scheduler._target_=nag.model.schedules.StepDecay",
-                       "+model.scheduler._partial_=true", "+model.scheduler.milestones=[2,3]",
-                       "+model.scheduler.factors=[0.5,0.2]"])  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "debug=tiny",
+            "+model.scheduler._target_=nag.model.schedules.StepDecay",
+            "+model.scheduler._partial_=true",
+            "+model.scheduler.milestones=[2,3]",
+            "+model.scheduler.factors=[0.5,0.2]",
+        ]
+    )
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     config = model.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]

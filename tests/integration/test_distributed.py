@@ -62,8 +62,10 @@ def _rank(rank: int, world: int, port: int, hparams: dict, x: torch.Tensor, out:
 def test_two_processes_with_b_each_equal_one_process_with_2b(compose_cfg, tmp_path: Path, matching: str) -> None:
     cfg = compose_cfg([*TINY, f"matching={matching}"])
     hparams = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if not k.startswith("_")}
-    hparams |= {"prior": OmegaConf.to_container(cfg.prior, resolve=True),
-                "matching": OmegaConf.to_container(cfg.matching, resolve=True)}  # fmt: skip
+    hparams |= {
+        "prior": OmegaConf.to_container(cfg.prior, resolve=True),
+        "matching": OmegaConf.to_container(cfg.matching, resolve=True),
+    }
     x = torch.rand(2 * B, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
     single_terms, single_grads = _loss_and_grads(_model(hparams), x)
@@ -102,8 +104,9 @@ def test_ddp_cpu_run_writes_one_run_dir_and_a_loadable_checkpoint(tmp_path: Path
 
 @pytest.mark.slow
 def test_a_local_sweep_of_ddp_runs_is_refused_with_the_way_out(tmp_path: Path, cache_dir: Path) -> None:
-    r = run_module("nag.train", ["-m", *TINY, "trainer=ddp_cpu", "prior.mean=0,1"], tmp_path, cache_dir,
-                   full_error=False)  # fmt: skip
+    r = run_module(
+        "nag.train", ["-m", *TINY, "trainer=ddp_cpu", "prior.mean=0,1"], tmp_path, cache_dir, full_error=False
+    )
     assert r.returncode == 1 and "hydra/launcher=slurm_ddp" in r.stdout + r.stderr
 
 

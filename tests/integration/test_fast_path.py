@@ -34,9 +34,20 @@ class LossRecorder(L.Callback):
 
 def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str, steps: int = 4) -> tuple[LossRecorder, NAGModule]:
     """``steps`` training steps of the tiny model (8 per epoch), every loss recorded."""
-    cfg = compose_cfg(["debug=tiny", f"+trainer.max_steps={steps}", "trainer.max_epochs=3", "callbacks=none",
-                       "trainer.num_sanity_val_steps=0", "logger=none", "data.flip=true",
-                       "trainer.enable_model_summary=false", *extra], output_dir=tmp_path / name)  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "debug=tiny",
+            f"+trainer.max_steps={steps}",
+            "trainer.max_epochs=3",
+            "callbacks=none",
+            "trainer.num_sanity_val_steps=0",
+            "logger=none",
+            "data.flip=true",
+            "trainer.enable_model_summary=false",
+            *extra,
+        ],
+        output_dir=tmp_path / name,
+    )
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     recorder = LossRecorder()
@@ -87,8 +98,9 @@ def test_compiled_training_matches_and_checkpoints_load_both_ways(compose_cfg, t
     default, _ = _fit(compose_cfg, tmp_path, [], "default", steps=24)
     counters.clear()
     # 3 epochs of 8 steps, each validated with every figure callback: every shape and mode the nets see
-    compiled, model = _fit(compose_cfg, tmp_path, [*FAST, "model.compile=true", "callbacks=default"], "compiled",
-                           steps=24)  # fmt: skip
+    compiled, model = _fit(
+        compose_cfg, tmp_path, [*FAST, "model.compile=true", "callbacks=default"], "compiled", steps=24
+    )
     assert compiled.losses == pytest.approx(default.losses, rel=1e-4)
     print(compiled.graphs)
     assert compiled.graphs[0] > 0  # it really compiled

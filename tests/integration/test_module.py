@@ -172,8 +172,11 @@ def test_load_weights_not_strict_loads_what_matches_but_never_a_different_shape(
 def test_interpolation_defaults_to_the_reports_11_steps(tiny: NAGModule) -> None:
     x = torch.rand(2, 3, 16, 16)
     assert tiny.eval().interpolate(x, x.flip(0)).shape == (2, 11, 3, 16, 16)
-    with pytest.raises(ValueError, match=r"^interpolate needs two batches of the same shape, got \(2, 3, 16, 16\) "
-                                         r"and \(1, 3, 16, 16\)\.$"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^interpolate needs two batches of the same shape, got \(2, 3, 16, 16\) "
+        r"and \(1, 3, 16, 16\)\.$",
+    ):
         tiny.interpolate(x, x[:1])
 
 
@@ -199,8 +202,11 @@ def test_configure_model_sets_the_memory_format(compose_cfg) -> None:  # noqa: A
     cfg = compose_cfg(["debug=tiny"])
     args = (8, cfg.model.encoder, cfg.model.decoder, cfg.prior, cfg.matching, cfg.model.optimizer)
     conv = lambda m: next(p for p in m.encoder.parameters() if p.dim() == 4)  # noqa: E731
-    for value, expected in ((True, torch.channels_last), ("auto", torch.contiguous_format),
-                            (False, torch.contiguous_format)):  # fmt: skip
+    for value, expected in (
+        (True, torch.channels_last),
+        ("auto", torch.contiguous_format),
+        (False, torch.contiguous_format),
+    ):
         model = NAGModule(*args, channels_last=value)
         model.configure_model()  # outside a Trainer: the model's own device, a CPU here ("auto" → contiguous)
         assert model._memory_format == expected
@@ -249,11 +255,14 @@ def _terms(recon: float, matching: float, loss: float) -> dict[str, torch.Tensor
     [
         (_terms(float("nan"), 1.0, float("nan")), "train", "in training at step 0 (epoch 0) the recon term is"),
         (_terms(1.0, float("inf"), float("inf")), "val", "in validation at step 0 (epoch 0) the matching term is"),
-        (_terms(float("nan"), float("nan"), float("nan")), "test",
-         "in testing at step 0 (epoch 0) the recon and the matching terms are"),
+        (
+            _terms(float("nan"), float("nan"), float("nan")),
+            "test",
+            "in testing at step 0 (epoch 0) the recon and the matching terms are",
+        ),
         (_terms(0.5, 2e38, float("inf")), "train", "matching.weight × matching overflows (weight 0.37)"),
     ],
-)  # fmt: skip
+)
 def test_the_divergence_message_says_which_term_and_where(tiny: NAGModule, terms: dict, stage: str, what: str) -> None:
     msg = divergence_message(terms, stage, tiny.global_step, tiny.current_epoch, tiny.matching.weight)
     assert msg.startswith("training diverged: ")
@@ -284,8 +293,9 @@ def test_the_draw_seed_fixes_the_training_draws_and_travels_in_checkpoints(tiny:
     tiny.on_save_checkpoint(ckpt)
     assert ckpt == {"nag_draw_seed": 11}
     tiny._draw_seed = 12
-    assert not torch.equal(torch.rand(5, generator=tiny._train_generator()), torch.rand(5, generator=b.manual_seed(
-        11 * 1_000_003)))  # fmt: skip
+    assert not torch.equal(
+        torch.rand(5, generator=tiny._train_generator()), torch.rand(5, generator=b.manual_seed(11 * 1_000_003))
+    )
     tiny.on_load_checkpoint(ckpt)
     assert tiny._draw_seed == 11
     tiny.on_load_checkpoint({})  # a checkpoint of an older nag: the seed is kept
@@ -318,9 +328,17 @@ class StepLosses(L.Callback):
 @pytest.mark.parametrize("every", [1, 3])
 def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg, tmp_path: Path, every: int) -> None:
     # 48 images in batches of 16: 3 steps an epoch; 3 epochs, so the sums must restart every epoch.
-    cfg = compose_cfg([*TINY_FIT, "data.n_train=48", "data.batch_size=16", "trainer.max_epochs=3",
-                       f"trainer.log_every_n_steps={every}", "+trainer.limit_val_batches=0"],
-                      output_dir=tmp_path)  # fmt: skip
+    cfg = compose_cfg(
+        [
+            *TINY_FIT,
+            "data.n_train=48",
+            "data.batch_size=16",
+            "trainer.max_epochs=3",
+            f"trainer.log_every_n_steps={every}",
+            "+trainer.limit_val_batches=0",
+        ],
+        output_dir=tmp_path,
+    )
     L.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     model._draw_seed = 77  # kept by on_fit_start, not redrawn
@@ -343,14 +361,17 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
     logged = max(step for step in range(9) if (step + 1) % every == 0)
     assert metrics["train/loss_step"].item() == pytest.approx(steps.seen[logged // 3][logged % 3][1], rel=1e-6)
     # what goes to the loggers and to the progress bar: these tags and no others
-    assert set(trainer.logged_metrics) == {f"train/{t}_{w}" for t in ("recon", "matching", "loss")
-                                           for w in ("step", "epoch")}  # fmt: skip
+    assert set(trainer.logged_metrics) == {
+        f"train/{t}_{w}" for t in ("recon", "matching", "loss") for w in ("step", "epoch")
+    }
     assert set(trainer.progress_bar_metrics) == {"train/loss_step", "train/loss_epoch"}
 
 
 def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg([*TINY_FIT, "data.n_train=32", "data.n_val=40", "data.batch_size=16", "+trainer.max_steps=1"],
-                      output_dir=tmp_path)  # fmt: skip
+    cfg = compose_cfg(
+        [*TINY_FIT, "data.n_train=32", "data.n_val=40", "data.batch_size=16", "+trainer.max_steps=1"],
+        output_dir=tmp_path,
+    )
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)

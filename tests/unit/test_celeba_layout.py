@@ -50,8 +50,9 @@ def test_kaggle_copy_inside_a_celeba_folder_uses_its_csv_partition(tmp_path: Pat
     base = tmp_path / "celeba"
     names = {**OFFICIAL, "000021.jpg": 2}  # officially train: only the partition file puts it in test
     touch(base / "img_align_celeba" / "img_align_celeba", list(names))
-    (base / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(f"{n},{s}\n" for n, s in
-                                                                                    names.items()))  # fmt: skip
+    (base / "list_eval_partition.csv").write_text(
+        "image_id,partition\n" + "".join(f"{n},{s}\n" for n, s in names.items())
+    )
     layout = detect_layout(tmp_path)
     assert layout.kind == "kaggle" and layout.partition_file == base / "list_eval_partition.csv"
     index = index_celeba(tmp_path)
@@ -89,15 +90,18 @@ def test_an_attribute_row_with_the_wrong_count_is_quoted_briefly(tmp_path: Path)
     base = tmp_path / "celeba"
     touch(base / "img_align_celeba", ["000001.jpg"])
     header = "1\n" + " ".join(CELEBA_ATTRIBUTES) + "\n"
-    for values, quoted in ((["1", "-1", "1", "1", "-1", "1"], "6 values ['1', '-1', '1', '1']…."),
-                           (["1", "-1", "1", "1", "1"], "5 values ['1', '-1', '1', '1']…."),
-                           (["1", "-1", "1", "1"], "4 values ['1', '-1', '1', '1']."),
-                           (["1", "-1", "1"], "3 values ['1', '-1', '1'].")):  # fmt: skip
+    for values, quoted in (
+        (["1", "-1", "1", "1", "-1", "1"], "6 values ['1', '-1', '1', '1']…."),
+        (["1", "-1", "1", "1", "1"], "5 values ['1', '-1', '1', '1']…."),
+        (["1", "-1", "1", "1"], "4 values ['1', '-1', '1', '1']."),
+        (["1", "-1", "1"], "3 values ['1', '-1', '1']."),
+    ):
         (base / "list_attr_celeba.txt").write_text(header + "000001.jpg " + " ".join(values) + "\n")
         with pytest.raises(CelebAMetadataError) as err:
             index_celeba(tmp_path)
-        assert str(err.value) == (f"{base / 'list_attr_celeba.txt'}, line 3: expected an image name and 40 values "
-                                  f"of 1/-1, got {quoted}")  # fmt: skip
+        assert str(err.value) == (
+            f"{base / 'list_attr_celeba.txt'}, line 3: expected an image name and 40 values of 1/-1, got {quoted}"
+        )
 
 
 def test_the_image_count_line_of_the_txt_must_agree(tmp_path: Path) -> None:
@@ -116,9 +120,11 @@ def test_an_attribute_file_missing_images_and_an_empty_csv_header_are_named(tmp_
     attr_txt(base / "list_attr_celeba.txt", names[:4])
     with pytest.raises(CelebAMetadataError) as err:
         index_celeba(tmp_path)
-    assert str(err.value) == (f"{base / 'list_attr_celeba.txt'} has no row for 4 image(s) in "
-                              f"{base / 'img_align_celeba'}, e.g. ['000005.jpg', '000006.jpg', "
-                              "'000007.jpg'].")  # fmt: skip
+    assert str(err.value) == (
+        f"{base / 'list_attr_celeba.txt'} has no row for 4 image(s) in "
+        f"{base / 'img_align_celeba'}, e.g. ['000005.jpg', '000006.jpg', "
+        "'000007.jpg']."
+    )
     kaggle = tmp_path / "k"
     touch(kaggle / "img_align_celeba" / "img_align_celeba", names)
     (kaggle / "list_attr_celeba.csv").write_text("")
@@ -133,11 +139,16 @@ def test_a_partition_file_that_disagrees_names_the_file_and_the_folder(tmp_path:
     (base / "list_eval_partition.txt").write_text("".join(f"{n} 0\n" for n in names))
     with pytest.raises(CelebAMetadataError) as err:
         index_celeba(tmp_path)
-    assert str(err.value).startswith(f"{base / 'list_eval_partition.txt'} does not list 4 image(s) found in "
-                                     f"{folder}, e.g. ['a.jpg', 'b.jpg', 'c.jpg']. ")  # fmt: skip
-    (base / "list_eval_partition.txt").write_text("".join(f"{n} 0\n" for n in [*names, "a.jpg", "b.jpg", "c.jpg",
-                                                                              "d.jpg", "zz.jpg"]))  # fmt: skip
+    assert str(err.value).startswith(
+        f"{base / 'list_eval_partition.txt'} does not list 4 image(s) found in "
+        f"{folder}, e.g. ['a.jpg', 'b.jpg', 'c.jpg']. "
+    )
+    (base / "list_eval_partition.txt").write_text(
+        "".join(f"{n} 0\n" for n in [*names, "a.jpg", "b.jpg", "c.jpg", "d.jpg", "zz.jpg"])
+    )
     with pytest.raises(CelebAMetadataError) as err:
         index_celeba(tmp_path)
-    assert str(err.value).startswith(f"{base / 'list_eval_partition.txt'}, line 8: lists zz.jpg, which is not in "
-                                     f"{folder} (1 listed images are missing).")  # fmt: skip
+    assert str(err.value).startswith(
+        f"{base / 'list_eval_partition.txt'}, line 8: lists zz.jpg, which is not in "
+        f"{folder} (1 listed images are missing)."
+    )

@@ -51,8 +51,9 @@ def test_another_job_in_the_dir_is_refused_and_its_hydra_files_are_put_back(tmp_
     # Hydra has just written the new job's files over the old ones:
     (job / ".hydra" / "config.yaml").write_text("prior:\n  mean: 5\n")
     (job / ".hydra" / "overrides.yaml").write_text("- prior.mean=5\n- trainer.max_epochs=2\n")
-    with pytest.raises(SweepChangedError, match="holds the job with prior.mean=1, but this command's job 0 has "
-                                                "prior.mean=5"):  # fmt: skip
+    with pytest.raises(
+        SweepChangedError, match="holds the job with prior.mean=1, but this command's job 0 has prior.mean=5"
+    ):
         plan_job(job, ["prior.mean=5", "trainer.max_epochs=2"])
     assert (job / ".hydra" / "config.yaml").read_text() == "prior:\n  mean: 1\n"
     assert (job / ".hydra" / "overrides.yaml").read_text() == "- prior.mean=1\n- trainer.max_epochs=2\n"
@@ -128,10 +129,20 @@ def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> No
     assert planted.number == 1
 
     def cfg() -> object:
-        return OmegaConf.create({"hydra": {
-            "sweeper": {"storage": storage, "study_name": "s", "n_trials": 5,
-                        "params": {"matching.weight": "tag(log, interval(0.01, 100))"}},
-            "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"}, "overrides": {"hydra": []}}})  # fmt: skip
+        return OmegaConf.create(
+            {
+                "hydra": {
+                    "sweeper": {
+                        "storage": storage,
+                        "study_name": "s",
+                        "n_trials": 5,
+                        "params": {"matching.weight": "tag(log, interval(0.01, 100))"},
+                    },
+                    "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"},
+                    "overrides": {"hydra": []},
+                }
+            }
+        )
 
     with pytest.raises(UserInputError, match=r"trial 1 has trainer.max_epochs=\d+, which this search does not"):
         continue_study(cfg())
@@ -158,10 +169,20 @@ def test_a_planted_waiting_trial_or_a_value_outside_the_range_is_refused(tmp_pat
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="s", storage=storage)
     study.enqueue_trial({"matching.weight": 1.0})  # inside: fine on its own
-    cfg = OmegaConf.create({"hydra": {
-        "sweeper": {"storage": storage, "study_name": "s", "n_trials": 5,
-                    "params": {"matching.weight": "tag(log, interval(0.01, 100))"}},
-        "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"}, "overrides": {"hydra": []}}})  # fmt: skip
+    cfg = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {
+                    "storage": storage,
+                    "study_name": "s",
+                    "n_trials": 5,
+                    "params": {"matching.weight": "tag(log, interval(0.01, 100))"},
+                },
+                "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"},
+                "overrides": {"hydra": []},
+            }
+        }
+    )
     continue_study(cfg.copy())
     study.enqueue_trial({"matching.weight": value})
     with pytest.raises(UserInputError, match=r"trial 1 has matching.weight=.*which this search does not search"):
@@ -175,6 +196,9 @@ def test_resuming_compares_models_with_an_older_checkpoints_missing_keys_as_thei
     model = {"latent_dim": 8, "prior": {"mean": 0.0}, "scheduler": None, "recon_emphasis": 0.0}
     older = {k: v for k, v in model.items() if k not in ("scheduler", "recon_emphasis")}
     check_same_model(older, model, "last.ckpt")  # trained with the plain MSE, before the key existed
-    with pytest.raises(ConfigError, match=r"^last\.ckpt was trained with other settings than this command asks for "
-                                          r"\(model\.recon_emphasis: 0\.0 -> 3\.0\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"^last\.ckpt was trained with other settings than this command asks for "
+        r"\(model\.recon_emphasis: 0\.0 -> 3\.0\)",
+    ):
         check_same_model(older, {**model, "recon_emphasis": 3.0}, "last.ckpt")

@@ -17,8 +17,15 @@ from nag.data.synthetic import SyntheticFaces
 
 def faces(cache_dir: Path, **kwargs: object) -> SyntheticFaces:
     """A tiny synthetic data module (16 px) over the session's cache: 40 train, 10 val, 6 test images."""
-    settings = {"n_train": 40, "n_val": 10, "n_test": 6, "image_size": 16, "batch_size": 16,
-                "cache_dir": str(cache_dir), **kwargs}  # fmt: skip
+    settings = {
+        "n_train": 40,
+        "n_val": 10,
+        "n_test": 6,
+        "image_size": 16,
+        "batch_size": 16,
+        "cache_dir": str(cache_dir),
+        **kwargs,
+    }
     return SyntheticFaces(**settings)
 
 
@@ -74,8 +81,10 @@ def test_settings_are_checked_by_their_declaration() -> None:
 def test_split_size_messages_name_the_numbers_and_the_fix() -> None:
     with pytest.raises(ConfigError) as err:
         SyntheticFaces(n_train=15, batch_size=16)
-    assert str(err.value) == ("the training split has 15 images, fewer than data.batch_size=16: lower "
-                              "data.batch_size to at most 15 or add images.")  # fmt: skip
+    assert str(err.value) == (
+        "the training split has 15 images, fewer than data.batch_size=16: lower "
+        "data.batch_size to at most 15 or add images."
+    )
     with pytest.raises(ConfigError, match=r"lower data.batch_size to at most 2 or add images"):
         SyntheticFaces(n_train=1, batch_size=16)
     SyntheticFaces(n_train=16, batch_size=16)  # exactly one batch is enough
@@ -129,8 +138,9 @@ def test_a_training_split_of_exactly_one_batch_keeps_it(cache_dir: Path) -> None
 def test_on_device_outside_a_trainer_uses_the_cpu_without_workers_or_pinning(cache_dir: Path) -> None:
     dm = faces(cache_dir, on_device=True, num_workers=1, pin_memory=True)
     dm.setup()
-    assert {s: ds.device for s, ds in dm.datasets.items()} == dict.fromkeys(("train", "val", "test"),
-                                                                              torch.device("cpu"))  # fmt: skip
+    assert {s: ds.device for s, ds in dm.datasets.items()} == dict.fromkeys(
+        ("train", "val", "test"), torch.device("cpu")
+    )
     loader = dm.train_dataloader()
     assert loader.num_workers == 0 and loader.persistent_workers is False and loader.pin_memory is False
     assert dm.datasets["train"].flip is False

@@ -182,8 +182,13 @@ def test_minibatch_sinkhorn_prefers_shrunken_codes_in_32_dimensions() -> None:
 
     def mean_over_batches(f, scale: float, dim: int = 32, reps: int = 10) -> float:
         g = torch.Generator().manual_seed(0)
-        return sum(f(scale * 2**0.5 * torch.randn(64, dim, generator=g), 2**0.5 * torch.randn(64, dim, generator=g))
-                   for _ in range(reps)) / reps  # fmt: skip
+        return (
+            sum(
+                f(scale * 2**0.5 * torch.randn(64, dim, generator=g), 2**0.5 * torch.randn(64, dim, generator=g))
+                for _ in range(reps)
+            )
+            / reps
+        )
 
     def sinkhorn(x: torch.Tensor, y: torch.Tensor) -> float:
         return s.distance(x, y, prior, None).item()

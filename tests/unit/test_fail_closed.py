@@ -30,16 +30,32 @@ def _hydra_callbacks(sweep: Path, sweeper: dict | None = None):
     """Hydra's own dispatcher (the one that turns a callback's exception into a warning), with nag's callback."""
     from hydra._internal.callbacks import Callbacks
 
-    cfg = OmegaConf.create({"hydra": {"callbacks": {"sweep_summary": {"_target_": "nag.runs.sweep.SweepSummary"}},
-                                      "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"},
-                                      "sweeper": sweeper or {}, "overrides": {"hydra": []}}})  # fmt: skip
+    cfg = OmegaConf.create(
+        {
+            "hydra": {
+                "callbacks": {"sweep_summary": {"_target_": "nag.runs.sweep.SweepSummary"}},
+                "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"},
+                "sweeper": sweeper or {},
+                "overrides": {"hydra": []},
+            }
+        }
+    )
     return Callbacks(cfg), cfg
 
 
-@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), KeyError("dirpath"), RecursionError(),
-                                   ZeroDivisionError("x"), UserInputError("refused")])  # fmt: skip
-def test_an_exception_of_any_type_in_the_sweep_check_stops_the_sweep(tmp_path: Path, monkeypatch,
-                                                                      error: Exception) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Permission denied"),
+        KeyError("dirpath"),
+        RecursionError(),
+        ZeroDivisionError("x"),
+        UserInputError("refused"),
+    ],
+)
+def test_an_exception_of_any_type_in_the_sweep_check_stops_the_sweep(
+    tmp_path: Path, monkeypatch, error: Exception
+) -> None:
     """Through Hydra's real dispatcher: a check that breaks is a refusal, never a warning and an unchecked sweep."""
     import nag.runs.sweep
 
@@ -64,8 +80,9 @@ def test_a_planted_job_dir_map_in_a_study_stops_the_sweep(tmp_path: Path) -> Non
     storage = f"sqlite:///{sweep}/optuna.db"
     study = optuna.create_study(study_name="s", storage=storage)
     study.set_user_attr("nag_job_dirs", {"0": "../../home"})
-    callbacks, cfg = _hydra_callbacks(sweep, {"storage": storage, "study_name": "s", "n_trials": 2,
-                                              "params": {"matching.weight": "interval(0.1, 1)"}})  # fmt: skip
+    callbacks, cfg = _hydra_callbacks(
+        sweep, {"storage": storage, "study_name": "s", "n_trials": 2, "params": {"matching.weight": "interval(0.1, 1)"}}
+    )
     with pytest.raises(SystemExit, match=r"^error: .*could not finish \(ValueError"):
         callbacks.on_multirun_start(config=cfg)
 
@@ -74,15 +91,27 @@ def test_a_study_file_that_is_a_named_pipe_is_refused(tmp_path: Path) -> None:
     from nag.runs.continuation import continue_study
 
     os.mkfifo(tmp_path / "optuna.db")
-    cfg = OmegaConf.create({"hydra": {"sweeper": {"storage": f"sqlite:///{tmp_path}/optuna.db", "study_name": "s",
-                                                  "n_trials": 2, "params": {}}}})  # fmt: skip
+    cfg = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {
+                    "storage": f"sqlite:///{tmp_path}/optuna.db",
+                    "study_name": "s",
+                    "n_trials": 2,
+                    "params": {},
+                }
+            }
+        }
+    )
     with pytest.raises(UnsafeFileError, match="optuna.db is not a regular file"):
         continue_study(cfg)
 
 
 def test_checked_turns_any_error_into_a_refusal_naming_the_check() -> None:
-    with pytest.raises(UserInputError, match=r"^resume=x: the safety check could not finish \(KeyError: 'a'\)"), \
-            checked("resume=x"):  # fmt: skip
+    with (
+        pytest.raises(UserInputError, match=r"^resume=x: the safety check could not finish \(KeyError: 'a'\)"),
+        checked("resume=x"),
+    ):
         {}["a"]  # noqa: B018
     with pytest.raises(ConfigError, match="^bad$"), checked("resume=x"):  # a refusal stays itself
         raise ConfigError("bad")
@@ -97,8 +126,12 @@ def test_the_walk_refuses_a_folder_it_cannot_look_into_as_a_normal_user(tmp_path
     os.chmod(tmp_path / "sweep" / "locked", 0o444)  # listed, not entered
     code = "import sys; from nag.runs.files import walk; list(walk(__import__('pathlib').Path(sys.argv[1])))"
     try:
-        r = subprocess.run([*NORMAL_USER, sys.executable, "-c", code, str(tmp_path / "sweep")], capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+        r = subprocess.run(
+            [*NORMAL_USER, sys.executable, "-c", code, str(tmp_path / "sweep")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         os.chmod(tmp_path / "sweep" / "locked", 0o755)
     assert r.returncode == 1 and "UnsafeFileError" in r.stderr, r.stderr[-2000:]
@@ -161,15 +194,18 @@ def test_the_log_formatter_keeps_every_record_on_one_line(tmp_path: Path) -> Non
     assert lines[-1] == "ValueError: " + printable(CRAFTED)
 
 
-@pytest.mark.parametrize(("value", "cell"), [
-    ("<script>alert(1)</script>", r"\<script\>alert(1)\</script\>"),
-    ("[a](javascript:alert(1))", r"\[a\](javascript:alert(1))"),
-    ("![x](http://evil/x.png)", r"!\[x\](http://evil/x.png)"),
-    ("a | b\nc", r"a \| b c"),
-    ("\u202eevil`code`", r"evil\`code\`"),
-    ("back\\slash", r"back\\slash"),
-    ("gmm_10 prior.mean=-3", "gmm_10 prior.mean=-3"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("<script>alert(1)</script>", r"\<script\>alert(1)\</script\>"),
+        ("[a](javascript:alert(1))", r"\[a\](javascript:alert(1))"),
+        ("![x](http://evil/x.png)", r"!\[x\](http://evil/x.png)"),
+        ("a | b\nc", r"a \| b c"),
+        ("\u202eevil`code`", r"evil\`code\`"),
+        ("back\\slash", r"back\\slash"),
+        ("gmm_10 prior.mean=-3", "gmm_10 prior.mean=-3"),
+    ],
+)
 def test_a_markdown_cell_renders_as_the_text_it_is(value: str, cell: str) -> None:
     assert markdown_cell(value) == cell
     assert one_line("a\n\tb \u202e c") == "a b c"
@@ -246,16 +282,19 @@ def _adam_with_decay(epochs: int) -> tuple:
     return opt, sched
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    (None, None),
-    (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=7.5, initial_lr=1e-3), "has lr=7.5"),
-    (lambda c: c["optimizer_states"][0]["param_groups"][0].update(betas=(0.5, 0.9)), "has betas=(0.5, 0.9)"),
-    (lambda c: c["lr_schedulers"][0].update(milestones=[100, 200]), "milestones=[100, 200]"),
-    (lambda c: c["lr_schedulers"][0].update(base_lrs=[7.5]), "base_lrs=[7.5]"),
-    (lambda c: c["lr_schedulers"][0].update(rate=1), "keys the configured scheduler does not"),
-    (lambda c: c["lr_schedulers"][0].update(last_epoch=10**9), "last_epoch=1000000000"),
-    (lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.full((3,), float("nan"))), "NaN"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (None, None),
+        (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=7.5, initial_lr=1e-3), "has lr=7.5"),
+        (lambda c: c["optimizer_states"][0]["param_groups"][0].update(betas=(0.5, 0.9)), "has betas=(0.5, 0.9)"),
+        (lambda c: c["lr_schedulers"][0].update(milestones=[100, 200]), "milestones=[100, 200]"),
+        (lambda c: c["lr_schedulers"][0].update(base_lrs=[7.5]), "base_lrs=[7.5]"),
+        (lambda c: c["lr_schedulers"][0].update(rate=1), "keys the configured scheduler does not"),
+        (lambda c: c["lr_schedulers"][0].update(last_epoch=10**9), "last_epoch=1000000000"),
+        (lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.full((3,), float("nan"))), "NaN"),
+    ],
+)
 def test_the_optimizer_check_compares_what_training_goes_on_with(edit, words) -> None:
     """A checkpoint at epoch 5 of a StepDecay schedule (the rate is 1e-4 there): the stored state must be what the
     configured optimizer and scheduler give at epoch 5, value for value."""
@@ -277,8 +316,9 @@ def test_the_optimizer_check_compares_what_training_goes_on_with(edit, words) ->
         check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
 
 
-@pytest.mark.parametrize("history", [{"val_nll": "x"}, {"epochs": [1, 2]}, {"val_nll": 10**400}, {"epochs": True},
-                                     "pickle"])  # fmt: skip
+@pytest.mark.parametrize(
+    "history", [{"val_nll": "x"}, {"epochs": [1, 2]}, {"val_nll": 10**400}, {"epochs": True}, "pickle"]
+)
 def test_a_planted_flow_file_is_named_and_refitted(tmp_path: Path, caplog, history) -> None:
     import pickle
 

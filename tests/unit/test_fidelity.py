@@ -47,8 +47,12 @@ def test_prdc_of_identical_sets_is_one_everywhere() -> None:
 
 
 def test_prdc_of_disjoint_sets_is_zero_everywhere() -> None:
-    assert fd.prdc(clusters(60, 0.0, 0), clusters(60, 50.0, 1)) == {"precision": 0.0, "recall": 0.0, "density": 0.0,
-                                                                     "coverage": 0.0}  # fmt: skip
+    assert fd.prdc(clusters(60, 0.0, 0), clusters(60, 50.0, 1)) == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "density": 0.0,
+        "coverage": 0.0,
+    }
 
 
 def test_prdc_of_one_mode_of_two_is_precise_but_misses_half() -> None:
@@ -96,8 +100,7 @@ def test_a_reference_round_trips_and_a_damaged_one_is_rebuilt(tmp_path: Path, ca
         assert fd.load_reference(path, 32, dim=6) is None
         np.savez(path, features=ref.features.numpy(), mu=ref.mu, sigma=ref.sigma, extra=np.zeros(1))
         assert fd.load_reference(path, 32, dim=6) is None  # not what nag writes
-        np.savez_compressed(path, features=np.zeros((32, 6), np.float32), mu=np.zeros(6),
-                            sigma=np.zeros((6000, 1000)))  # fmt: skip
+        np.savez_compressed(path, features=np.zeros((32, 6), np.float32), mu=np.zeros(6), sigma=np.zeros((6000, 1000)))
         assert fd.load_reference(path, 32, dim=6) is None  # 48 MB (past n=32's 35 MB) from a 50 KB file: refused
     assert caplog.text.count("rebuilding the FID reference") == 7  # with the n=31 and the narrow one
     assert "would unpack past the size of a reference" in caplog.text

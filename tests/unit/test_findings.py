@@ -189,16 +189,26 @@ def test_rare_features_are_listed_worst_first() -> None:
 
 def test_each_claim_is_about_its_own_finding() -> None:
     """The six claims, in the report's order: what each is about, not its wording."""
-    subjects = [("rare", "common"), ("interpolation",), ("N(0, 2)", "matched"), ("+100", "−100"),
-                ("plain", "N(0, 2)"), ("plain", "N(−3, 2)")]  # fmt: skip
+    subjects = [
+        ("rare", "common"),
+        ("interpolation",),
+        ("N(0, 2)", "matched"),
+        ("+100", "−100"),
+        ("plain", "N(0, 2)"),
+        ("plain", "N(−3, 2)"),
+    ]
     claims = [f.claim for f in assess(supported())]
     assert len(set(claims)) == 6
     for claim, words in zip(claims, subjects, strict=True):
         assert all(w.lower() in claim.lower() for w in words), (claim, words)
 
 
-def _classifier(labels: dict[str, float], kept: dict[str, float], samples: dict[str, float] | None = None,
-                real: dict[str, float] | None = None) -> ClassifierReading:  # fmt: skip
+def _classifier(
+    labels: dict[str, float],
+    kept: dict[str, float],
+    samples: dict[str, float] | None = None,
+    real: dict[str, float] | None = None,
+) -> ClassifierReading:
     samples, real = samples or labels, real or labels
     shares = {n: AttributeShare(label=f, real=real[n], samples=samples[n]) for n, f in labels.items()}
     return ClassifierReading(accuracy_mean=0.9, frequency_gap=0.03, frequency=shares, reconstruction_kept=kept)
@@ -225,11 +235,19 @@ EVIDENCE_FACTS = [
     (0, ["Eyeglasses ×1.50", "Beard ×1.40", "mean ×1.45", "mean ×1.00", "< 10%", "≥ 20%", "1.1"]),
     (1, ["1.50 on average", "2.50 at worst", "≤ 2"]),
     (2, ["SWD 60.0", "50.0", "15.0", "diversity 0.200", "real 0.300", "2 × reconstruction SWD", "half the real"]),
-    (3, ["mean +100: diversity 0.010, SWD 130.0", "mean -100: diversity 0.150, SWD 200.0", "diversity 0.200",
-         "SWD 60.0", "diversity < half or SWD > twice"]),
+    (
+        3,
+        [
+            "mean +100: diversity 0.010, SWD 130.0",
+            "mean -100: diversity 0.150, SWD 200.0",
+            "diversity 0.200",
+            "SWD 60.0",
+            "diversity < half or SWD > twice",
+        ],
+    ),
     (4, ["plain 80.0", "matched 60.0", "mean +0.10", "variance 3.00", "MMD² to N(0, 2) 0.200", "1.5 ×"]),
     (5, ["plain 100.0", "N(−3, 2) 60.0", "diversity 0.050 vs 0.200", "≥ 1.5 ×"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("index", "facts"), EVIDENCE_FACTS)
@@ -241,10 +259,15 @@ def test_the_evidence_states_the_numbers_it_was_judged_on(index: int, facts: lis
 
 @pytest.mark.parametrize(
     ("path", "before", "after"),
-    [("features/Eyeglasses/ratio", "×1.50", "×1.70"), ("interpolation/worst_step_ratio", "2.50", "3.25"),
-     ("real/swd_mean", "15.0", "17.5"), ("probes/+100/diversity", "0.010", "0.020"),
-     ("plain_codes/code_mean", "+0.10", "-0.40"), ("matched_at_minus3/diversity", "0.200", "0.125")],
-)  # fmt: skip
+    [
+        ("features/Eyeglasses/ratio", "×1.50", "×1.70"),
+        ("interpolation/worst_step_ratio", "2.50", "3.25"),
+        ("real/swd_mean", "15.0", "17.5"),
+        ("probes/+100/diversity", "0.010", "0.020"),
+        ("plain_codes/code_mean", "+0.10", "-0.40"),
+        ("matched_at_minus3/diversity", "0.200", "0.125"),
+    ],
+)
 def test_the_evidence_follows_its_measure(path: str, before: str, after: str) -> None:
     """The number shown is the one measured: change the measure and the evidence of its finding changes with it."""
     value = float(after.lstrip("×"))
@@ -279,8 +302,9 @@ def test_the_classifier_reading_uses_the_half_open_bounds_and_at_most_four_rare_
     first, _, third, *_ = assess(m)
     # 10 % is not rare (Edge is left out), 20 % is common (its 80 % is the common mean), four listed at most
     assert first.evidence.endswith("for E 10%, D 20%, C 30%, B 40%; common features: 80% on average.")
-    assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%), B 2.0% (real 2.0%), C 3.0% (real 3.0%), "
-                                   "D 4.0% (real 4.0%).")  # fmt: skip
+    assert third.evidence.endswith(
+        "rare ones: A 1.0% (real 1.0%), B 2.0% (real 2.0%), C 3.0% (real 3.0%), D 4.0% (real 4.0%)."
+    )
     for name in "BCDE":  # with one rare feature left, the one at exactly 10 % is still not listed
         del m.classifier.frequency[name], m.classifier.reconstruction_kept[name]
     first, _, third, *_ = assess(m)
@@ -290,9 +314,12 @@ def test_the_classifier_reading_uses_the_half_open_bounds_and_at_most_four_rare_
 def test_the_classifier_reading_is_taken_from_the_attribute_evaluation() -> None:
     d = details()
     d["matched0_attributes"] = {
-        "accuracy_mean": 0.8, "frequency_gap": 0.04, "reconstruction_kept": {"Hat": 0.3},
-        "frequency": {"Hat": {"label": 0.05, "samples": 0.01, "real": 0.06}}, "accuracy": {"Hat": 0.8},
-    }  # fmt: skip
+        "accuracy_mean": 0.8,
+        "frequency_gap": 0.04,
+        "reconstruction_kept": {"Hat": 0.3},
+        "frequency": {"Hat": {"label": 0.05, "samples": 0.01, "real": 0.06}},
+        "accuracy": {"Hat": 0.8},
+    }
     expected = _classifier({"Hat": 0.05}, {"Hat": 0.3}, samples={"Hat": 0.01}, real={"Hat": 0.06})
     expected.accuracy_mean, expected.frequency_gap = 0.8, 0.04
     assert report_measures(d).classifier == expected

@@ -97,8 +97,15 @@ def test_a_store_that_cannot_be_written_loses_nothing_but_the_cache(tmp_path: Pa
     assert "could not be stored" in caplog.text and not any((tmp_path / "elsewhere").iterdir())
 
 
-@pytest.mark.parametrize(("kw", "message"), [({"kind": "realnvp"}, "kind"), ({"val_fraction": 1.0}, "val_fraction"),
-                                             ({"transforms": 0}, "transforms"), ({"lr": -1.0}, "lr")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"kind": "realnvp"}, "kind"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"transforms": 0}, "transforms"),
+        ({"lr": -1.0}, "lr"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(kw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         FlowSampler(**kw)

@@ -182,7 +182,7 @@ def test_bad_inputs() -> None:
         (lambda: SlicedWasserstein(p=0.5), "SlicedWasserstein: p=0.5 must be >= 1."),
         (lambda: Moments(kurtosis_weight=-1), "Moments: kurtosis_weight=-1 must be >= 0."),
     ],
-)  # fmt: skip
+)
 def test_constructor_messages_name_the_key_and_value(make, message: str) -> None:
     with pytest.raises(ValueError) as err:
         make()
@@ -199,8 +199,13 @@ def test_the_smallest_allowed_settings_are_accepted() -> None:
 
 def test_min_batch_of_each_distance() -> None:
     # the data module refuses evaluation splits smaller than this (a U-statistic or a variance needs pairs)
-    assert {n: m.min_batch for n, m in ALL.items()} == {"mmd_imq": 2, "mmd_rbf": 2, "swd": 1, "pointwise": 1,
-                                                        "moments": 2}  # fmt: skip
+    assert {n: m.min_batch for n, m in ALL.items()} == {
+        "mmd_imq": 2,
+        "mmd_rbf": 2,
+        "swd": 1,
+        "pointwise": 1,
+        "moments": 2,
+    }
     assert NoMatching().min_batch == 1
 
 

@@ -71,19 +71,36 @@ def test_wae_celeba_preset_is_the_papers_layer_list(compose_cfg) -> None:
     cfg = compose_cfg(["model=wae_celeba", "data=synthetic"])
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     assert _layers(model.encoder) == [
-        ("Conv2d", 3, 128, 5, 2), ("BN", 128), ("ReLU",),
-        ("Conv2d", 128, 256, 5, 2), ("BN", 256), ("ReLU",),
-        ("Conv2d", 256, 512, 5, 2), ("BN", 512), ("ReLU",),
-        ("Conv2d", 512, 1024, 5, 2), ("BN", 1024), ("ReLU",),
+        ("Conv2d", 3, 128, 5, 2),
+        ("BN", 128),
+        ("ReLU",),
+        ("Conv2d", 128, 256, 5, 2),
+        ("BN", 256),
+        ("ReLU",),
+        ("Conv2d", 256, 512, 5, 2),
+        ("BN", 512),
+        ("ReLU",),
+        ("Conv2d", 512, 1024, 5, 2),
+        ("BN", 1024),
+        ("ReLU",),
         ("Linear", 4 * 4 * 1024, 64),
-    ]  # fmt: skip
+    ]
     assert _layers(model.decoder) == [
-        ("Linear", 64, 8 * 8 * 1024), ("BN", 1024), ("ReLU",),
-        ("ConvTranspose2d", 1024, 512, 5, 2), ("BN", 512), ("ReLU",),
-        ("ConvTranspose2d", 512, 256, 5, 2), ("BN", 256), ("ReLU",),
-        ("ConvTranspose2d", 256, 128, 5, 2), ("BN", 128), ("ReLU",),
-        ("ConvTranspose2d", 128, 3, 5, 1), ("Sigmoid",),
-    ]  # fmt: skip
+        ("Linear", 64, 8 * 8 * 1024),
+        ("BN", 1024),
+        ("ReLU",),
+        ("ConvTranspose2d", 1024, 512, 5, 2),
+        ("BN", 512),
+        ("ReLU",),
+        ("ConvTranspose2d", 512, 256, 5, 2),
+        ("BN", 256),
+        ("ReLU",),
+        ("ConvTranspose2d", 256, 128, 5, 2),
+        ("BN", 128),
+        ("ReLU",),
+        ("ConvTranspose2d", 128, 3, 5, 1),
+        ("Sigmoid",),
+    ]
     z = model.encode(torch.rand(2, 3, 64, 64))
     assert z.shape == (2, 64) and model.decode(z).shape == (2, 3, 64, 64)
 
@@ -94,11 +111,19 @@ def test_report_ae_is_unchanged_by_the_second_family(compose_cfg) -> None:
     cfg = compose_cfg(["data=synthetic"])
     model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
     assert _layers(model.decoder) == [
-        ("Linear", 64, 512), ("ReLU",), ("Linear", 512, 128 * 8 * 8), ("ReLU",),
-        ("ConvTranspose2d", 128, 64, 4, 2), ("BN", 64), ("ReLU",),
-        ("ConvTranspose2d", 64, 32, 4, 2), ("BN", 32), ("ReLU",),
-        ("ConvTranspose2d", 32, 3, 4, 2), ("Sigmoid",),
-    ]  # fmt: skip
+        ("Linear", 64, 512),
+        ("ReLU",),
+        ("Linear", 512, 128 * 8 * 8),
+        ("ReLU",),
+        ("ConvTranspose2d", 128, 64, 4, 2),
+        ("BN", 64),
+        ("ReLU",),
+        ("ConvTranspose2d", 64, 32, 4, 2),
+        ("BN", 32),
+        ("ReLU",),
+        ("ConvTranspose2d", 32, 3, 4, 2),
+        ("Sigmoid",),
+    ]
 
 
 def test_wae_recipe_schedule_and_lambda(compose_cfg) -> None:
@@ -123,7 +148,11 @@ def test_wae_recipe_schedule_and_lambda(compose_cfg) -> None:
 def test_wae_preset_trains_a_step_through_the_entry_point(tmp_path, cache_dir) -> None:
     from tests.helpers import run_module
 
-    r = run_module("nag.train", ["experiment=wae_celeba", "debug=fdr", "data=synthetic_tiny", "data.image_size=64",
-                                 "data.batch_size=8"], tmp_path, cache_dir)  # fmt: skip
+    r = run_module(
+        "nag.train",
+        ["experiment=wae_celeba", "debug=fdr", "data=synthetic_tiny", "data.image_size=64", "data.batch_size=8"],
+        tmp_path,
+        cache_dir,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "max_steps=1` reached" in r.stdout + r.stderr

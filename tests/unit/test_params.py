@@ -92,8 +92,12 @@ def test_validation_runs_before_torch_is_imported_and_names_every_problem(tmp_pa
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "torch imported: False" in r.stdout, r.stdout + r.stderr
-    for words in ("data.batch_size=1 must be >= 2", "prior.variance=-1 must be > 0", "trainer.max_epochs=0 trains",
-                  "seed='abc' must be an integer"):  # fmt: skip
+    for words in (
+        "data.batch_size=1 must be >= 2",
+        "prior.variance=-1 must be > 0",
+        "trainer.max_epochs=0 trains",
+        "seed='abc' must be an integer",
+    ):
         assert words in r.stdout, r.stdout
 
 
@@ -126,18 +130,21 @@ def test_each_component_declares_what_the_old_key_list_checked() -> None:
         assert names <= found, f"{target} does not declare {names - found}"
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("data.crop=8", "data.crop=8 is smaller than data.image_size=64: the crop would be upscaled"),
-    ("model.encoder.kernel_size=1", "model.encoder.kernel_size=1 must be >= 2"),
-    ("+model.decoder.last_stride=3", "model.decoder.last_stride=3 must be one of 1, 2"),
-    ("model.channels_last=yes", "model.channels_last='yes' must be true, false or auto"),
-    ("model.optimizer.weight_decay=-1", "model.optimizer.weight_decay=-1 must be >= 0"),
-    ("matching.kernel=cosine", "matching.kernel='cosine' must be one of 'imq', 'rbf'"),
-    ("prior=gmm prior.radius=-1", "prior.radius=-1 must be >= 0"),
-    ("data.max_image_pixels=0", "data.max_image_pixels=0 must be >= 1"),
-    ("callbacks.samples.n=0", "callbacks.samples.n=0 must be >= 1"),
-    ("trainer.max_epochs=-1", "trainer.max_epochs=-1 trains nothing without trainer.max_steps > 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.crop=8", "data.crop=8 is smaller than data.image_size=64: the crop would be upscaled"),
+        ("model.encoder.kernel_size=1", "model.encoder.kernel_size=1 must be >= 2"),
+        ("+model.decoder.last_stride=3", "model.decoder.last_stride=3 must be one of 1, 2"),
+        ("model.channels_last=yes", "model.channels_last='yes' must be true, false or auto"),
+        ("model.optimizer.weight_decay=-1", "model.optimizer.weight_decay=-1 must be >= 0"),
+        ("matching.kernel=cosine", "matching.kernel='cosine' must be one of 'imq', 'rbf'"),
+        ("prior=gmm prior.radius=-1", "prior.radius=-1 must be >= 0"),
+        ("data.max_image_pixels=0", "data.max_image_pixels=0 must be >= 1"),
+        ("callbacks.samples.n=0", "callbacks.samples.n=0 must be >= 1"),
+        ("trainer.max_epochs=-1", "trainer.max_epochs=-1 trains nothing without trainer.max_steps > 0"),
+    ],
+)
 def test_composition_names_the_config_path(override: str, message: str, compose_cfg) -> None:
     with pytest.raises(ConfigError) as err:
         validate(compose_cfg(override.split()), TRAIN_ROOTS)
@@ -145,6 +152,14 @@ def test_composition_names_the_config_path(override: str, message: str, compose_
 
 
 def test_a_valid_config_of_every_preset_passes(compose_cfg) -> None:
-    for overrides in ([], ["experiment=quickstart"], ["experiment=wae_celeba"], ["debug=tiny"], ["prior=gmm"],
-                      ["matching=swd"], ["callbacks=with_edits"], ["trainer=ddp_cpu"]):  # fmt: skip
+    for overrides in (
+        [],
+        ["experiment=quickstart"],
+        ["experiment=wae_celeba"],
+        ["debug=tiny"],
+        ["prior=gmm"],
+        ["matching=swd"],
+        ["callbacks=with_edits"],
+        ["trainer=ddp_cpu"],
+    ):
         validate(compose_cfg(overrides), TRAIN_ROOTS)

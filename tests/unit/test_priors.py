@@ -93,17 +93,21 @@ def test_bad_parameters_name_the_parameter(kwargs, message) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: NormalPrior(3, mean=[1.0, 2.0]), "NormalPrior: mean=[1.0, 2.0] has 2 values but dim=3: give one "
-                                                  "value or 3."),
+        (
+            lambda: NormalPrior(3, mean=[1.0, 2.0]),
+            "NormalPrior: mean=[1.0, 2.0] has 2 values but dim=3: give one value or 3.",
+        ),
         (lambda: LaplacePrior(2, variance=[1.0, float("inf")]), "LaplacePrior: variance=[1.0, inf] must be finite."),
         (lambda: NormalPrior(2, variance=[1.0, 0.0]), "NormalPrior: variance=[1.0, 0.0] must be > 0."),
         (lambda: NormalPrior(0), "NormalPrior: dim=0 must be >= 1."),
         (lambda: GaussianMixturePrior(2, n_components=1), "GaussianMixturePrior: n_components=1 must be >= 2."),
-        (lambda: GaussianMixturePrior(2, n_components=5),
-         "GaussianMixturePrior: n_components=5 must be <= 2 * dim = 4."),
+        (
+            lambda: GaussianMixturePrior(2, n_components=5),
+            "GaussianMixturePrior: n_components=5 must be <= 2 * dim = 4.",
+        ),
         (lambda: GaussianMixturePrior(2, variance=0.0), "GaussianMixturePrior: variance=0.0 must be > 0."),
     ],
-)  # fmt: skip
+)
 def test_bad_parameters_get_the_whole_message(make, message: str) -> None:
     with pytest.raises(ValueError) as err:
         make()

@@ -45,8 +45,9 @@ def test_laplace_log_density_is_the_laplace_formula(dim: int, mean: float, varia
 
 @pytest.mark.parametrize(("cls", "kurtosis"), [(NormalPrior, 3.0), (LaplacePrior, 6.0)])
 @given(mean=means, variance=variances)
-def test_prior_moments_are_the_parameters_and_the_samples_agree(cls, kurtosis: float, mean: float,
-                                                                variance: float) -> None:  # fmt: skip
+def test_prior_moments_are_the_parameters_and_the_samples_agree(
+    cls, kurtosis: float, mean: float, variance: float
+) -> None:
     prior = cls(4, mean=mean, variance=variance)
     assert torch.allclose(prior.mean, torch.full((4,), mean))
     assert torch.allclose(prior.variance, torch.full((4,), variance))
@@ -82,8 +83,9 @@ DISTANCES = {
 
 @pytest.mark.parametrize("name", list(DISTANCES))
 @given(mean=st.floats(-5, 5), variance=st.floats(0.2, 5), s1=st.floats(0.75, 4), s2=st.floats(0.75, 4))
-def test_distances_grow_with_a_shift_of_the_codes(name: str, mean: float, variance: float, s1: float,
-                                                  s2: float) -> None:  # fmt: skip
+def test_distances_grow_with_a_shift_of_the_codes(
+    name: str, mean: float, variance: float, s1: float, s2: float
+) -> None:
     """Codes drawn from the prior itself, then moved off it by s·σ in every dimension: a larger shift, a larger
     distance (the same draws and projections for both)."""
     if abs(s1 - s2) < 0.25:

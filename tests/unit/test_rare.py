@@ -26,8 +26,26 @@ def test_rows_carry_each_stage_and_each_samplers_frequency() -> None:
     rf = RareFeatures(("Hat", "Sunglasses"), [0.05, 0.03], [0.9, None], [0.8, None], [0.04, 0.0])
     rows = rf.rows({"job": "3", "arm": "swd"}, {"prior": {"Hat": 0.01, "Sunglasses": 0.0}, "flow": {"Hat": 0.03}})
     assert rows == [
-        {"job": "3", "arm": "swd", "attribute": "Hat", "real": 0.05, "probe_bacc": 0.9, "kept": 0.8,
-         "reconstruction": 0.04, "prior": 0.01, "flow": 0.03},
-        {"job": "3", "arm": "swd", "attribute": "Sunglasses", "real": 0.03, "probe_bacc": None, "kept": None,
-         "reconstruction": 0.0, "prior": 0.0, "flow": None},
-    ]  # fmt: skip
+        {
+            "job": "3",
+            "arm": "swd",
+            "attribute": "Hat",
+            "real": 0.05,
+            "probe_bacc": 0.9,
+            "kept": 0.8,
+            "reconstruction": 0.04,
+            "prior": 0.01,
+            "flow": 0.03,
+        },
+        {
+            "job": "3",
+            "arm": "swd",
+            "attribute": "Sunglasses",
+            "real": 0.03,
+            "probe_bacc": None,
+            "kept": None,
+            "reconstruction": 0.0,
+            "prior": 0.0,
+            "flow": None,
+        },
+    ]

@@ -47,8 +47,10 @@ def test_reading_refuses_links_fifos_and_large_files_without_blocking(tmp_path: 
 
 
 def test_yaml_expansion_is_bounded_on_the_graph_not_by_expanding(tmp_path: Path) -> None:
-    laughs = "".join(f"- &{c} [{','.join(['*' + p] * 9) if p else 'x,x,x,x,x,x,x,x,x'}]\n"
-                     for p, c in zip(["", *"abcdefgh"], "abcdefghi", strict=True))  # fmt: skip
+    laughs = "".join(
+        f"- &{c} [{','.join(['*' + p] * 9) if p else 'x,x,x,x,x,x,x,x,x'}]\n"
+        for p, c in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
     (tmp_path / "laughs.yaml").write_text(laughs)
     start = time.monotonic()
     with pytest.raises(UnsafeFileError, match="expands to more than 100,000 nodes"):
@@ -183,14 +185,17 @@ def test_stored_paths_where_nag_writes_are_always_this_machines(tmp_path: Path) 
     assert own.get("data.root", {"paths.data_dir": "/mine/data", "paths.cache_dir": "/c"}) == "/mine/data"
 
 
-@pytest.mark.parametrize(("text", "key", "message"), [
-    ("a: ${a}\n", "a", "recursive interpolation"),
-    ("a: ${b}\nb: ${a}\n", "a", "recursive interpolation"),
-    ("a: ???\n", "a", r"is \?\?\?"),
-    ("a: ${nope}\n", "a", "which the file does not have"),
-    ("d: $\nb: '${d}{oc.env:HOME}'\n", "b", "builds an interpolation"),
-    ("x: 1\n", "y", "has no y"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("a: ${a}\n", "a", "recursive interpolation"),
+        ("a: ${b}\nb: ${a}\n", "a", "recursive interpolation"),
+        ("a: ???\n", "a", r"is \?\?\?"),
+        ("a: ${nope}\n", "a", "which the file does not have"),
+        ("d: $\nb: '${d}{oc.env:HOME}'\n", "b", "builds an interpolation"),
+        ("x: 1\n", "y", "has no y"),
+    ],
+)
 def test_bad_stored_values_are_named(tmp_path: Path, text: str, key: str, message: str) -> None:
     cfg = _stored(tmp_path, text)
     with pytest.raises(StoredConfigError, match=message):
@@ -222,27 +227,30 @@ def test_honest_overrides_come_back() -> None:
     assert check_stored(honest, Path("o.yaml")) == honest
 
 
-@pytest.mark.parametrize(("override", "why"), [
-    ("+callbacks.x._target_=numpy.load", "adds a key"),
-    ("++trainer.x=1", "adds a key"),
-    ("hydra.job.chdir=true", "changes Hydra itself"),
-    ("hydra/launcher=basic", "changes Hydra itself"),
-    ("model._target_=builtins.exec", "special key"),
-    ("prior._args_=[1]", "special key"),
-    ("prior={_target_: os.system}", "whole mapping"),
-    ("trainer.max_epochs=${oc.env:SECRET}", "interpolation"),
-    ("model.encoder.channels=[1,'${oc.env:X}']", "interpolation"),
-    ("paths.cache_dir=/x", "where nag writes"),
-    ("data.cache_dir=/x", "where nag writes"),
-    ("callbacks.model_checkpoint.dirpath=/x", "where nag writes"),
-    ("logger.tensorboard.save_dir=/x", "where nag writes"),
-    ("trainer.default_root_dir=/x", "where nag writes"),
-    ("data=nope", "not one of nag's data options"),
-    ("callbacks=[samples,../../x]", "not one of nag's callbacks options"),
-    ("data@foo=synthetic", "another package"),
-    ("prior.mean=1,2", "a sweep"),
-    ("prior.mean=[", "not an override"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "why"),
+    [
+        ("+callbacks.x._target_=numpy.load", "adds a key"),
+        ("++trainer.x=1", "adds a key"),
+        ("hydra.job.chdir=true", "changes Hydra itself"),
+        ("hydra/launcher=basic", "changes Hydra itself"),
+        ("model._target_=builtins.exec", "special key"),
+        ("prior._args_=[1]", "special key"),
+        ("prior={_target_: os.system}", "whole mapping"),
+        ("trainer.max_epochs=${oc.env:SECRET}", "interpolation"),
+        ("model.encoder.channels=[1,'${oc.env:X}']", "interpolation"),
+        ("paths.cache_dir=/x", "where nag writes"),
+        ("data.cache_dir=/x", "where nag writes"),
+        ("callbacks.model_checkpoint.dirpath=/x", "where nag writes"),
+        ("logger.tensorboard.save_dir=/x", "where nag writes"),
+        ("trainer.default_root_dir=/x", "where nag writes"),
+        ("data=nope", "not one of nag's data options"),
+        ("callbacks=[samples,../../x]", "not one of nag's callbacks options"),
+        ("data@foo=synthetic", "another package"),
+        ("prior.mean=1,2", "a sweep"),
+        ("prior.mean=[", "not an override"),
+    ],
+)
 def test_stored_overrides_that_name_code_or_places_are_refused(override: str, why: str) -> None:
     with pytest.raises(StoredOverrideError, match=why) as err:
         check_stored(["debug=tiny", override], Path("run/.hydra/overrides.yaml"))
@@ -275,12 +283,19 @@ def test_a_class_imported_into_an_allowed_module_is_not_allowed(monkeypatch) -> 
 def test_checkpoint_parts_must_be_of_their_kind() -> None:
     from nag.runs.trusted import CHECKPOINT_ROLES
 
-    good = {"encoder": {"_target_": "nag.model.nets.Encoder"}, "prior": {"_target_": "nag.model.priors.NormalPrior"},
-            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}, "scheduler": None}  # fmt: skip
+    good = {
+        "encoder": {"_target_": "nag.model.nets.Encoder"},
+        "prior": {"_target_": "nag.model.priors.NormalPrior"},
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
+        "scheduler": None,
+    }
     check_config(good, "hp", roles=CHECKPOINT_ROLES)
-    for part, target in [("encoder", "nag.model.priors.NormalPrior"), ("prior", "nag.model.nets.Encoder"),
-                         ("optimizer", "torch.optim.lr_scheduler.StepLR"),
-                         ("matching", "nag.model.priors.LaplacePrior")]:  # fmt: skip
+    for part, target in [
+        ("encoder", "nag.model.priors.NormalPrior"),
+        ("prior", "nag.model.nets.Encoder"),
+        ("optimizer", "torch.optim.lr_scheduler.StepLR"),
+        ("matching", "nag.model.priors.LaplacePrior"),
+    ]:
         with pytest.raises(UntrustedConfigError, match=f"hp.{part}._target_"):
             check_config({**good, part: {"_target_": target}}, "hp", roles=CHECKPOINT_ROLES)
     with pytest.raises(UntrustedConfigError, match="names no class"):
@@ -314,14 +329,17 @@ def _callbacks(dirpath: str, best: str) -> dict:
     }
 
 
-@pytest.mark.parametrize(("dirpath", "best", "ok"), [
-    ("/r/checkpoints", "/r/checkpoints/best-epoch003.ckpt", True),
-    ("/r/checkpoints", "", True),
-    ("/r/checkpoints", "/r/checkpoints/../../home/thesis.pdf", False),
-    ("/r/checkpoints", "/home/thesis.pdf", False),
-    ("/r/checkpoints", "/r/checkpoints/sub/x.ckpt", False),
-    ("/r/../home", "/r/../home/x", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dirpath", "best", "ok"),
+    [
+        ("/r/checkpoints", "/r/checkpoints/best-epoch003.ckpt", True),
+        ("/r/checkpoints", "", True),
+        ("/r/checkpoints", "/r/checkpoints/../../home/thesis.pdf", False),
+        ("/r/checkpoints", "/home/thesis.pdf", False),
+        ("/r/checkpoints", "/r/checkpoints/sub/x.ckpt", False),
+        ("/r/../home", "/r/../home/x", False),
+    ],
+)
 def test_callback_state_paths_stay_in_their_checkpoint_folder(dirpath: str, best: str, ok: bool) -> None:
     if ok:
         check_callback_state(_callbacks(dirpath, best), "ckpt_path", "x.ckpt")

@@ -104,9 +104,16 @@ def test_interrupted_build_leaves_nothing_that_is_trusted(tmp_path: Path) -> Non
         )
     assert list(tmp_path.iterdir()) == [], "the partial build must be removed, not left to be trusted"
     ok = cache_mod.load_or_build(
-        tmp_path, "t", settings, range(32), 16, len(ATTRIBUTE_NAMES),
-        lambda idx: render_faces(idx, seed=0, split=0, image_size=16), chunk_size=16, workers=1,
-    )  # fmt: skip
+        tmp_path,
+        "t",
+        settings,
+        range(32),
+        16,
+        len(ATTRIBUTE_NAMES),
+        lambda idx: render_faces(idx, seed=0, split=0, image_size=16),
+        chunk_size=16,
+        workers=1,
+    )
     assert ok.images.shape == (32, 16, 16, 3) and ok.images[20].std() > 0
 
 

@@ -25,8 +25,13 @@ class AttributeEdits(ValidationFigure):
     """
 
     @checked
-    def __init__(self, attributes: Sequence[str] = ("Eyeglasses", "Smiling", "Blond_Hair", "Sunglasses"),
-                 faces: Count = 2, n_train: Count = 1000, every_n_epochs: Count = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        attributes: Sequence[str] = ("Eyeglasses", "Smiling", "Blond_Hair", "Sunglasses"),
+        faces: Count = 2,
+        n_train: Count = 1000,
+        every_n_epochs: Count = 1,
+    ) -> None:
         super().__init__(every_n_epochs)
         self.attributes, self.faces, self.n_train = list(attributes), faces, n_train
 

@@ -102,8 +102,14 @@ class PriorProbes(PriorSamples):
     +100 / −100 probes), decoded from the same noise as the samples."""
 
     @checked
-    def __init__(self, means: Sequence[float] = (100.0, -100.0), n: Count = 16, nrow: Count = 8, seed: int = 0,
-                 every_n_epochs: Count = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        means: Sequence[float] = (100.0, -100.0),
+        n: Count = 16,
+        nrow: Count = 8,
+        seed: int = 0,
+        every_n_epochs: Count = 1,
+    ) -> None:
         super().__init__(n, nrow, seed, every_n_epochs)
         self.means = [float(m) for m in means]
 

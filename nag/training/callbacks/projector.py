@@ -34,5 +34,6 @@ class LatentProjector(L.Callback):
             metadata = [[str(i), *("yes" if a > 0.5 else "no" for a in row)] for i, row in enumerate(attributes)]
         else:
             header, metadata = None, [str(i) for i in range(len(x))]
-        writer.add_embedding(z, metadata=metadata, metadata_header=header, label_img=x, tag=self.tag,
-                             global_step=trainer.global_step)  # fmt: skip
+        writer.add_embedding(
+            z, metadata=metadata, metadata_header=header, label_img=x, tag=self.tag, global_step=trainer.global_step
+        )

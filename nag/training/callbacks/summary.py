@@ -11,8 +11,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from nag.runs.overrides import override_key, override_values
 
 #: Final metrics shown in TensorBoard's HParams tab, as ``hparams/<name>``.
-SUMMARY_METRICS = ("val/recon", "val/loss", "latent/mmd", "latent/code_mean", "latent/code_variance",
-                   "latent/code_kurtosis")  # fmt: skip
+SUMMARY_METRICS = (
+    "val/recon",
+    "val/loss",
+    "latent/mmd",
+    "latent/code_mean",
+    "latent/code_variance",
+    "latent/code_kurtosis",
+)
 #: Overrides that are paths or per-invocation, not hyper-parameters.
 NOT_HPARAMS = ("ckpt_path", "resume", "paths.", "data.root", "data.cache_dir", "hydra.")
 
@@ -52,8 +58,11 @@ class HParamsSummary(L.Callback):
         return out
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = {f"hparams/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()
-                   if k in SUMMARY_METRICS and torch.isfinite(v)}  # fmt: skip
+        metrics = {
+            f"hparams/{k.replace('/', '_')}": float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k in SUMMARY_METRICS and torch.isfinite(v)
+        }
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(self.params(), metrics)
