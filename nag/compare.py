@@ -108,11 +108,11 @@ def write_samplers(table: Any, out: Any) -> list[Path]:
 
 
 def write(result: Any, out: Any) -> None:
-    """The comparison as files in ``out`` (an :class:`~nag.runs.output.OutputDir`): summary.csv (cells escaped),
+    """The comparison as files in ``out`` (an :class:`~nag.io.output.OutputDir`): summary.csv (cells escaped),
     summary.md, summary.json, samples.png and ``<metric>_vs_<key>.png``, each written atomically."""
     from nag.analysis import plots
     from nag.analysis.compare import markdown
-    from nag.runs.output import safe_name
+    from nag.io.output import safe_name
 
     grids, metric = result.grids, result.metric
     cols = [*result.columns, "reason"]
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
     with reported_as_exit():
         from nag.analysis.compare import compare, table
-        from nag.runs.output import OutputDir
+        from nag.io.output import OutputDir
 
         # The output folder first: one that is a link is refused before any work.
         out = OutputDir(args.out, "--out") if args.out else OutputDir(args.root / "compare", "the compare folder")

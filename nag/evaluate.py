@@ -61,11 +61,11 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def write_outputs(ev: Any, out_dir: Path) -> None:
     """An evaluation's metrics.json, one PNG per figure, and the same into TensorBoard under
-    ``out_dir/tensorboard`` (every file through :class:`~nag.runs.output.OutputDir`'s atomic writer; a link there
+    ``out_dir/tensorboard`` (every file through :class:`~nag.io.output.OutputDir`'s atomic writer; a link there
     is never followed)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from nag.runs.output import OutputDir
+    from nag.io.output import OutputDir
     from nag.training.figures import png_bytes
 
     out = OutputDir(out_dir, "the evaluation's output dir")

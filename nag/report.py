@@ -46,8 +46,8 @@ def build_report(
     from nag.analysis.measures import fidelity_rows
     from nag.analysis.report import describe_runs, evaluate_runs, find_runs, render_markdown
     from nag.analysis.runs import load_data
+    from nag.io.output import OutputDir
     from nag.model.inference import resolve_device
-    from nag.runs.output import OutputDir
     from nag.training.figures import png_bytes
 
     start = time.perf_counter()

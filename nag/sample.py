@@ -51,7 +51,7 @@ def draw(model: Any, sampler: Any, prior: Any, codes: Any, n: int, seed: int) ->
 
 
 def write_samples(images: Any, out: Any, fmt: str) -> list[Path]:
-    """Images ``(n, 3, H, W)`` in [0, 1] as 8-bit files in ``out`` (an :class:`~nag.runs.output.OutputDir`)."""
+    """Images ``(n, 3, H, W)`` in [0, 1] as 8-bit files in ``out`` (an :class:`~nag.io.output.OutputDir`)."""
     import numpy as np
     from PIL import Image
 
@@ -80,7 +80,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     from nag.config.compose import plain
     from nag.config.errors import UserInputError, instantiate
     from nag.config.schema import validate
-    from nag.runs.output import OutputDir
+    from nag.io.output import OutputDir
     from nag.runs.trusted import build_stored
 
     validate(cfg, {"": SampleKeys}, components=False)  # its own keys (n, format, ...) before any file is read

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nag.data.datamodule import ImageDataModule
+from nag.io.files import is_regular_file
+from nag.io.output import atomic_file
 from nag.model.inference import batched
 from nag.runs.checkpoint_file import check_archive
-from nag.runs.files import is_regular_file
-from nag.runs.output import atomic_file
 
 log = logging.getLogger(__name__)
 

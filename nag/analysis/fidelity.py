@@ -167,7 +167,7 @@ def load_reference(path: Path, n: int, dim: int = FEATURE_DIM) -> Reference | No
 
 
 def save_reference(path: Path, ref: Reference) -> None:
-    from nag.runs.output import atomic_file
+    from nag.io.output import atomic_file
 
     with atomic_file(path, "wb") as f:
         np.savez(f, features=ref.features.numpy(), mu=ref.mu, sigma=ref.sigma)

@@ -172,7 +172,7 @@ class FlowSampler:
 
     def _save(self, path: Path, key: str) -> None:
         from nag.config.errors import UserInputError
-        from nag.runs.output import OutputDir
+        from nag.io.output import OutputDir
 
         buf = io.BytesIO()
         torch.save(
@@ -199,8 +199,8 @@ class FlowSampler:
         """Reuse ``path`` if it is a flow fitted with these settings on these codes; else say why and refit."""
         import os
 
+        from nag.io.files import is_regular_file
         from nag.runs.checkpoint_file import check_archive
-        from nag.runs.files import is_regular_file
 
         if not os.path.lexists(path):
             return False

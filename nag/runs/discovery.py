@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from nag.config.errors import UserInputError
-from nag.runs.files import walk
+from nag.io.files import walk
 from nag.runs.overrides import override_values
 from nag.runs.run_dir import CONFIG, RunDir
 

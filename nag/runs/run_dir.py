@@ -3,7 +3,7 @@
 ``python -m nag.train`` writes a run dir (``outputs/<date>/<time>`` or ``multirun/<date>/<time>/<job>``); its
 layout is the constants below, documented once in ``docs/training.md`` (a test holds the two together).
 
-Everything in it is read as untrusted input (:mod:`nag.runs.files`, :mod:`nag.runs.stored_config`; the
+Everything in it is read as untrusted input (:mod:`nag.io.files`, :mod:`nag.runs.stored_config`; the
 overrides are applied only by ``resume=``, after :mod:`nag.runs.overrides` checks them): a problem with one
 file makes the run *unreadable* with a reason, never a crash or a hang. The writes nag makes itself (metrics,
 failure record) go through the atomic writer; what Hydra and Lightning write (logs, events, checkpoints) is made
@@ -20,8 +20,8 @@ from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
 from nag.config.text import one_line as _one_line
-from nag.runs.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, load_yaml, strays_shown
-from nag.runs.output import write_json_atomic
+from nag.io.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, load_yaml, strays_shown
+from nag.io.output import write_json_atomic
 from nag.runs.overrides import override_values
 from nag.runs.stored_config import StoredConfig
 

@@ -28,7 +28,7 @@ from typing import Any
 from nag import CONF_DIR
 from nag.config.errors import UserInputError
 from nag.config.text import printable, quote
-from nag.runs.files import load_yaml
+from nag.io.files import load_yaml
 
 #: ``${a.b.c}``: a reference to another key of the same file.
 REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from nag.config.errors import DivergenceError
 from nag.config.params import NonNegativeInt, checked
-from nag.runs.output import atomic_file
+from nag.io.output import atomic_file
 from nag.runs.run_dir import LAST
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from nag.data.synthetic import SyntheticFaces
 _JSON_WRITER = """
 import sys
 from pathlib import Path
-from nag.runs.output import write_json_atomic
+from nag.io.output import write_json_atomic
 target, i = Path(sys.argv[1]), 0
 while True:
     i += 1

@@ -172,7 +172,7 @@ def test_the_latent_diagnostics_read_validation_codes(compose_cfg, tmp_path: Pat
 
 def test_an_atomic_write_syncs_its_data_before_the_rename(tmp_path: Path, monkeypatch) -> None:
     """A rename that reaches the disk before the data would leave an empty file after a power cut: fsync first."""
-    import nag.runs.output as output
+    import nag.io.output as output
 
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace

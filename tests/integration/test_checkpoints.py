@@ -232,7 +232,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(
 
 
 def test_metrics_json_never_holds_nan(tmp_path: Path) -> None:
-    from nag.runs.output import write_json_atomic
+    from nag.io.output import write_json_atomic
 
     write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": {"c": float("inf"), "d": 1.5}})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": {"c": None, "d": 1.5}}

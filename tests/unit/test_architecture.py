@@ -15,11 +15,12 @@ PACKAGE = ROOT / "nag"
 #: What each layer may import of nag (besides itself). The entry points and the benchmark may import anything.
 ALLOWED = {
     "config": set(),
+    "io": {"config"},
     "model": {"config"},
-    "data": {"config", "runs"},
-    "runs": {"config"},
-    "training": {"config", "model", "runs", "data"},
-    "analysis": {"config", "model", "runs", "data", "training"},
+    "data": {"config", "io"},
+    "runs": {"config", "io"},
+    "training": {"config", "io", "model", "runs", "data"},
+    "analysis": {"config", "io", "model", "runs", "data", "training"},
 }
 #: Imports inside functions that cross a layer on purpose: the allow-list checks classes against the model's and
 #: the data's base classes, so it imports them when it runs (never at import time).

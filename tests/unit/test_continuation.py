@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from nag import sweep_subdir
+from nag.io.files import UnsafeFileError
 from nag.runs.continuation import CONTINUE, FINISHED, START, SweepChangedError, check_sweep_dir, plan_job
-from nag.runs.files import UnsafeFileError
 
 OVERRIDES = ["prior.mean=1", "trainer.max_epochs=2"]
 

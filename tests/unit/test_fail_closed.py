@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from nag.config.console import EscapingFormatter, escape_logs
 from nag.config.errors import ConfigError, UserInputError, checked
 from nag.config.text import markdown_cell, one_line, printable, quote
-from nag.runs.files import UnsafeFileError, strays_below, walk
+from nag.io.files import UnsafeFileError, strays_below, walk
 from nag.runs.stored_config import MAX_STEPS, StoredConfig, StoredConfigError
 from tests.helpers import NORMAL_USER
 
@@ -124,7 +124,7 @@ def test_the_walk_refuses_a_folder_it_cannot_look_into_as_a_normal_user(tmp_path
     (tmp_path / "sweep" / "locked").mkdir(parents=True)
     (tmp_path / "sweep" / "locked" / "a.txt").write_text("x")
     os.chmod(tmp_path / "sweep" / "locked", 0o444)  # listed, not entered
-    code = "import sys; from nag.runs.files import walk; list(walk(__import__('pathlib').Path(sys.argv[1])))"
+    code = "import sys; from nag.io.files import walk; list(walk(__import__('pathlib').Path(sys.argv[1])))"
     try:
         r = subprocess.run(
             [*NORMAL_USER, sys.executable, "-c", code, str(tmp_path / "sweep")],

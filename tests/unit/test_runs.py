@@ -16,10 +16,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from nag.io.files import UnsafeFileError, load_json, load_yaml, read_bytes, walk
+from nag.io.output import OutputDir, atomic_file, safe_name
 from nag.runs.checkpoint_file import CheckpointError, check_callback_state, check_optimizer_state
 from nag.runs.discovery import discover, job_order
-from nag.runs.files import UnsafeFileError, load_json, load_yaml, read_bytes, walk
-from nag.runs.output import OutputDir, atomic_file, safe_name
 from nag.runs.overrides import StoredOverrideError, check_stored
 from nag.runs.run_dir import RunDir
 from nag.runs.stored_config import StoredConfig, StoredConfigError, local_paths, own_resolvers

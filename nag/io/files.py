@@ -4,7 +4,7 @@ Every file nag reads from a run dir, a sweep dir or a cache was written by someo
 crafted archive) and is untrusted. The readers here refuse what is not a regular file (a symbolic link, a FIFO
 that would block, a device), read at most a size limit, decode strictly, and parse YAML with a bound on alias
 expansion ("billion laughs") and JSON without unbounded numbers, so a bad file costs a message, never a hang.
-Writing is :mod:`nag.runs.output`'s.
+Writing is :mod:`nag.io.output`'s.
 """
 
 from __future__ import annotations

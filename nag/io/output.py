@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nag.config.errors import UserInputError
-from nag.runs.files import UnsafeFileError
+from nag.io.files import UnsafeFileError
 
 #: The longest file name nag writes (file systems allow 255 bytes).
 MAX_NAME_BYTES = 200
