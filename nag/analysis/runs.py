@@ -202,7 +202,7 @@ def train_run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) 
     ``outputs/<date>/<time>``, as the command line)."""
     from datetime import datetime
 
-    from nag import fresh_dir
+    from nag.config.resolvers import fresh_dir
 
     if isinstance(overrides, str):
         raise TypeError("give the overrides as a list, e.g. nag.train(['experiment=quickstart'])")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nag import RUN_NAME_LIMIT, run_name
+from nag.config.resolvers import RUN_NAME_LIMIT, run_name
 from nag.analysis.compare import Comparison, table
 from nag.runs.discovery import swept_keys
 from nag.runs.overrides import override_values

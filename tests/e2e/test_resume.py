@@ -14,7 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nag import fresh_dir
+from nag.config.resolvers import fresh_dir
 from nag.config.errors import UserInputError
 from nag.runs.overrides import override_key
 from nag.runs.resume import expand_resume

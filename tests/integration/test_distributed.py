@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
-from nag import gpu_precision
+from nag.config.resolvers import gpu_precision
 from nag.training.module import NAGModule
 from tests.helpers import TINY, run_module
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nag import sweep_subdir
+from nag.config.resolvers import sweep_subdir
 from nag.io.files import UnsafeFileError
 from nag.runs.continuation import CONTINUE, FINISHED, START, SweepChangedError, check_sweep_dir, plan_job
 
