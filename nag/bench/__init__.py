@@ -6,7 +6,7 @@ Measures in one run, as ratios where the machine's speed cancels out (absolute t
   checkpointing, every default callback) vs a plain PyTorch loop over the same nets, batch, loss, optimizer
   and cached data (quickstart's data and model); the callbacks' share of a full epoch (validation and figures
   included). Target: ratio >= 0.97.
-- **matching**: each distance (mmd_imq, mmd_rbf, swd, moments) at batch 128, d = 64, as a share of a training
+- **matching**: each distance of ``conf/matching/`` at batch 128, d = 64, as a share of a training
   step of the default model at 64 px. Target <= 5 %.
 - **model**: FLOPs and input bytes per training image at 64 px; with ``--device cuda``, images/s on the GPU and
   the projected time of the report's 63 CelebA epochs.

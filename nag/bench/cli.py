@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import nag.bench
+from nag.bench.parts import DISTANCES
 from nag.config.console import quiet_third_party
 from nag.io.output import write_json_atomic
 
@@ -31,13 +32,7 @@ TARGETS: dict[tuple[str, str], tuple[str, str, float | None, bool]] = {
     ("loop", "validation_s"): ("  of which validation + figures (s)", "{:.2f}", None, True),
     ("loop", "callbacks_share"): ("callbacks' + loggers' share of a full epoch", "{:.1%}", None, False),
     ("matching", "step_s"): ("training step, default model, 64 px, batch 128 (s)", "{:.3f}", None, True),
-    ("matching", "mmd_imq"): ("mmd_imq share of a step (batch 128, d 64)", "{:.2%}", 0.05, False),
-    ("matching", "mmd_rbf"): ("mmd_rbf share of a step", "{:.2%}", 0.05, False),
-    ("matching", "swd"): ("swd share of a step", "{:.2%}", 0.05, False),
-    ("matching", "moments"): ("moments share of a step", "{:.2%}", 0.05, False),
-    ("matching", "cramer_wold"): ("cramer_wold share of a step (no prior draws)", "{:.2%}", 0.05, False),
-    ("matching", "sinkhorn"): ("sinkhorn share of a step", "{:.2%}", 0.05, False),
-    ("matching", "energy"): ("energy share of a step", "{:.2%}", 0.05, False),
+    **{("matching", d): (f"{d} share of a step (batch 128, d 64)", "{:.2%}", 0.05, False) for d in DISTANCES},
     ("model", "gflops_per_image"): ("training GFLOPs per image, 64 px", "{:.3f}", None, True),
     ("model", "bytes_per_image"): ("input bytes per image (uint8, 64 px)", "{:,.0f}", None, True),
     ("model", "images_per_s"): ("training images/s of the default model, 64 px", "{:,.0f}", None, True),

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from nag import CONF_DIR
 from nag.bench.loop import default_model
 from nag.runs.run_dir import RunDir
 
-#: The distances the issue names, at the batch and code size of the report's CelebA runs.
-DISTANCES = ("mmd_imq", "mmd_rbf", "swd", "moments", "cramer_wold", "sinkhorn", "energy")
+#: Every matching distance of the config tree (``conf/matching/``, the one list of them; ``none`` is no distance),
+#: timed at the batch and code size of the report's CelebA runs.
+DISTANCES = tuple(sorted(p.stem for p in (CONF_DIR / "matching").glob("*.yaml") if p.stem != "none"))
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:

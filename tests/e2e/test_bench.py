@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from nag.bench.cli import TARGETS, table
+from nag.bench.parts import DISTANCES
 
 
 def test_quick_bench_writes_every_field_and_prints_every_row(tmp_path: Path, cache_dir: Path) -> None:
@@ -37,7 +38,7 @@ def test_quick_bench_writes_every_field_and_prints_every_row(tmp_path: Path, cac
         assert (label in r.stdout) is ((section, key) not in cuda_only), label
     assert "MISSED" not in r.stdout and "(quick)" in r.stdout
     # measurements that can be wrong in a way the numbers show
-    for distance in ("mmd_imq", "mmd_rbf", "swd", "moments", "cramer_wold", "sinkhorn", "energy"):
+    for distance in DISTANCES:  # every distance of conf/matching/
         assert 0 < results["matching"][distance] < 1  # a share of a step that contains it
     assert 0 <= results["loop"]["callbacks_share"] < 1
     assert results["loop"]["validation_s"] < results["loop"]["epoch_s"]  # validation is part of the epoch

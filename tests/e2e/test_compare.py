@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nag.config.resolvers import RUN_NAME_LIMIT, run_name
 from nag.analysis.compare import Comparison, table
+from nag.config.resolvers import RUN_NAME_LIMIT, run_name
 from nag.runs.discovery import swept_keys
 from nag.runs.overrides import override_values
 from nag.runs.run_dir import RunDir

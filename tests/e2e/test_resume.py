@@ -14,8 +14,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nag.config.resolvers import fresh_dir
 from nag.config.errors import UserInputError
+from nag.config.resolvers import fresh_dir
 from nag.runs.overrides import override_key
 from nag.runs.resume import expand_resume
 from tests.helpers import TINY, run_module

@@ -92,3 +92,25 @@ def test_run_directories_of_each_entry_point(compose_cfg) -> None:
     assert compose_cfg([]).hydra.run.dir.startswith("outputs/2")
     assert compose_cfg([]).hydra.sweep.dir.startswith("multirun/")
     assert compose_cfg(["ckpt_path=x.ckpt"], config="evaluate").hydra.run.dir.startswith("outputs/evaluate/")
+
+
+def test_the_list_of_matching_distances_lives_in_conf_matching_alone() -> None:
+    """conf/matching/ names every distance; each has its benchmark arm (plain is matching=none), the benchmark sweeps
+    every arm (glob), and the bench times every distance: adding a distance is one class and its yamls."""
+    from omegaconf import OmegaConf
+
+    from nag.bench.cli import TARGETS
+    from nag.bench.parts import DISTANCES
+
+    matchings = {p.stem for p in (CONF_DIR / "matching").glob("*.yaml")}
+    arms = {}
+    for path in (CONF_DIR / "arm").glob("*.yaml"):
+        overrides = [d for d in OmegaConf.load(path).defaults if isinstance(d, dict) or OmegaConf.is_dict(d)]
+        (chosen,) = [v for d in overrides for k, v in dict(d).items() if k == "override /matching"]
+        arms[path.stem] = chosen
+    assert set(arms.values()) == matchings and arms["plain"] == "none"
+    assert all(arm == m for arm, m in arms.items() if arm != "plain"), "an arm is named after its distance"
+    for name in ("benchmark", "benchmark_lambda"):
+        assert OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").hydra.sweeper.params.arm == "glob(*)"
+    assert set(DISTANCES) == matchings - {"none"}
+    assert {k for s, k in TARGETS if s == "matching"} - {"step_s"} == set(DISTANCES)
