@@ -23,19 +23,15 @@ from omegaconf import DictConfig, open_dict
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
 from nag.config.console import print_help_and_exit, quiet_third_party, single_lightning_log
-from nag.config.errors import ConfigError, DivergenceError, instantiate, reported_as_exit
+from nag.config.errors import ConfigError, DivergenceError, reported_as_exit
 from nag.config.params import Count, Excludes
 from nag.config.schema import validate
 from nag.runs.resume import checkpoint_to_continue, expand_resume
 from nag.runs.run_dir import RunDir
 from nag.runs.sweep import in_multirun, optimized, run_job
+from nag.training.build import build_data_and_trainer, build_model
 
 log = logging.getLogger(__name__)
-
-
-def _build_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a mapping of ``_target_`` configs (callbacks, loggers), skipping nulls."""
-    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
 @dataclass
@@ -92,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     if ckpt_path:
         ckpt = read_checkpoint(ckpt_path)
         check_hparams(ckpt["hyper_parameters"], ckpt_path)  # named code is refused, not compared
@@ -148,17 +144,6 @@ def _in_folder(path: str | None, folder: str | None) -> bool:
     ``best_model_path`` from any checkpoint continued from, even one of another run dir: testing "the best"
     must never load a file the checkpoint named elsewhere."""
     return bool(path and folder) and Path(path).resolve().parent == Path(folder).resolve()  # type: ignore[arg-type]
-
-
-def build_data_and_trainer(cfg: DictConfig, model: Any, extra_callbacks: list[Any] = ()) -> tuple[Any, Any]:
-    """The data module and the Trainer of ``cfg`` (with its callbacks and loggers) for ``model``: what
-    ``train`` fits, and what ``python -m nag.bench`` times against a plain PyTorch loop."""
-    datamodule = instantiate(cfg.data)
-    datamodule.check_split_sizes(model.matching.min_batch)
-    callbacks = _build_all(cfg.get("callbacks")) + list(extra_callbacks)
-    loggers = _build_all(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return datamodule, trainer
 
 
 def _check_launcher(cfg: DictConfig) -> None:

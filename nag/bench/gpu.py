@@ -19,10 +19,10 @@ CELEBA_TRAIN, REPORT_EPOCHS = 162_770, 63
 
 def _model(workdir: Path, extra: list[str]) -> Any:
     from nag.config.compose import compose_run
-    from nag.config.errors import instantiate
+    from nag.training.build import build_model
 
     cfg = compose_run(["data.image_size=64", "matching=mmd_imq", *extra], workdir)
-    return instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    return build_model(cfg)
 
 
 def _steps_per_s(model: Any, batch: int, bf16: bool, compiled: bool, read_back: bool, steps: int) -> float:

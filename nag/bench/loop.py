@@ -2,7 +2,7 @@
 
 Both loops train the same nets on the same cached batches with the same loss and optimizer, built from the same
 composed config (``experiment=quickstart`` by default). The plain loop is the shortest correct PyTorch loop;
-nag's is ``nag.train``'s own Trainer (:func:`nag.train.build_data_and_trainer`: progress bar, logging,
+nag's is ``nag.train``'s own Trainer (:func:`nag.training.build.build_data_and_trainer`: progress bar, logging,
 checkpointing and every default callback). Each loop's speed is its best epoch (the first one warms up).
 """
 
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from nag.config.compose import compose_run
 from nag.config.errors import instantiate
+from nag.training.build import build_model
 
 
 def default_model(workdir: Path, image_size: int, matching: str = "none", latent_dim: int = 64) -> L.LightningModule:
@@ -26,7 +27,7 @@ def default_model(workdir: Path, image_size: int, matching: str = "none", latent
     cfg = compose_run(
         [f"data.image_size={image_size}", f"matching={matching}", f"model.latent_dim={latent_dim}"], workdir
     )
-    return instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    return build_model(cfg)
 
 
 class EpochClock(L.Callback):
@@ -72,7 +73,7 @@ class EpochClock(L.Callback):
 def plain_epochs(cfg: DictConfig, epochs: int) -> tuple[list[float], list[float], int]:
     """Wall and CPU seconds of each epoch of the plain PyTorch loop, and the images of one epoch."""
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     data = instantiate(cfg.data)
     data.prepare_data()
     data.setup("fit")
@@ -101,7 +102,7 @@ def plain_epochs(cfg: DictConfig, epochs: int) -> tuple[list[float], list[float]
 def nag_epochs(cfg: DictConfig, epochs: int, validate: bool) -> EpochClock:
     """Fit ``cfg``'s model with ``nag.train``'s own data module and Trainer for ``epochs`` epochs; validation (and
     the figures drawn with it) only if ``validate``."""
-    from nag.train import build_data_and_trainer
+    from nag.training.build import build_data_and_trainer
 
     with open_dict(cfg):
         cfg.trainer.max_epochs = epochs
@@ -109,7 +110,7 @@ def nag_epochs(cfg: DictConfig, epochs: int, validate: bool) -> EpochClock:
         if not validate:
             cfg.trainer.limit_val_batches = 0
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     clock = EpochClock()
     data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[clock])
     trainer.fit(model, datamodule=data)

@@ -17,6 +17,7 @@ from nag.compare import parser as compare_parser
 from nag.config.errors import ConfigError
 from nag.config.schema import validate
 from nag.report import parser as report_parser
+from nag.training.build import build_model
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -70,7 +71,7 @@ def test_every_readme_training_command_composes(compose_cfg, command) -> None:
                 validate(cfg)
             continue
         validate(cfg)
-        instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+        build_model(cfg)
         instantiate(cfg.data)
 
 

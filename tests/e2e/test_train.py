@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nag.config.errors import MissingFileError
 from nag.train import train
+from nag.training.build import build_model
 from nag.training.module import NAGModule
 from tests.helpers import TINY, run_module
 
@@ -185,7 +186,7 @@ def test_validation_loss_is_deterministic_for_a_fixed_model(compose_cfg) -> None
     from hydra.utils import instantiate
 
     cfg = compose_cfg([*TINY, "matching=swd"])
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     dm = instantiate(cfg.data)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     first, second = trainer.validate(model, dm, verbose=False), trainer.validate(model, dm, verbose=False)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nag.config.errors import instantiate
-from nag.train import build_data_and_trainer
+from nag.training.build import build_data_and_trainer, build_model
 from nag.training.module import NAGModule
 
 pytestmark = pytest.mark.gpu
@@ -49,7 +49,7 @@ def _fit(compose_cfg, tmp_path: Path, extra: list[str], steps: int = 8) -> tuple
         output_dir=tmp_path,
     )
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     recorder = Recorder()
     data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[recorder])
     trainer.fit(model, datamodule=data)

@@ -19,11 +19,10 @@ from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluat
 from nag.analysis.metrics import multiscale_swd
 from nag.analysis.runs import load_model
 from nag.analysis.samplers import GaussianMixtureSampler
-from nag.config.errors import instantiate
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior, fixed_draw, translated
 from nag.runs.run_dir import RunDir
-from nag.train import build_data_and_trainer
+from nag.training.build import build_data_and_trainer, build_model
 from nag.training.figures import image_grid
 from nag.training.module import NAGModule
 from tests.helpers import TINY_FIT
@@ -38,7 +37,7 @@ def model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> NAGModul
         [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=16"], tmp_path_factory.mktemp("pins")
     )
     L.seed_everything(0, verbose=False)
-    m = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    m = build_model(cfg)
     data, trainer = build_data_and_trainer(cfg, m)
     trainer.fit(m, datamodule=data)
     return m.eval()
@@ -135,7 +134,7 @@ class _Draws(L.Callback):
 
 def test_training_prior_draws_change_every_step_and_repeat_for_the_same_step(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg([*TINY_FIT, "+trainer.max_steps=6"], output_dir=tmp_path)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     draws = _Draws()
     data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[draws])
     trainer.fit(model, datamodule=data)
@@ -158,7 +157,7 @@ def test_the_latent_diagnostics_read_validation_codes(compose_cfg, tmp_path: Pat
         output_dir=tmp_path,
     )
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)
     logged = float(trainer.callback_metrics["latent/code_mean"])

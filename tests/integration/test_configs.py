@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from nag import CONF_DIR
 from nag.model.matching import PriorMatching
 from nag.model.priors import NormalPrior, Prior
+from nag.training.build import build_model
 from nag.training.module import NAGModule
 from tests.helpers import TINY
 
@@ -51,13 +52,13 @@ def test_every_option_of_the_other_groups_composes_and_instantiates(compose_cfg,
     elif group == "data":
         assert instantiate(cfg.data).image_size == cfg.data.image_size
     else:
-        instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+        build_model(cfg)
     instantiate(cfg.data)  # the data module of every preset is valid too
 
 
 def test_default_model_is_the_reports_and_reloadable_from_hparams(compose_cfg) -> None:
     cfg = compose_cfg([])
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     assert isinstance(model, NAGModule) and model.hparams.latent_dim == 64
     clone = NAGModule(**model.hparams)  # what load_from_checkpoint does, with no config at hand
     assert torch.equal(clone.prior.mean, model.prior.mean)
@@ -80,7 +81,7 @@ def test_prior_overrides_from_the_command_line(compose_cfg) -> None:
 def test_latent_dim_mismatch_is_reported(compose_cfg) -> None:
     cfg = compose_cfg(["prior.dim=3"])
     with pytest.raises(Exception, match="the prior's latent dimension 3 differs from latent_dim=64"):
-        instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+        build_model(cfg)
 
 
 def test_tiny_preset_is_small(compose_cfg) -> None:

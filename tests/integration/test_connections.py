@@ -16,7 +16,7 @@ from torchvision.utils import make_grid
 from nag.config.compose import compose_run
 from nag.config.errors import instantiate
 from nag.data.celeba_layout import index_celeba
-from nag.train import build_data_and_trainer
+from nag.training.build import build_data_and_trainer, build_model
 from nag.training.callbacks.grids import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
 from nag.training.figures import PAD_VALUE
 from tests.helpers import TINY_FIT
@@ -27,7 +27,7 @@ def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str = "run") -> tu
     """A real fit of the tiny model; returns the trainer (its data module attached) and the model in eval mode."""
     cfg = compose_cfg([*TINY_FIT, *extra], output_dir=tmp_path / name)
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)
     return trainer, model.eval()
@@ -45,7 +45,7 @@ def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
     ]
     cfg = compose_run(overrides, tmp_path_factory.mktemp("fitted"))
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)
     return trainer, model.eval()
@@ -81,7 +81,7 @@ class DecoderInputs:
 
 def test_loss_is_recon_plus_lambda_times_matching(compose_cfg) -> None:
     cfg = compose_cfg(["debug=tiny", "matching=mmd_imq", "matching.weight=0.37", "prior=normal_mean-3"])
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching).train()
+    model = build_model(cfg).train()
     x = torch.rand(16, 3, 16, 16)
     terms = model.loss_terms(x, torch.Generator().manual_seed(5))
     # each term recomputed from the public parts: the reconstruction MSE and the distance on the same draws
@@ -116,7 +116,7 @@ def test_the_rare_pixel_weighting_is_written_out_and_assembled_into_the_loss(com
     assert weighted_mse(x + err, x, 0.0).item() == pytest.approx(F.mse_loss(x + err, x).item(), rel=1e-6)
     # In the module: model.recon_emphasis > 0 makes the recon term this weighted error of the reconstruction.
     cfg = compose_cfg(["debug=tiny", "model.recon_emphasis=2.5"])
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching).train()
+    model = build_model(cfg).train()
     assert model.hparams.recon_emphasis == 2.5
     x = torch.rand(16, 3, 16, 16)
     terms = model.loss_terms(x)
@@ -257,7 +257,7 @@ def test_the_scheduler_branch_decays_the_rate_at_its_milestones(compose_cfg) -> 
             "+model.scheduler.factors=[0.5,0.2]",
         ]
     )
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     config = model.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["interval"] == "epoch"
@@ -274,7 +274,7 @@ def test_the_scheduler_branch_decays_the_rate_at_its_milestones(compose_cfg) -> 
 
 def test_without_a_scheduler_configure_optimizers_returns_the_optimizer(compose_cfg) -> None:
     cfg = compose_cfg(["debug=tiny", "model.optimizer.lr=0.0042"])
-    optimizer = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching).configure_optimizers()
+    optimizer = build_model(cfg).configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 0.0042
 
 

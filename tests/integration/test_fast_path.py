@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nag.config.errors import instantiate
-from nag.train import build_data_and_trainer
+from nag.training.build import build_data_and_trainer, build_model
 from nag.training.module import NAGModule
 
 FAST = ["data.on_device=true", "model.channels_last=true"]
@@ -49,7 +49,7 @@ def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str, steps: int = 
         output_dir=tmp_path / name,
     )
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     recorder = LossRecorder()
     data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[recorder])
     trainer.fit(model, datamodule=data)

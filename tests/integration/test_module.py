@@ -11,10 +11,10 @@ import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 
-from nag.config.errors import DivergenceError, MissingFileError, UserInputError, instantiate
+from nag.config.errors import DivergenceError, MissingFileError, UserInputError
 from nag.runs.checkpoint_file import CheckpointError
 from nag.runs.trusted import UntrustedConfigError
-from nag.train import build_data_and_trainer
+from nag.training.build import build_data_and_trainer, build_model
 from nag.training.distributed import gather_codes
 from nag.training.loading import HPARAM_KEYS
 from nag.training.module import NAGModule, _plain
@@ -27,7 +27,7 @@ def tiny(compose_cfg) -> NAGModule:  # noqa: ANN001
     """The tiny model (16 px, latent 8) matched to N(−3, 2) with λ = 0.37, untrained."""
     cfg = compose_cfg(["debug=tiny", "prior=normal_mean-3", "matching=mmd_imq", "matching.weight=0.37"])
     torch.manual_seed(0)
-    return instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    return build_model(cfg)
 
 
 def _save(model: NAGModule, path: Path, **changes: object) -> Path:
@@ -340,7 +340,7 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
         output_dir=tmp_path,
     )
     L.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     model._draw_seed = 77  # kept by on_fit_start, not redrawn
     steps = StepLosses()
     data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[steps])
@@ -372,7 +372,7 @@ def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg
         [*TINY_FIT, "data.n_train=32", "data.n_val=40", "data.batch_size=16", "+trainer.max_steps=1"],
         output_dir=tmp_path,
     )
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     data, trainer = build_data_and_trainer(cfg, model)
     trainer.fit(model, datamodule=data)
     assert isinstance(model._draw_seed, int) and 0 <= model._draw_seed < 2**31 - 1

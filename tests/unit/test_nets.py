@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nag.model.nets import Decoder, Encoder
+from nag.training.build import build_model
 
 
 @pytest.mark.parametrize("image_size", [32, 64, 128])
@@ -66,10 +67,9 @@ def _layers(module: torch.nn.Module) -> list[tuple]:
 
 def test_wae_celeba_preset_is_the_papers_layer_list(compose_cfg) -> None:
     """WAE (Tolstikhin et al. 2018) / RAE (Ghosh et al. 2020) CelebA 64 px, as composed by model=wae_celeba."""
-    from hydra.utils import instantiate
 
     cfg = compose_cfg(["model=wae_celeba", "data=synthetic"])
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     assert _layers(model.encoder) == [
         ("Conv2d", 3, 128, 5, 2),
         ("BN", 128),
@@ -106,10 +106,9 @@ def test_wae_celeba_preset_is_the_papers_layer_list(compose_cfg) -> None:
 
 
 def test_report_ae_is_unchanged_by_the_second_family(compose_cfg) -> None:
-    from hydra.utils import instantiate
 
     cfg = compose_cfg(["data=synthetic"])
-    model = instantiate(cfg.model, prior=cfg.prior, matching=cfg.matching)
+    model = build_model(cfg)
     assert _layers(model.decoder) == [
         ("Linear", 64, 512),
         ("ReLU",),
