@@ -247,7 +247,7 @@ def data_config(run: RunDir, paths: Mapping[str, Any] | None = None) -> dict[str
 
 def load_data(run: RunDir, paths: Mapping[str, Any] | None = None) -> Any:
     """The data module the run trained on, rebuilt safely (allow-list first)."""
-    return build_stored(data_config(run, paths), f"{run.path / '.hydra/config.yaml'} data")
+    return build_stored(data_config(run, paths), f"{run.path / CONFIG} data")
 
 
 # --- roles, from what the checkpoint stores ------------------------------------------------------------------

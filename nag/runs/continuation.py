@@ -35,9 +35,7 @@ from nag.config.errors import UserInputError
 from nag.config.text import quote
 from nag.io.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, read_text, strays_shown
 from nag.io.output import atomic_file, write_json_atomic
-from nag.runs.run_dir import CHECKPOINTS, CONFIG, JOB, OVERRIDES, RunDir
-
-HYDRA = Path(".hydra") / "hydra.yaml"
+from nag.runs.run_dir import CHECKPOINTS, CONFIG, HYDRA, JOB, OVERRIDES, RunDir
 
 log = logging.getLogger(__name__)
 

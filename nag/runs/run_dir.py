@@ -27,6 +27,7 @@ from nag.runs.stored_config import StoredConfig
 
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
+HYDRA = Path(".hydra") / "hydra.yaml"
 RESUME_SUBDIR = ".hydra/resume"
 CHECKPOINTS = Path("checkpoints")
 LAST = CHECKPOINTS / "last.ckpt"

@@ -115,3 +115,14 @@ def test_the_list_of_matching_distances_lives_in_conf_matching_alone() -> None:
         assert OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").hydra.sweeper.params.arm == "glob(*)"
     assert set(DISTANCES) == matchings - {"none"}
     assert {k for s, k in TARGETS if s == "matching"} - {"step_s"} == set(DISTANCES)
+
+
+def test_the_best_checkpoints_name_is_the_one_the_run_dir_looks_for() -> None:
+    import fnmatch
+
+    from omegaconf import OmegaConf
+
+    from nag.runs.run_dir import BEST_PATTERN
+
+    template = OmegaConf.load(CONF_DIR / "callbacks" / "model_checkpoint.yaml").model_checkpoint.filename
+    assert fnmatch.fnmatch(template.format(epoch=7) + ".ckpt", BEST_PATTERN), (template, BEST_PATTERN)
