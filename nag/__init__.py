@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nag.analysis.runs import Run, load_run
-    from nag.analysis.samplers import Sampler
+    from nag.samplers.core import Sampler
 
 __all__ = ["Run", "Sampler", "load_run", "train"]
 
 #: Where each public name lives (imported on first use: ``import nag`` stays light, no torch).
-_PUBLIC = {"Run": "nag.analysis.runs", "load_run": "nag.analysis.runs", "Sampler": "nag.analysis.samplers"}
+_PUBLIC = {"Run": "nag.analysis.runs", "load_run": "nag.analysis.runs", "Sampler": "nag.samplers.core"}
 
 
 def __getattr__(name: str) -> Any:
@@ -51,11 +51,15 @@ MOVED = {
     "nag.nets": "nag.model.nets",
     "nag.schedules": "nag.model.schedules",
     "nag.latent_fit": "nag.model.latent_fit",
-    "nag.samplers": "nag.analysis.samplers",
-    "nag.metrics": "nag.analysis.metrics",
     "nag.findings": "nag.analysis.findings",
     "nag.errors": "nag.config.errors",
     "nag.compose": "nag.config.compose",
+    "nag.analysis.samplers": "nag.samplers.core",
+    "nag.analysis.flow": "nag.samplers.flow",
+    "nag.analysis.metrics": "nag.metrics.quality",
+    "nag.analysis.fidelity": "nag.metrics.fidelity",
+    "nag.analysis.inception": "nag.metrics.inception",
+    "nag.analysis.fid_callback": "nag.training.callbacks.fid",
 }
 
 

@@ -39,7 +39,7 @@ class EvaluateKeys:
 
 @dataclass
 class FidKeys:
-    """``metrics.fid``'s keys (:mod:`nag.analysis.fidelity`)."""
+    """``metrics.fid``'s keys (:mod:`nag.metrics.fidelity`)."""
 
     enabled: bool
     weights_path: str | None
@@ -81,13 +81,13 @@ def write_outputs(ev: Any, out_dir: Path) -> None:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.ckpt_path``, evaluate it and write everything to ``cfg.paths.output_dir``."""
     from nag.analysis.evaluation import RealImages, evaluate_attributes, evaluate_model
-    from nag.analysis.fidelity import FidSetup, with_n
-    from nag.analysis.flow import store_beside
     from nag.analysis.runs import open_for_command
     from nag.config.compose import plain
     from nag.config.errors import instantiate
     from nag.config.schema import validate
+    from nag.metrics.fidelity import FidSetup, with_n
     from nag.runs.trusted import build_stored
+    from nag.samplers.flow import store_beside
 
     validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys}, components=False)  # before any file is read
     model, where = open_for_command(cfg, "evaluate")

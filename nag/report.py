@@ -41,12 +41,12 @@ def build_report(
     ``report.md`` into ``out``."""
     from nag.analysis.attributes import load_or_train_classifier
     from nag.analysis.evaluation import RealImages
-    from nag.analysis.fidelity import FidSetup
     from nag.analysis.findings import assess
     from nag.analysis.measures import fidelity_rows
     from nag.analysis.report import describe_runs, evaluate_runs, find_runs, render_markdown
     from nag.analysis.runs import load_data
     from nag.io.output import OutputDir
+    from nag.metrics.fidelity import FidSetup
     from nag.model.inference import resolve_device
     from nag.training.figures import png_bytes
 

@@ -55,7 +55,7 @@ def write_samples(images: Any, out: Any, fmt: str) -> list[Path]:
     import numpy as np
     from PIL import Image
 
-    from nag.analysis.inception import to_uint8
+    from nag.metrics.inception import to_uint8
 
     pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()  # (n, H, W, 3)
     if fmt == "npz":
@@ -75,13 +75,13 @@ def sample(cfg: DictConfig) -> list[Path]:
     import torch
 
     from nag.analysis.evaluation import encode_images
-    from nag.analysis.flow import store_beside
     from nag.analysis.runs import open_for_command
     from nag.config.compose import plain
     from nag.config.errors import UserInputError, instantiate
     from nag.config.schema import validate
     from nag.io.output import OutputDir
     from nag.runs.trusted import build_stored
+    from nag.samplers.flow import store_beside
 
     validate(cfg, {"": SampleKeys}, components=False)  # its own keys (n, format, ...) before any file is read
     out_path = Path(cfg.out).expanduser() if cfg.get("out") else Path(cfg.paths.output_dir) / "samples"

@@ -1,6 +1,6 @@
 """Attributes in latent space, and an attribute classifier as an independent judge of generated faces.
 
-- **Directions** (:func:`nag.training.figures.attribute_directions`, :func:`nag.training.figures.edit_grid`): for
+- **Directions** (:func:`nag.model.latent_edit.attribute_directions`, :func:`nag.training.figures.edit_grid`): for
   each attribute, mean(code | attribute) − mean(code | no attribute) over training codes; moving a code along it
   adds (or, backwards, removes) the attribute.
 - **Classifier**: a small CNN trained once per dataset on the training split's real images and labels, cached

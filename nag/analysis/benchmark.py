@@ -2,7 +2,7 @@
 
 One row per (job, sampler): the swept keys, the sampler (``prior``: the job's own prior; ``gmm``: a 10-component
 Gaussian mixture on its training codes, ``gmm<k>`` one of k; ``gaussian``; ``flow``:
-:class:`~nag.analysis.flow.FlowSampler`), and what the field reports — FID, KID, precision and recall in Inception
+:class:`~nag.samplers.flow.FlowSampler`), and what the field reports — FID, KID, precision and recall in Inception
 features (at one n, with the real-vs-real floor), the sample SWD (multi-scale, against the test images), the
 attribute-frequency gap (mean over attributes of |frequency in samples − frequency in real test faces|, by the
 dataset's attribute classifier) and the largest gap with its attribute — beside the job's reconstruction PSNR and
@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_sampling
-from nag.analysis.samplers import make_sampler
 from nag.analysis.tables import cell, fixed, markdown_table
 from nag.config.errors import UserInputError
+from nag.samplers.core import make_sampler
 
 log = logging.getLogger(__name__)
 

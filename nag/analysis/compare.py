@@ -21,11 +21,11 @@ from torch import Tensor
 
 from nag.analysis.benchmark import SamplerTable, load_attributes, score_samplers
 from nag.analysis.evaluation import RealImages, encode_images, evaluate_reconstruction, evaluate_sampling
-from nag.analysis.fidelity import FidSetup
 from nag.analysis.rare import rare_features
 from nag.analysis.runs import data_config, load_data, load_model
 from nag.analysis.tables import cell, markdown_table
 from nag.config.errors import UserInputError
+from nag.metrics.fidelity import FidSetup
 from nag.model.inference import resolve_device
 from nag.model.priors import fixed_draw
 from nag.runs.discovery import discover, swept_keys
@@ -50,7 +50,7 @@ EVALUATION_COLUMNS = {
     "psnr": ("reconstruction", "psnr"),
     "ssim": ("reconstruction", "ssim"),
 }
-# With Inception weights (nag.analysis.fidelity): the field's sample metrics of each job, at one n.
+# With Inception weights (nag.metrics.fidelity): the field's sample metrics of each job, at one n.
 FIDELITY_COLUMNS = {"fid": "fid", "kid": "kid", "precision": "precision", "recall": "recall"}
 N_GRID = 16  # samples per job in samples.png (a 4 x 4 grid)
 

@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 
 import nag  # noqa: F401  (registers the nag.* OmegaConf resolvers)
-from nag.analysis.fidelity import FidSetup
-from nag.analysis.metrics import (
+from nag.config.errors import UserInputError
+from nag.data.datamodule import ImageDataModule
+from nag.metrics.fidelity import FidSetup
+from nag.metrics.quality import (
     diversity,
     error_by_attribute,
     interpolation_smoothness,
@@ -26,20 +28,11 @@ from nag.analysis.metrics import (
     multiscale_swd,
     reconstruction_metrics,
 )
-from nag.analysis.samplers import PriorSampler
-from nag.config.errors import UserInputError
-from nag.data.datamodule import ImageDataModule
 from nag.model.inference import batched
+from nag.model.latent_edit import EDIT_STEPS, attribute_directions, chosen
 from nag.model.priors import Prior, describe, fixed_draw, translated
-from nag.training.figures import (
-    EDIT_STEPS,
-    attribute_directions,
-    chosen,
-    edit_grid,
-    image_grid,
-    probe_tag,
-    reconstruction_grid,
-)
+from nag.samplers.core import PriorSampler
+from nag.training.figures import edit_grid, image_grid, probe_tag, reconstruction_grid
 from nag.training.module import NAGModule
 
 log = logging.getLogger(__name__)

@@ -21,15 +21,15 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
 
-from nag.analysis.samplers import Sampler, make_sampler
 from nag.config.errors import MissingFileError, UserInputError
 from nag.model.inference import batched, resolve_device
+from nag.model.latent_edit import attribute_directions
 from nag.model.matching import NoMatching
 from nag.model.priors import NormalPrior
 from nag.runs.run_dir import CHECKPOINTS, CONFIG, SAMPLERS, RunDir
 from nag.runs.stored_config import StoredConfig, local_paths
 from nag.runs.trusted import build_stored
-from nag.training.figures import attribute_directions
+from nag.samplers.core import Sampler, make_sampler
 from nag.training.module import NAGModule
 
 

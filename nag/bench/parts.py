@@ -161,7 +161,7 @@ def fid_cost(workdir: Path, repeats: int = 3, batch: int = 64) -> dict[str, floa
     """Images/s of the FID Inception network (any input size: it resizes to 299 px) on the CPU, and on CUDA when
     there is one; the time 10,000 samples (and their 10,000 real references, cached after the first time) take.
     Weights as ``nag.evaluate`` finds them; without any, the same architecture with random weights (its speed)."""
-    from nag.analysis.inception import InceptionFeatures, resolve_weights
+    from nag.metrics.inception import InceptionFeatures, resolve_weights
 
     found = resolve_weights(None, workdir / "fid", download=False)
     out: dict[str, float] = {} if found is not None else {"random_weights": 1.0}

@@ -116,7 +116,6 @@ def _training_bases() -> dict[str, tuple[type, ...]]:
         **_allowed_bases(),
         "nag.training.module": (pl.LightningModule,),
         "nag.training.callbacks": (pl.Callback,),
-        "nag.analysis.fid_callback": (pl.Callback,),  # callbacks=with_fid
         "nag.training.checkpoint": (pl.Callback, CheckpointIO),
         "nag.training.progress": (pl.Callback,),
         "lightning.pytorch.callbacks": (pl.Callback,),

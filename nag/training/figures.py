@@ -1,5 +1,5 @@
-"""Image grids of a trained module, shared by the TensorBoard callbacks, ``nag.evaluate`` and ``nag.report``,
-and the attribute directions the edit grids move codes along.
+"""Image grids of a trained module, shared by the TensorBoard callbacks, ``nag.evaluate`` and ``nag.report``
+(the attribute directions the edit grid moves codes along are :mod:`nag.model.latent_edit`'s).
 
 Each function returns a ``(3, H, W)`` grid in [0, 1] (``torchvision.utils.make_grid``) and needs only the
 module's public API (``reconstruct``, ``interpolate``, ``decode``). Which codes to decode is the prior's
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torchvision.utils import make_grid
+
+from nag.model.latent_edit import EDIT_STEPS, edited_codes
 
 PAD_VALUE = 1.0  # white separators between faces
 
@@ -54,33 +56,6 @@ def probe_tag(mean: float) -> str:
 
 
 # --- attribute edits ------------------------------------------------------------------------------------
-
-#: Steps along a direction in the edit grid, in multiples of its length.
-EDIT_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
-#: The fewest faces with and without an attribute for its direction to be estimated.
-MIN_PER_CLASS = 5
-
-
-def attribute_directions(codes: Tensor, attributes: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-    """``{name: mean(code | attribute) − mean(code | no attribute)}`` for attributes with at least
-    :data:`MIN_PER_CLASS` faces on each side. ``codes (N, d)``, ``attributes (N, A)`` 0/1."""
-    out = {}
-    for k, name in enumerate(names):
-        has = attributes[:, k] > 0.5  # (N,)
-        if MIN_PER_CLASS <= int(has.sum()) <= len(has) - MIN_PER_CLASS:
-            out[name] = codes[has].mean(0) - codes[~has].mean(0)  # (d,)
-    return out
-
-
-def chosen(directions: dict[str, Tensor], wanted: Sequence[str], fallback: int = 6) -> dict[str, Tensor]:
-    """The directions of the ``wanted`` attributes the dataset has, else its first ``fallback`` ones."""
-    return {n: directions[n] for n in wanted if n in directions} or dict(list(directions.items())[:fallback])
-
-
-def edited_codes(z: Tensor, direction: Tensor, steps: Sequence[float] = EDIT_STEPS) -> Tensor:
-    """``z (F, d)`` moved by each step times ``direction``: ``(F, S, d)``."""
-    s = torch.tensor(steps, dtype=z.dtype, device=z.device).view(1, -1, 1)  # (1, S, 1)
-    return z.unsqueeze(1) + s * direction.to(z).view(1, 1, -1)
 
 
 @torch.no_grad()

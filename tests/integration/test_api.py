@@ -71,7 +71,7 @@ def test_an_old_import_path_still_works_with_a_deprecation_warning(old: str, new
 
 
 def test_every_sampler_follows_the_protocol() -> None:
-    from nag.analysis.samplers import make_sampler
+    from nag.samplers.core import make_sampler
 
     for name in ("prior", "gaussian", "gmm", "gmm3", "flow"):
         assert isinstance(make_sampler(name), nag.Sampler), name

@@ -10,7 +10,7 @@ import torch
 
 from nag.analysis.attributes import AttributeClassifier, attribute_metrics, load_or_train_classifier
 from nag.data.synthetic import SyntheticFaces
-from nag.training.figures import EDIT_STEPS, MIN_PER_CLASS, attribute_directions, edited_codes
+from nag.model.latent_edit import EDIT_STEPS, MIN_PER_CLASS, attribute_directions, edited_codes
 
 
 def test_directions_are_the_difference_of_class_means() -> None:

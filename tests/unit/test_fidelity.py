@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from nag.analysis import fidelity as fd
-from nag.analysis.inception import N_CONV_BLOCKS, block_names
 from nag.config.console import add_fid_arguments, fid_options
+from nag.metrics import fidelity as fd
+from nag.metrics.inception import N_CONV_BLOCKS, block_names
 
 
 def gaussian(n: int, d: int = 4, shift: float = 0.0, seed: int = 0) -> torch.Tensor:

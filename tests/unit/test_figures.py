@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from nag.model.latent_edit import chosen
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior
-from nag.training.figures import PAD_VALUE, chosen, image_grid, interpolation_grid, png_bytes
+from nag.training.figures import PAD_VALUE, image_grid, interpolation_grid, png_bytes
 
 
 def test_chosen_keeps_the_wanted_directions_in_order_else_the_first_six() -> None:

@@ -1,4 +1,4 @@
-"""The ex-post normalising flow (``sampler=flow``, ``nag.analysis.flow``): it learns a density a Gaussian cannot,
+"""The ex-post normalising flow (``sampler=flow``, ``nag.samplers.flow``): it learns a density a Gaussian cannot,
 stops early on held-out codes, and is stored beside the run, reused, and refitted when the stored file is wrong."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nag.analysis.flow import FlowSampler
-from nag.analysis.samplers import GaussianMixtureSampler
 from nag.config.errors import ConfigError
+from nag.samplers.core import GaussianMixtureSampler
+from nag.samplers.flow import FlowSampler
 
 
 def banana(n: int, seed: int) -> torch.Tensor:
@@ -81,7 +81,7 @@ def test_a_fitted_flow_is_stored_reused_and_refitted_when_it_does_not_match(tmp_
         else:
             stored.write_bytes(bad)
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="nag.analysis.flow"):
+        with caplog.at_level(logging.WARNING, logger="nag.samplers.flow"):
             refit = small(max_epochs=10, store=str(tmp_path)).fit(codes, prior=None)
         assert f"ignored {stored}" in caplog.text and "fitting the flow again" in caplog.text
         assert refit.history["stored"] is False
@@ -91,7 +91,7 @@ def test_a_fitted_flow_is_stored_reused_and_refitted_when_it_does_not_match(tmp_
 def test_a_store_that_cannot_be_written_loses_nothing_but_the_cache(tmp_path: Path, caplog) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "samplers").symlink_to(tmp_path / "elsewhere")
-    with caplog.at_level(logging.WARNING, logger="nag.analysis.flow"):
+    with caplog.at_level(logging.WARNING, logger="nag.samplers.flow"):
         flow = small(max_epochs=3, store=str(tmp_path / "samplers")).fit(banana(200, 0), prior=None)
     assert flow.sample(4).shape == (4, 2)
     assert "could not be stored" in caplog.text and not any((tmp_path / "elsewhere").iterdir())

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nag.analysis.metrics import (
+from nag.metrics.quality import (
     _blur,
     diversity,
     error_by_attribute,
@@ -17,8 +17,8 @@ from nag.analysis.metrics import (
     multiscale_swd,
     reconstruction_metrics,
 )
-from nag.analysis.samplers import GaussianMixtureSampler, PriorSampler
 from nag.model.priors import NormalPrior
+from nag.samplers.core import GaussianMixtureSampler, PriorSampler
 from tests.helpers import faces
 
 

@@ -8,9 +8,10 @@ import lightning as L
 from torch import Tensor
 
 from nag.config.params import Count, checked
+from nag.model.latent_edit import attribute_directions, chosen
 from nag.training.callbacks.common import encode_batched, fixed_images, n_val_images
 from nag.training.callbacks.grids import ValidationFigure
-from nag.training.figures import attribute_directions, chosen, edit_grid
+from nag.training.figures import edit_grid
 
 
 class AttributeEdits(ValidationFigure):

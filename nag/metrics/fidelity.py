@@ -2,7 +2,7 @@
 
 - FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018, cubic polynomial kernel, 100 subsets of up to 1,000) are
   torch-fidelity's formulas (``fid_statistics_to_metric``, ``kid_features_to_metric``), on the 2048-d features of
-  :mod:`nag.analysis.inception` — the same network and formula as published CelebA numbers.
+  :mod:`nag.metrics.inception` — the same network and formula as published CelebA numbers.
 - Precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020), k = 3: the
   authors' own ``prdc`` package. Precision: share of samples inside the real manifold (quality); recall: share of
   real images inside the samples' manifold (modes covered); density: precision that counts how many real
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nag.analysis.inception import InceptionFeatures
+from nag.metrics.inception import InceptionFeatures
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class FidSetup:
     def load(cls, dm: Any, real: Any, opts: Any, device: torch.device | str, seed: int = 0) -> FidSetup | None:
         """From ``metrics.fid`` settings (a mapping: ``enabled``, ``weights_path``, ``download``, ``n_samples``,
         ``cache_dir``, default ``<data cache>/fid``); None (one notice) when disabled or without weights."""
-        from nag.analysis.inception import load_features
+        from nag.metrics.inception import load_features
 
         if not opts.get("enabled", True):  # a bool: FidKeys checks metrics.fid.enabled, fid_options builds it
             return None

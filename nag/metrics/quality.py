@@ -1,4 +1,4 @@
-"""Evaluation metrics that need no network (FID, KID, precision/recall: :mod:`nag.analysis.fidelity`).
+"""Evaluation metrics that need no network (FID, KID, precision/recall: :mod:`nag.metrics.fidelity`).
 
 Directions: reconstruction MSE ↓, PSNR ↑, SSIM ↑; latent MMD ↓, SWD ↓, moment errors ↓; multi-scale SWD ↓
 (compare with the real-vs-real baseline); diversity: closer to the real images' value is better (0 = all

@@ -44,8 +44,8 @@ class TrainingFid(L.Callback):
 
     def _fid(self, trainer: L.Trainer, module: L.LightningModule) -> Any:
         """The extractor and the reference, built once (None when there are no weights)."""
-        from nag.analysis.fidelity import reference, reference_file
-        from nag.analysis.inception import load_features
+        from nag.metrics.fidelity import reference, reference_file
+        from nag.metrics.inception import load_features
 
         if self._setup is None and not self._unavailable:
             dm: Any = getattr(trainer, "datamodule", None)
@@ -64,7 +64,7 @@ class TrainingFid(L.Callback):
         return self._setup
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from nag.analysis.fidelity import fidelity
+        from nag.metrics.fidelity import fidelity
 
         writer = tensorboard_writer(trainer)
         if writer is None or trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:

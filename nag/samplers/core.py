@@ -41,7 +41,7 @@ MAX_COMPONENTS = 500
 def make_sampler(name: str, store: str | None = None, key: str = "sampler") -> Any:
     """A fresh sampler by name, with the defaults of its class (``conf/sampler/<name>.yaml`` sets the same);
     ``store``: where a flow keeps its fit (a run's ``samplers/``); ``key``: what named it, for the message."""
-    from nag.analysis.flow import FlowSampler
+    from nag.samplers.flow import FlowSampler
 
     if name == "prior":
         return PriorSampler()
