@@ -18,12 +18,7 @@ from typing import Any
 
 from nag import CONF_DIR
 from nag.config.errors import UserInputError
-
-#: Overrides that belong to one invocation, never carried over from the run being resumed.
-PER_INVOCATION = ("resume", "ckpt_path", "hydra.run.dir", "hydra.output_subdir")
-#: Keys (or last parts of keys) that say where nag writes: this machine's business, never a stored run's.
-WRITE_KEYS = ("paths.output_dir", "paths.cache_dir", "data.cache_dir")
-WRITE_KEY_ENDINGS = ("dirpath", "save_dir", "default_root_dir", "output_dir", "cache_dir", "log_dir")
+from nag.config.keys import PER_INVOCATION, READ_KEYS, WRITE_KEY_ENDINGS, WRITE_KEYS
 
 
 class StoredOverrideError(UserInputError):
@@ -46,7 +41,7 @@ def override_values(overrides: Iterable[str]) -> dict[str, str]:
 
 def writes_somewhere(key: str) -> bool:
     """Whether ``key`` says where nag writes (``paths.cache_dir``, ``callbacks.x.dirpath``, ...)."""
-    if key == "paths.data_dir":  # where the data is read from
+    if key in READ_KEYS:  # where the data is read from
         return False
     return key in WRITE_KEYS or key.startswith("paths.") or key.rsplit(".", 1)[-1] in WRITE_KEY_ENDINGS
 

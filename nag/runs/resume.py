@@ -20,8 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from nag.config.errors import ConfigError, MissingFileError, UserInputError
+from nag.config.keys import PER_INVOCATION
 from nag.io.files import load_yaml
-from nag.runs.overrides import PER_INVOCATION, StoredOverrideError, carried_over, check_stored, override_key
+from nag.runs.overrides import StoredOverrideError, carried_over, check_stored, override_key
 from nag.runs.run_dir import OVERRIDES, RESUME_SUBDIR, RunDir
 from nag.runs.trusted import OPTIONAL_DEFAULTS
 

@@ -20,15 +20,13 @@ from nag.config.errors import UserInputError
 from nag.config.text import quote
 from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
 from nag.runs.trusted import CHECKPOINT_ROLES, OPTIONAL_DEFAULTS, UntrustedConfigError, check_config
+from nag.training.module import HOW_KEYS, HPARAM_KEYS
 
 if TYPE_CHECKING:
     from nag.training.module import NAGModule
 
-#: The hyper-parameters a checkpoint may carry: the arguments of ``NAGModule.__init__`` that define the run (all
-#: of them, so resuming may change none; ``compile`` and ``channels_last`` only say how it is computed).
 #: The widest code a checkpoint may claim (nag's models use 8 to 512; the file's own tensors are checked too).
 MAX_LATENT_DIM = 1 << 16
-HPARAM_KEYS = ("latent_dim", "encoder", "decoder", "prior", "matching", "optimizer", "scheduler", "recon_emphasis")
 
 
 def check_hparams(hparams: Mapping[str, Any], source: str | Path) -> None:
@@ -59,7 +57,7 @@ def load_module(
 ) -> NAGModule:
     """``cls`` rebuilt from ``checkpoint_path`` (see ``NAGModule.load_from_checkpoint`` for the arguments)."""
     ckpt = read_checkpoint(checkpoint_path, map_location="cpu", key=kwargs.pop("_key", "checkpoint"))
-    how = {k: kwargs.pop(k) for k in ("compile", "channels_last") if k in kwargs}  # not hyper-parameters
+    how = {k: kwargs.pop(k) for k in HOW_KEYS if k in kwargs}  # not hyper-parameters
     hparams = {**ckpt["hyper_parameters"], **kwargs}
     check_hparams(hparams, checkpoint_path)
     # What the hyper-parameters claim (a latent_dim of 12 million in a 131 KB file) is checked against the file's

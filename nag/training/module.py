@@ -7,6 +7,7 @@ checkpoint self-contained: ``NAGModule.load_from_checkpoint(path)`` rebuilds the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -262,3 +263,10 @@ class NAGModule(TermLogging, L.LightningModule):
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+#: The constructor arguments that say how the model is computed, not what it is (never stored, may change).
+HOW_KEYS = ("compile", "channels_last")
+#: The hyper-parameters a checkpoint stores: every other argument of ``NAGModule.__init__`` (read from it, so the
+#: list cannot drift from the constructor).
+HPARAM_KEYS = tuple(n for n in inspect.signature(NAGModule.__init__).parameters if n not in ("self", *HOW_KEYS))

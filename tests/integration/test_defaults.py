@@ -75,3 +75,26 @@ def test_every_yaml_value_restates_its_default_or_is_a_listed_deliberate_setting
         f"not listed: {sorted(set(differ.items()) - set(DELIBERATE.items()))}; "
         f"listed but no longer deliberate: {sorted(set(DELIBERATE.items()) - set(differ.items()))}"
     )
+
+
+def test_the_hyper_parameter_names_have_one_home_the_constructor(compose_cfg) -> None:
+    """NAGModule's signature names the hyper-parameters; what a checkpoint stores, what loading accepts, which may be
+    missing from older checkpoints (with the defaults they then had) and the allow-list's roles follow from it."""
+    from nag.runs.trusted import CHECKPOINT_ROLES, OPTIONAL_DEFAULTS
+    from nag.training.build import build_model
+    from nag.training.module import HPARAM_KEYS, NAGModule
+
+    signature = inspect.signature(NAGModule.__init__).parameters
+    assert set(build_model(compose_cfg(["debug=tiny"])).hparams) == set(HPARAM_KEYS)
+    assert all(signature[k].default == v for k, v in OPTIONAL_DEFAULTS.items()), "an older checkpoint's defaults"
+    assert set(OPTIONAL_DEFAULTS) <= set(HPARAM_KEYS) and set(CHECKPOINT_ROLES) <= set(HPARAM_KEYS)
+
+
+def test_this_machines_keys_are_one_declared_set() -> None:
+    """Hydra's run names leave out exactly the keys nag.config.keys declares this machine's."""
+    from nag.config.keys import MACHINE_KEYS, is_machine_key
+
+    hydra = OmegaConf.load(CONF_DIR / "hydra" / "default.yaml")
+    assert list(hydra.job.config.override_dirname.exclude_keys) == list(MACHINE_KEYS)
+    assert all(is_machine_key(k) for k in MACHINE_KEYS)
+    assert not any(is_machine_key(k) for k in ("prior.mean", "data.batch_size", "matching.weight", "model.latent_dim"))

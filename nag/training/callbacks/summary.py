@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from nag.config.keys import is_machine_key
 from nag.runs.overrides import override_key, override_values
 
 #: Final metrics shown in TensorBoard's HParams tab, as ``hparams/<name>``.
@@ -19,8 +20,6 @@ SUMMARY_METRICS = (
     "latent/code_variance",
     "latent/code_kurtosis",
 )
-#: Overrides that are paths or per-invocation, not hyper-parameters.
-NOT_HPARAMS = ("ckpt_path", "resume", "paths.", "data.root", "data.cache_dir", "hydra.")
 
 
 class HParamsSummary(L.Callback):
@@ -51,10 +50,8 @@ class HParamsSummary(L.Callback):
 
     def params(self) -> dict[str, float | str]:
         values = override_values(self.overrides)
-        out: dict[str, float | str] = {
-            k: _number_or_text(v) for k, v in values.items() if not k.startswith(NOT_HPARAMS)
-        }
-        out["overrides"] = " ".join(o for o in self.overrides if not override_key(o).startswith(NOT_HPARAMS))
+        out: dict[str, float | str] = {k: _number_or_text(v) for k, v in values.items() if not is_machine_key(k)}
+        out["overrides"] = " ".join(o for o in self.overrides if not is_machine_key(override_key(o)))
         return out
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
