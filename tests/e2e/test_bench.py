@@ -60,6 +60,6 @@ def test_table_judges_each_target_in_its_direction() -> None:
     lines = {line.split("  ")[0]: line for line in table(results).splitlines()}
     assert lines["nag / plain loop"].endswith("MISSED")
     assert lines["mmd_imq share of a step (batch 128, d 64)"].endswith("ok")
-    assert lines["swd share of a step"].endswith("MISSED")
+    assert lines["swd share of a step (batch 128, d 64)"].endswith("MISSED")
     assert lines["bad config value reported after (s)"].endswith("ok")
     assert "moments share" not in table(results)  # only what was measured
