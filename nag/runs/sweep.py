@@ -8,6 +8,7 @@ message, its type and the training step reached) and logged, and Hydra goes on w
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -134,8 +135,6 @@ class ClosedCallback(Callback):
 
 
 def _stopping(hook: Callable[..., Any], where: str) -> Callable[..., Any]:
-    import functools
-
     @functools.wraps(hook)
     def run(self: Any, config: DictConfig, **kwargs: Any) -> Any:
         try:
