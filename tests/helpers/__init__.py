@@ -94,3 +94,18 @@ def faces(n: int, seed: int = 0, size: int = 32) -> Any:
 
     imgs = render([sample_params(seed, 0, i) for i in range(n)], size)
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+
+
+def fit_tiny(cfg: Any, model: Any = None, extra_callbacks: list[Any] = (), seed: int | None = 0) -> tuple[Any, ...]:
+    """A real in-process fit of ``cfg`` (its model unless ``model`` is given) through the Trainer nag.train builds,
+    seeded with ``seed`` (None: not seeded); returns ``(trainer, data, model)``."""
+    import lightning as L
+
+    from nag.training.build import build_data_and_trainer, build_model
+
+    if seed is not None:
+        L.seed_everything(seed, verbose=False)
+    model = build_model(cfg) if model is None else model
+    data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=list(extra_callbacks))
+    trainer.fit(model, datamodule=data)
+    return trainer, data, model

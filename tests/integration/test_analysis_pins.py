@@ -22,10 +22,9 @@ from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior, fixed_draw, translated
 from nag.runs.run_dir import RunDir
 from nag.samplers.core import GaussianMixtureSampler
-from nag.training.build import build_data_and_trainer, build_model
 from nag.training.figures import image_grid
 from nag.training.module import NAGModule
-from tests.helpers import TINY_FIT
+from tests.helpers import TINY_FIT, fit_tiny
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +35,7 @@ def model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> NAGModul
     cfg = compose_run(
         [f"paths.cache_dir={cache_dir}", *TINY_FIT, "+trainer.max_steps=16"], tmp_path_factory.mktemp("pins")
     )
-    L.seed_everything(0, verbose=False)
-    m = build_model(cfg)
-    data, trainer = build_data_and_trainer(cfg, m)
-    trainer.fit(m, datamodule=data)
+    _, _, m = fit_tiny(cfg)
     return m.eval()
 
 
@@ -134,10 +130,8 @@ class _Draws(L.Callback):
 
 def test_training_prior_draws_change_every_step_and_repeat_for_the_same_step(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg([*TINY_FIT, "+trainer.max_steps=6"], output_dir=tmp_path)
-    model = build_model(cfg)
     draws = _Draws()
-    data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[draws])
-    trainer.fit(model, datamodule=data)
+    _, _, model = fit_tiny(cfg, extra_callbacks=[draws], seed=None)
     assert len(set(draws.firsts)) == 6, "each step draws other prior samples"
     again = torch.Generator().manual_seed((model._draw_seed * 1_000_003 + 3) % 2**63)
     assert float(torch.rand(1, generator=again)) == draws.firsts[3], "step 3's draws are a function of the step"
@@ -156,10 +150,7 @@ def test_the_latent_diagnostics_read_validation_codes(compose_cfg, tmp_path: Pat
         ],
         output_dir=tmp_path,
     )
-    L.seed_everything(0, verbose=False)
-    model = build_model(cfg)
-    data, trainer = build_data_and_trainer(cfg, model)
-    trainer.fit(model, datamodule=data)
+    trainer, data, model = fit_tiny(cfg)
     logged = float(trainer.callback_metrics["latent/code_mean"])
     n = min(cfg.callbacks.latent.n, len(data.dataset("val")))
     with torch.no_grad():

@@ -16,20 +16,17 @@ from torchvision.utils import make_grid
 from nag.config.compose import compose_run
 from nag.config.errors import instantiate
 from nag.data.celeba_layout import index_celeba
-from nag.training.build import build_data_and_trainer, build_model
+from nag.training.build import build_model
 from nag.training.callbacks.grids import InterpolationGrid, PriorProbes, PriorSamples, ReconstructionGrid
 from nag.training.figures import PAD_VALUE
-from tests.helpers import TINY_FIT
+from tests.helpers import TINY_FIT, fit_tiny
 from tests.helpers.celeba import write_torchvision
 
 
 def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str = "run") -> tuple[L.Trainer, torch.nn.Module]:
     """A real fit of the tiny model; returns the trainer (its data module attached) and the model in eval mode."""
     cfg = compose_cfg([*TINY_FIT, *extra], output_dir=tmp_path / name)
-    L.seed_everything(0, verbose=False)
-    model = build_model(cfg)
-    data, trainer = build_data_and_trainer(cfg, model)
-    trainer.fit(model, datamodule=data)
+    trainer, _, model = fit_tiny(cfg)
     return trainer, model.eval()
 
 
@@ -44,10 +41,7 @@ def fitted(tmp_path_factory, cache_dir):  # noqa: ANN001, ANN201
         "data.n_train=512",
     ]
     cfg = compose_run(overrides, tmp_path_factory.mktemp("fitted"))
-    L.seed_everything(0, verbose=False)
-    model = build_model(cfg)
-    data, trainer = build_data_and_trainer(cfg, model)
-    trainer.fit(model, datamodule=data)
+    trainer, _, model = fit_tiny(cfg)
     return trainer, model.eval()
 
 

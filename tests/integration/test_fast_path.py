@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nag.config.errors import instantiate
-from nag.training.build import build_data_and_trainer, build_model
 from nag.training.module import NAGModule
+from tests.helpers import fit_tiny
 
 FAST = ["data.on_device=true", "model.channels_last=true"]
 
@@ -48,11 +48,8 @@ def _fit(compose_cfg, tmp_path: Path, extra: list[str], name: str, steps: int = 
         ],
         output_dir=tmp_path / name,
     )
-    L.seed_everything(0, verbose=False)
-    model = build_model(cfg)
     recorder = LossRecorder()
-    data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[recorder])
-    trainer.fit(model, datamodule=data)
+    _, _, model = fit_tiny(cfg, extra_callbacks=[recorder])
     assert len(recorder.losses) == steps
     return recorder, model
 

@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 from nag.config.errors import DivergenceError, MissingFileError, UserInputError
 from nag.runs.checkpoint_file import CheckpointError
 from nag.runs.trusted import UntrustedConfigError
-from nag.training.build import build_data_and_trainer, build_model
+from nag.training.build import build_model
 from nag.training.distributed import gather_codes
 from nag.training.loading import HPARAM_KEYS
 from nag.training.module import NAGModule, _plain
 from nag.training.term_logging import divergence_message
-from tests.helpers import TINY_FIT
+from tests.helpers import TINY_FIT, fit_tiny
 
 
 @pytest.fixture
@@ -343,8 +343,7 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
     model = build_model(cfg)
     model._draw_seed = 77  # kept by on_fit_start, not redrawn
     steps = StepLosses()
-    data, trainer = build_data_and_trainer(cfg, model, extra_callbacks=[steps])
-    trainer.fit(model, datamodule=data)
+    trainer, _, _ = fit_tiny(cfg, model, extra_callbacks=[steps], seed=None)
     assert model._draw_seed == 77
     assert sorted(steps.seen) == [0, 1, 2] and all(len(v) == 3 for v in steps.seen.values())
     last = steps.seen[2]
@@ -372,9 +371,7 @@ def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg
         [*TINY_FIT, "data.n_train=32", "data.n_val=40", "data.batch_size=16", "+trainer.max_steps=1"],
         output_dir=tmp_path,
     )
-    model = build_model(cfg)
-    data, trainer = build_data_and_trainer(cfg, model)
-    trainer.fit(model, datamodule=data)
+    trainer, data, model = fit_tiny(cfg, seed=None)
     assert isinstance(model._draw_seed, int) and 0 <= model._draw_seed < 2**31 - 1
     seeds = set()
     for _ in range(20):  # a new run draws a new seed over the whole range
