@@ -111,11 +111,24 @@ def test_sweep_subdir_sends_retried_trials_home_and_numbers_new_ones_as_their_tr
     assert [sweep_subdir(n, 5, "d") for n in range(2)] == ["5", "6"]
 
 
+def _search_cfg(storage: str, sweep: Path) -> object:
+    """The Hydra config a continued search of matching.weight in [0.01, 100] (log) gives continue_study."""
+    from omegaconf import OmegaConf
+
+    sweeper = {
+        "storage": storage,
+        "study_name": "s",
+        "n_trials": 5,
+        "params": {"matching.weight": "tag(log, interval(0.01, 100))"},
+    }
+    sweep_dir = {"dir": str(sweep), "subdir": "${hydra.job.num}"}
+    return OmegaConf.create({"hydra": {"sweeper": sweeper, "sweep": sweep_dir, "overrides": {"hydra": []}}})
+
+
 def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> None:
     """The study file of a killed search is untrusted: an interrupted trial is asked again only with keys the
     command searches, inside their ranges."""
     optuna = pytest.importorskip("optuna")
-    from omegaconf import OmegaConf
 
     from nag.config.errors import UserInputError
     from nag.runs.continuation import continue_study
@@ -129,20 +142,7 @@ def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> No
     assert planted.number == 1
 
     def cfg() -> object:
-        return OmegaConf.create(
-            {
-                "hydra": {
-                    "sweeper": {
-                        "storage": storage,
-                        "study_name": "s",
-                        "n_trials": 5,
-                        "params": {"matching.weight": "tag(log, interval(0.01, 100))"},
-                    },
-                    "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"},
-                    "overrides": {"hydra": []},
-                }
-            }
-        )
+        return _search_cfg(storage, sweep)
 
     with pytest.raises(UserInputError, match=r"trial 1 has trainer.max_epochs=\d+, which this search does not"):
         continue_study(cfg())
@@ -161,7 +161,6 @@ def test_a_planted_waiting_trial_or_a_value_outside_the_range_is_refused(tmp_pat
     """The sweeper asks waiting trials first, with their fixed parameters as stored: a string would fail inside
     Optuna (TypeError), a value outside the command's range would train a setting nobody searched."""
     optuna = pytest.importorskip("optuna")
-    from omegaconf import OmegaConf
 
     from nag.config.errors import UserInputError
     from nag.runs.continuation import continue_study
@@ -169,20 +168,7 @@ def test_a_planted_waiting_trial_or_a_value_outside_the_range_is_refused(tmp_pat
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="s", storage=storage)
     study.enqueue_trial({"matching.weight": 1.0})  # inside: fine on its own
-    cfg = OmegaConf.create(
-        {
-            "hydra": {
-                "sweeper": {
-                    "storage": storage,
-                    "study_name": "s",
-                    "n_trials": 5,
-                    "params": {"matching.weight": "tag(log, interval(0.01, 100))"},
-                },
-                "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"},
-                "overrides": {"hydra": []},
-            }
-        }
-    )
+    cfg = _search_cfg(storage, tmp_path)
     continue_study(cfg.copy())
     study.enqueue_trial({"matching.weight": value})
     with pytest.raises(UserInputError, match=r"trial 1 has matching.weight=.*which this search does not search"):
