@@ -91,7 +91,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys}, components=False)  # before any file is read
     model, where = open_for_command(cfg, "evaluate")
-    validate(cfg, {"": EvaluateKeys, "metrics.fid": FidKeys})
+    validate(cfg)  # the components, the checkpoint's data section among them (the own keys passed above)
     datamodule = build_stored(plain(cfg.data), where)
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else None
     real = RealImages.load(datamodule, cfg.n_eval, cfg.n_fit)

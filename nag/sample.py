@@ -91,7 +91,7 @@ def sample(cfg: DictConfig) -> list[Path]:
         raise UserInputError(f"out={out_path} is a file, not a folder.")
     sampler = store_beside(instantiate(cfg.sampler), cfg.get("ckpt_path"))
     model, where = open_for_command(cfg, "sample", need_data=sampler.needs_codes)
-    validate(cfg, {"": SampleKeys})
+    validate(cfg)  # the components, the checkpoint's data section among them (the own keys passed above)
     prior = instantiate(cfg.prior) if cfg.get("prior") is not None else model.prior
     out = OutputDir(out_path, "out")
     codes = torch.zeros(0, prior.dim)  # sampling a prior encodes nothing
