@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
 
+from nag.analysis.evaluation import encode_images, reconstruct_images
 from nag.config.errors import MissingFileError, UserInputError
 from nag.model.inference import batched, resolve_device
 from nag.model.latent_edit import attribute_directions
@@ -76,14 +77,14 @@ class Run:
 
     def encode(self, images: Tensor) -> Tensor:
         """Codes ``(N, d)`` of images ``(N, 3, H, W)``."""
-        return batched(self.model.encode, images, self.model.device)
+        return encode_images(self.model, images)
 
     def decode(self, codes: Tensor) -> Tensor:
         """Images ``(N, 3, H, W)`` decoded from codes ``(N, d)``."""
         return batched(self.model.decode, codes, self.model.device)
 
     def reconstruct(self, images: Tensor) -> Tensor:
-        return batched(self.model.reconstruct, images, self.model.device)
+        return reconstruct_images(self.model, images)
 
     def interpolate(self, a: Tensor, b: Tensor, steps: int = 11) -> Tensor:
         """Images decoded along the straight line between the codes of ``a`` and ``b``, both ends included:
