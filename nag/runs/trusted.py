@@ -85,7 +85,7 @@ class UntrustedConfigError(UserInputError):
 
 
 def _allowed_bases() -> dict[str, tuple[type, ...]]:
-    """Module prefix -> the base classes a target there must derive from (imported lazily: torch is heavy)."""
+    """Module prefix -> the base classes a target there must derive from (imported when checked: torch is heavy)."""
     import torch
     from torch import nn
 

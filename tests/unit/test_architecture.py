@@ -18,23 +18,19 @@ ALLOWED = {
     "io": {"config"},
     "model": {"config"},
     "data": {"config", "io"},
-    "runs": {"config", "io"},
+    "runs": {"config", "io", "model", "data"},  # the allow-list checks classes against their base classes
     "metrics": {"config", "io", "model", "runs"},  # weights from disk come in through the checkpoint checks
     "samplers": {"config", "io", "model", "runs"},
     "training": {"config", "io", "model", "runs", "data", "metrics"},
     "analysis": {"config", "io", "model", "runs", "data", "metrics", "samplers", "training"},
 }
-#: Imports inside functions that cross a layer on purpose: the allow-list checks classes against the model's and
-#: the data's base classes, so it imports them when it runs (never at import time).
-LAZY_EXCEPTIONS = {("runs/trusted.py", "model"), ("runs/trusted.py", "data"), ("runs/trusted.py", "training")}
 ENTRY_POINTS = {"__init__.py", "train.py", "evaluate.py", "report.py", "compare.py", "sample.py"}
 MAX_LINES = 400  # a sanity limit: cohesion decides a module's size, not a count (#30)
 
 
-def _imports(path: Path) -> list[tuple[str, bool]]:
-    """``(nag sub-package, at module level)`` of every ``nag.*`` import in ``path``."""
+def _imports(path: Path) -> list[str]:
+    """The nag sub-package of every ``nag.*`` import in ``path``, at module level or inside a function."""
     tree = ast.parse(path.read_text())
-    top = {id(n) for n in tree.body}
     out = []
     for node in ast.walk(tree):
         names = []
@@ -45,7 +41,7 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
         for name in names:
             parts = name.split(".")
             if parts[0] == "nag" and len(parts) > 1:
-                out.append((parts[1], id(node) in top))
+                out.append(parts[1])
     return out
 
 
@@ -59,10 +55,8 @@ def test_imports_run_one_way(path: Path) -> None:
     layer = rel.parts[0] if len(rel.parts) > 1 else None
     if layer not in ALLOWED:
         return  # an entry point or the benchmark
-    for target, at_top in _imports(path):
+    for target in _imports(path):
         if target == layer or target not in {*ALLOWED, "train", "evaluate", "report", "compare", "bench"}:
-            continue
-        if not at_top and (str(rel), target) in LAZY_EXCEPTIONS:
             continue
         assert target in ALLOWED[layer], f"nag/{rel} imports nag.{target}: {layer} may import only {ALLOWED[layer]}"
 
