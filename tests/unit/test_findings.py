@@ -1,5 +1,5 @@
-"""``findings.assess`` on constructed measures: every verdict flips exactly at its stated threshold, and the
-evidence states the numbers it was judged on; ``report_measures`` takes each from its evaluation."""
+"""``findings.assess`` on constructed measures: every verdict flips exactly at its stated threshold, each is judged on
+its own numbers (which its evidence shows); ``report_measures`` takes each from its evaluation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nag.analysis.findings import assess
+from nag.analysis.findings import Finding, assess
 from nag.analysis.measures import (
     AttributeShare,
     ClassifierReading,
@@ -61,6 +61,15 @@ def verdicts(m: ReportMeasures) -> list[bool]:
     return [f.supported for f in assess(m)]
 
 
+def group(finding: Finding, prefix: str) -> dict[str, float]:
+    """One listed group of a finding's numbers (``prefix/<name>``), in the order the evidence lists it."""
+    return {k.split("/", 1)[1]: v for k, v in finding.numbers.items() if k.startswith(prefix + "/")}
+
+
+def rare(finding: Finding) -> dict[str, float]:
+    return group(finding, "rare")
+
+
 def with_value(path: str, value: float) -> ReportMeasures:
     """The supported measures with one field (``a/b/c``: attributes, or keys of a dict field) set to ``value``."""
     m = copy.deepcopy(supported())
@@ -78,8 +87,7 @@ def with_value(path: str, value: float) -> ReportMeasures:
 def test_all_six_hold_on_the_constructed_metrics() -> None:
     findings = assess(supported())
     assert [f.supported for f in findings] == [True] * 6
-    assert "Eyeglasses ×1.50" in findings[0].evidence and "Beard ×1.40" in findings[0].evidence
-    assert "Bangs" not in findings[0].evidence
+    assert rare(findings[0]) == {"Eyeglasses": 1.5, "Beard": pytest.approx(1.4)}  # Bangs (15 %) is neither
 
 
 def test_no_x_attributes_are_inverted_into_feature_x() -> None:
@@ -170,7 +178,8 @@ def test_without_rare_or_common_features_finding_1_is_not_supported() -> None:
     m = supported()
     m.features = {"Smiling": FeatureError(0.5, 1.0)}
     finding = assess(m)[0]
-    assert finding.supported is False and "rare (< 10% of faces): none; mean ×nan." in finding.evidence
+    assert finding.supported is False and rare(finding) == {} and math.isnan(finding.numbers["rare_mean"])
+    assert "rare (< 10% of faces): none;" in finding.evidence
 
 
 def test_rare_and_common_bounds_are_half_open() -> None:
@@ -179,12 +188,15 @@ def test_rare_and_common_bounds_are_half_open() -> None:
     m.features["Eyeglasses"].frequency = 0.10  # no longer rare: Beard (×1.4) alone is
     m.features["Smiling"].frequency = 0.20  # still common
     finding = assess(m)[0]
-    assert "Eyeglasses" not in finding.evidence and "Beard ×1.40; mean ×1.40" in finding.evidence
-    assert "Common (≥ 20%): mean ×1.00" in finding.evidence
+    assert rare(finding) == {"Beard": pytest.approx(1.4)} and finding.numbers["rare_mean"] == pytest.approx(1.4)
+    assert finding.numbers["common_mean"] == 1.0  # Smiling (1.0) alone: Eyeglasses at 10 % is not common either
 
 
 def test_rare_features_are_listed_worst_first() -> None:
-    assert "Eyeglasses ×1.50, Beard ×1.40;" in assess(supported())[0].evidence
+    m = supported()
+    assert list(rare(assess(m)[0])) == ["Eyeglasses", "Beard"]  # ×1.5, ×1.4
+    m.features["Beard"].ratio = 1.6
+    assert list(rare(assess(m)[0])) == ["Beard", "Eyeglasses"]
 
 
 def test_each_claim_is_about_its_own_finding() -> None:
@@ -223,38 +235,61 @@ def test_the_attribute_classifier_adds_its_reading_to_findings_1_and_3() -> None
         real={"Eyeglasses": 0.06, "Sunglasses": 0.025, "Smiling": 0.5, "Young": 0.7},
     )
     first, _, third, *_ = assess(m)
-    assert "held-out accuracy 90%" in first.evidence
-    assert "for Eyeglasses 20%, Sunglasses 60%; common features: 80% on average." in first.evidence  # least kept 1st
-    assert "mean distance of 3.0%" in third.evidence
-    assert "rare ones: Sunglasses 3.0% (real 2.5%), Eyeglasses 1.0% (real 6.0%)." in third.evidence  # rarest 1st
+    assert first.numbers["classifier/accuracy"] == 0.9
+    assert list(group(first, "kept").items()) == [("Eyeglasses", 0.2), ("Sunglasses", 0.6)]  # least kept first
+    assert first.numbers["kept_common_mean"] == pytest.approx(0.8)  # (0.9 + 0.7) / 2
+    assert third.numbers["frequency_gap"] == 0.03
+    assert list(group(third, "samples").items()) == [("Sunglasses", 0.03), ("Eyeglasses", 0.01)]  # rarest first
+    assert group(third, "real") == {"Sunglasses": 0.025, "Eyeglasses": 0.06}
     assert [f.supported for f in assess(m)] == [True] * 6  # the classifier informs, it does not judge
 
 
-# Each finding's evidence names every number it was judged on, as the reader sees it, and its threshold.
-EVIDENCE_FACTS = [
-    (0, ["Eyeglasses ×1.50", "Beard ×1.40", "mean ×1.45", "mean ×1.00", "< 10%", "≥ 20%", "1.1"]),
-    (1, ["1.50 on average", "2.50 at worst", "≤ 2"]),
-    (2, ["SWD 60.0", "50.0", "15.0", "diversity 0.200", "real 0.300", "2 × reconstruction SWD", "half the real"]),
-    (
-        3,
-        [
-            "mean +100: diversity 0.010, SWD 130.0",
-            "mean -100: diversity 0.150, SWD 200.0",
-            "diversity 0.200",
-            "SWD 60.0",
-            "diversity < half or SWD > twice",
-        ],
-    ),
-    (4, ["plain 80.0", "matched 60.0", "mean +0.10", "variance 3.00", "MMD² to N(0, 2) 0.200", "1.5 ×"]),
-    (5, ["plain 100.0", "N(−3, 2) 60.0", "diversity 0.050 vs 0.200", "≥ 1.5 ×"]),
+# The numbers each finding was judged on, by name (what metrics.json keeps), from the measures of details().
+NUMBERS = [
+    {"rare/Eyeglasses": 1.5, "rare/Beard": 1.4, "rare_mean": 1.45, "common_mean": 1.0, "threshold": 1.1},
+    {"step_ratio": 1.5, "worst_step_ratio": 2.5, "threshold": 2.0},
+    {"sample_swd": 60.0, "reconstruction_swd": 50.0, "real_swd": 15.0, "sample_diversity": 0.2, "real_diversity": 0.3},
+    {
+        "sample_diversity": 0.2,
+        "sample_swd": 60.0,
+        "probe+100/diversity": 0.01,
+        "probe+100/swd": 130.0,
+        "probe-100/diversity": 0.15,
+        "probe-100/swd": 200.0,
+    },
+    {
+        **{"plain_swd": 80.0, "matched_swd": 60.0, "plain_diversity": 0.2, "matched_diversity": 0.2, "ratio": 1.5},
+        **{"code_mean": 0.1, "code_variance": 3.0, "mmd": 0.2},
+    },
+    {"plain_swd": 100.0, "matched_swd": 60.0, "plain_diversity": 0.05, "matched_diversity": 0.2, "ratio": 1.5},
 ]
 
 
-@pytest.mark.parametrize(("index", "facts"), EVIDENCE_FACTS)
-def test_the_evidence_states_the_numbers_it_was_judged_on(index: int, facts: list[str]) -> None:
-    evidence = assess(supported())[index].evidence
-    missing = [f for f in facts if f not in evidence]
-    assert not missing, (missing, evidence)
+@pytest.mark.parametrize(("index", "expected"), enumerate(NUMBERS))
+def test_each_finding_is_judged_on_its_own_numbers(index: int, expected: dict[str, float]) -> None:
+    assert assess(supported())[index].numbers == pytest.approx(expected)
+
+
+def _shown(value: float) -> set[str]:
+    """The ways the evidence may print ``value``."""
+    return {f"{value:{spec}}" for spec in (".0%", ".1%", ".1f", ".2f", ".3f", "+.2f", "g")}
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_the_evidence_shows_every_number_it_was_judged_on(index: int) -> None:
+    m = supported()
+    m.classifier = _classifier({"Eyeglasses": 0.05, "Smiling": 0.5}, kept={"Eyeglasses": 0.25, "Smiling": 0.75})
+    finding = assess(m)[index]
+    words = {w.strip(".,;:()×'") for w in finding.evidence.split()}
+    hidden = [k for k, v in finding.numbers.items() if not _shown(v) & words]
+    assert not hidden, (hidden, finding.evidence)
+
+
+def test_the_findings_and_their_numbers_are_what_metrics_json_keeps() -> None:
+    findings = assess(supported())
+    kept = json.loads(json.dumps([asdict(f) for f in findings]))  # as nag.report writes them
+    assert [f["numbers"] for f in kept] == [f.numbers for f in findings]
+    assert [f["supported"] for f in kept] == [True] * 6
 
 
 @pytest.mark.parametrize(
@@ -269,11 +304,15 @@ def test_the_evidence_states_the_numbers_it_was_judged_on(index: int, facts: lis
     ],
 )
 def test_the_evidence_follows_its_measure(path: str, before: str, after: str) -> None:
-    """The number shown is the one measured: change the measure and the evidence of its finding changes with it."""
+    """The number judged is the one measured: change the measure and the number of its finding changes with it
+    (and the evidence shows it)."""
     value = float(after.lstrip("×"))
-    old = " ".join(f.evidence for f in assess(supported()))
-    new = " ".join(f.evidence for f in assess(with_value(path, value)))
-    assert before in old and after in new and old != new
+    old = [f.numbers for f in assess(supported())]
+    changed = assess(with_value(path, value))
+    new = [f.numbers for f in changed]
+    moved = [(i, k) for i, (o, n) in enumerate(zip(old, new, strict=True)) for k in o if o[k] != n.get(k)]
+    measured = [(i, k) for i, k in moved if new[i][k] == pytest.approx(value)]  # the rest derive from it
+    assert measured and all(after in changed[i].evidence and before not in changed[i].evidence for i, _ in measured)
 
 
 def test_finding_1_needs_strictly_more_than_the_common_mean_and_than_1_1() -> None:
@@ -301,14 +340,13 @@ def test_the_classifier_reading_uses_the_half_open_bounds_and_at_most_four_rare_
     m.classifier = _classifier(labels, kept)
     first, _, third, *_ = assess(m)
     # 10 % is not rare (Edge is left out), 20 % is common (its 80 % is the common mean), four listed at most
-    assert first.evidence.endswith("for E 10%, D 20%, C 30%, B 40%; common features: 80% on average.")
-    assert third.evidence.endswith(
-        "rare ones: A 1.0% (real 1.0%), B 2.0% (real 2.0%), C 3.0% (real 3.0%), D 4.0% (real 4.0%)."
-    )
+    assert list(group(first, "kept").items()) == [("E", 0.1), ("D", 0.2), ("C", 0.3), ("B", 0.4)]
+    assert first.numbers["kept_common_mean"] == 0.8
+    assert list(group(third, "samples")) == list(group(third, "real")) == ["A", "B", "C", "D"]
     for name in "BCDE":  # with one rare feature left, the one at exactly 10 % is still not listed
         del m.classifier.frequency[name], m.classifier.reconstruction_kept[name]
     first, _, third, *_ = assess(m)
-    assert third.evidence.endswith("rare ones: A 1.0% (real 1.0%).") and "for A 50%; common" in first.evidence
+    assert group(third, "samples") == {"A": 0.01} and group(first, "kept") == {"A": 0.5}
 
 
 def test_the_classifier_reading_is_taken_from_the_attribute_evaluation() -> None:
