@@ -1,7 +1,8 @@
 """A sweep killed half-way continues: rerun the same ``-m`` command with ``hydra.sweep.dir=<the killed sweep>``.
 
-Each job of a sweep writes ``job.json`` (its overrides and the ``.hydra`` files Hydra wrote for it) when it starts.
-When a job starts in a dir that already holds one, the record says what happened there before:
+Each job of a sweep writes ``job.json`` (its overrides and the ``.hydra`` files Hydra wrote for it) when it starts,
+and adds each later start to its ``history`` (what was done and why). When a job starts in a dir that already
+holds one, the record says what happened there before:
 
 - the same overrides and a ``metrics.json`` (no failure record): the job **finished**; it is skipped and its results
   are kept (the sweeper gets its stored metrics);
@@ -28,6 +29,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 FINISHED, CONTINUE, START = "finished", "continue", "start"
 #: Why a job starts when its dir held nothing of it (not worth a log line).
 NEW = "a new job"
+#: The most entries a job record's history keeps (the newest): the record is read back under a size limit.
+HISTORY = 100
 
 
 class SweepChangedError(UserInputError):
@@ -90,7 +94,18 @@ def _record(job: RunDir) -> dict[str, Any] | None:
         and all(isinstance(o, str) for o in data["overrides"])
     ):
         raise UnsafeFileError(f"{path} is not a job record written by nag.train (no list of overrides).")
+    history = data.setdefault("history", [])  # records written before the history existed have none
+    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+        raise UnsafeFileError(f"{path} is not a job record written by nag.train (its history is not a list).")
     return data
+
+
+def _logged(job: RunDir, record: dict[str, Any], plan: JobPlan, write: bool) -> JobPlan:
+    """``plan``, added to the job record's history (``write``: rank 0 only)."""
+    if write:
+        entry = {"action": plan.action, "why": plan.why, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        write_json_atomic(job / JOB, {**record, "history": [*record["history"], entry][-HISTORY:]})
+    return plan
 
 
 def _restore(job: RunDir, record: dict[str, Any]) -> None:
@@ -116,17 +131,14 @@ def plan_job(out: Path, overrides: list[str], write: bool = True) -> JobPlan:
                 f"{out} holds checkpoints but no {JOB} (it was not made by this version of nag.train's sweeps), so "
                 "whether it is this job cannot be told: give a new hydra.sweep.dir, or move that dir away."
             )
-        if write:
-            write_json_atomic(
-                out / JOB,
-                {
-                    "overrides": list(overrides),
-                    "config": read_text(out / CONFIG) if is_regular_file(out / CONFIG) else None,
-                    "overrides_file": read_text(out / OVERRIDES) if is_regular_file(out / OVERRIDES) else None,
-                    "hydra_file": read_text(out / HYDRA) if is_regular_file(out / HYDRA) else None,
-                },
-            )
-        return JobPlan(START, NEW)
+        record = {
+            "overrides": list(overrides),
+            "config": read_text(out / CONFIG) if is_regular_file(out / CONFIG) else None,
+            "overrides_file": read_text(out / OVERRIDES) if is_regular_file(out / OVERRIDES) else None,
+            "hydra_file": read_text(out / HYDRA) if is_regular_file(out / HYDRA) else None,
+            "history": [],
+        }
+        return _logged(job, record, JobPlan(START, NEW), write)
     if list(record["overrides"]) != list(overrides):
         if write:
             _restore(job, record)
@@ -139,14 +151,16 @@ def plan_job(out: Path, overrides: list[str], write: bool = True) -> JobPlan:
         )
     status = job.status
     if status == "ok":
-        return JobPlan(FINISHED, "it finished in an earlier run of this sweep: its results are kept")
+        return _logged(
+            job, record, JobPlan(FINISHED, "it finished in an earlier run of this sweep: its results are kept"), write
+        )
     if status == "unreadable":
         raise SweepChangedError(f"{out} cannot be read ({job.reason}); move it away to run that job again.")
     last = job.last_ckpt
     if last is not None:
         was = "it failed" if status == "failed" else "it was stopped"
-        return JobPlan(CONTINUE, f"{was}; continuing from {last}", last)
-    return JobPlan(START, "it stopped before its first checkpoint: starting again")
+        return _logged(job, record, JobPlan(CONTINUE, f"{was}; continuing from {last}", last), write)
+    return _logged(job, record, JobPlan(START, "it stopped before its first checkpoint: starting again"), write)
 
 
 # --- Optuna -------------------------------------------------------------------------------------------------------

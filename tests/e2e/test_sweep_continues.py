@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nag.runs.continuation import CONTINUE, FINISHED, START
+from nag.runs.discovery import discover
 from tests.helpers import TINY, run_module
 
 STEPS = 2048 // 16  # steps of the one epoch: data.n_train=2048 at the tiny preset's batch size 16
@@ -52,6 +54,11 @@ def _kill_when(args: list[str], cwd: Path, cache_dir: Path, ready: Callable[[], 
     proc.wait()
 
 
+def _history(job: Path) -> list[str]:
+    """What the job did at each start of its sweep (its record's history)."""
+    return [h["action"] for h in json.loads((job / "job.json").read_text())["history"]]
+
+
 def _tensorboard_steps(job: Path) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -81,10 +88,12 @@ def test_a_sweep_killed_between_jobs_and_inside_one_continues(tmp_path: Path, ca
     # 3. The same command once more finishes the sweep.
     r = run_module("nag.train", args, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = r.stdout + r.stderr
-    assert "job 0: it finished in an earlier run of this sweep: its results are kept" in out
-    assert f"job 1: it was stopped; continuing from {last1}" in out
-    assert "3 of 3 job(s) ok" in out
+    assert [job.status for job in discover(sweep)] == ["ok"] * 3
+    # What each job did in each of the three runs, from its record: job 0 started once and was kept twice,
+    # job 1 (perhaps started in the first run) started and then continued, job 2 ran in the third only.
+    assert _history(sweep / "0") == [START, FINISHED, FINISHED]
+    assert _history(sweep / "1")[-2:] == [START, CONTINUE] and set(_history(sweep / "1")) == {START, CONTINUE}
+    assert _history(sweep / "2") == [START]
     # Job 0: its results and checkpoint untouched.
     assert (sweep / "0" / "metrics.json").read_bytes() == kept
     assert (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == kept_ckpt
@@ -111,8 +120,7 @@ def test_another_command_in_a_sweep_dir_is_refused_and_changes_nothing(tmp_path:
     r = run_module("nag.train", [*base, "prior.mean=5"], tmp_path, cache_dir, full_error=False)
     assert r.returncode == 1
     err = r.stdout + r.stderr
-    assert "holds the job with prior.mean=0, but this command's job 0 has prior.mean=5" in err
-    assert "Traceback" not in err
+    assert "prior.mean=0" in err and "prior.mean=5" in err and "Traceback" not in err  # both jobs named
     assert {p: p.read_bytes() for p in files} == files, "the job's files (its .hydra too) are as they were"
     assert not (sweep / "0" / "failure.json").exists()
 
@@ -131,9 +139,8 @@ def test_a_killed_optuna_search_continues_from_its_study(tmp_path: Path, cache_d
 
     r = run_module("nag.train", args, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = r.stdout + r.stderr
-    assert "1 trial(s) finished, 1 interrupted (run again in their own dirs), 2 to go" in out
-    assert f"job 1: it was stopped; continuing from {last1}" in out
+    assert _history(sweep / "0") == [START] and _history(sweep / "1") == [START, CONTINUE]
+    assert _history(sweep / "3") == [START]
     study = optuna.load_study(study_name="nag_lambda", storage=f"sqlite:///{sweep}/optuna.db")
     states = [t.state.name for t in study.trials]
     # trial 0 kept, trial 1 (killed) failed and asked again as trial 2 in dir 1, trial 3 new in dir 3

@@ -11,7 +11,15 @@ import pytest
 
 from nag.config.resolvers import sweep_subdir
 from nag.io.files import UnsafeFileError
-from nag.runs.continuation import CONTINUE, FINISHED, START, SweepChangedError, check_sweep_dir, plan_job
+from nag.runs.continuation import (
+    CONTINUE,
+    FINISHED,
+    HISTORY,
+    START,
+    SweepChangedError,
+    check_sweep_dir,
+    plan_job,
+)
 
 OVERRIDES = ["prior.mean=1", "trainer.max_epochs=2"]
 
@@ -43,6 +51,25 @@ def test_a_new_job_writes_its_record_and_then_is_known_by_it(tmp_path: Path) -> 
     (job / "failure.json").unlink()
     (job / "metrics.json").write_text(json.dumps({"val/loss": 1.0}))
     assert plan_job(job, OVERRIDES).action == FINISHED
+    # Each start is in the record's history, newest last; a rank that does not write leaves it as it is.
+    history = json.loads((job / "job.json").read_text())["history"]
+    assert [h["action"] for h in history] == [START, START, CONTINUE, CONTINUE, FINISHED]
+    assert history[3]["why"].startswith("it failed") and history[0]["why"] == "a new job"
+    plan_job(job, OVERRIDES, write=False)
+    assert json.loads((job / "job.json").read_text())["history"] == history
+
+
+def test_the_history_keeps_the_newest_entries_and_an_old_record_without_one_gets_one(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    (job / "job.json").write_text(json.dumps({"overrides": OVERRIDES}))  # written before the history existed
+    plan_job(job, OVERRIDES)
+    assert [h["action"] for h in json.loads((job / "job.json").read_text())["history"]] == [START]
+    record = json.loads((job / "job.json").read_text())
+    record["history"] = [{"action": "start", "why": str(i)} for i in range(HISTORY)]
+    (job / "job.json").write_text(json.dumps(record))
+    plan_job(job, OVERRIDES)
+    history = json.loads((job / "job.json").read_text())["history"]
+    assert len(history) == HISTORY and history[0]["why"] == "1" and history[-1]["action"] == START
 
 
 def test_another_job_in_the_dir_is_refused_and_its_hydra_files_are_put_back(tmp_path: Path) -> None:
@@ -67,7 +94,17 @@ def test_checkpoints_without_a_record_are_not_taken_for_this_job(tmp_path: Path)
     assert not (job / "job.json").exists()
 
 
-@pytest.mark.parametrize("record", ['{"overrides": "prior.mean=1"}', "[1, 2]", '{"overrides": [1]}', "{"])
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"overrides": "prior.mean=1"}',
+        "[1, 2]",
+        '{"overrides": [1]}',
+        "{",
+        '{"overrides": ["prior.mean=1", "trainer.max_epochs=2"], "history": "start"}',
+        '{"overrides": ["prior.mean=1", "trainer.max_epochs=2"], "history": [1]}',
+    ],
+)
 def test_a_damaged_record_is_named(tmp_path: Path, record: str) -> None:
     job = _job(tmp_path)
     (job / "job.json").write_text(record)
