@@ -25,12 +25,13 @@ from nag.analysis.rare import rare_features
 from nag.analysis.runs import data_config, load_data, load_model
 from nag.analysis.tables import cell, markdown_table
 from nag.config.errors import UserInputError
+from nag.config.text import one_line
 from nag.metrics.fidelity import FidSetup
 from nag.model.inference import resolve_device
 from nag.model.priors import fixed_draw
 from nag.runs.discovery import discover, swept_keys
 from nag.runs.overrides import override_values
-from nag.runs.run_dir import RunDir, one_line
+from nag.runs.run_dir import REASON_LIMIT, RunDir
 from nag.training.figures import image_grid
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def _load(run: RunDir, row: dict[str, Any], device: str) -> Any:
     try:
         return load_model(run, device)
     except UserInputError as e:
-        row["status"], row["reason"] = "unreadable", one_line(str(e))
+        row["status"], row["reason"] = "unreadable", one_line(str(e), REASON_LIMIT)
         log.warning("%s: %s", run.path, e)
         return None
 

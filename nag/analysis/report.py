@@ -31,13 +31,13 @@ from nag.analysis.findings import Finding
 from nag.analysis.measures import Codes, ReportMeasures, report_measures
 from nag.analysis.runs import Role, load_model, role_of
 from nag.config.errors import UserInputError
-from nag.config.text import markdown_cell
+from nag.config.text import markdown_cell, one_line
 from nag.metrics.fidelity import FidSetup, fidelity_table
 from nag.model.latent_edit import attribute_directions
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior
 from nag.runs.discovery import discover
-from nag.runs.run_dir import RunDir, one_line
+from nag.runs.run_dir import RunDir
 from nag.runs.stored_config import local_paths
 from nag.samplers.core import GaussianMixtureSampler
 from nag.training.module import NAGModule

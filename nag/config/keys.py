@@ -5,6 +5,9 @@ machine's), the TensorBoard hparams (not hyper-parameters) and Hydra's run names
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 #: What one invocation continues from or where it runs: never carried over from the run being resumed.
 PER_INVOCATION = ("resume", "ckpt_path", "hydra.run.dir", "hydra.output_subdir")
 #: Where nag writes: this machine's business, never a stored run's.
@@ -15,6 +18,19 @@ WRITE_KEY_ENDINGS = ("dirpath", "save_dir", "default_root_dir", "output_dir", "c
 READ_KEYS = ("paths.data_dir", "data.root")
 #: This machine's keys: neither a run's hyper-parameters nor part of its name.
 MACHINE_KEYS = ("ckpt_path", "resume", *WRITE_KEYS, *READ_KEYS)
+
+
+def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a config tree by its dotted key (``model.encoder.channels[1]``: list items by index)."""
+    if isinstance(tree, Mapping):
+        return {
+            k: v
+            for key, value in tree.items()
+            for k, v in leaves(value, f"{prefix}.{key}" if prefix else str(key)).items()
+        }
+    if isinstance(tree, Sequence) and not isinstance(tree, str | bytes):
+        return {k: v for i, value in enumerate(tree) for k, v in leaves(value, f"{prefix}[{i}]").items()}
+    return {prefix: tree}
 
 
 def is_machine_key(key: str) -> bool:

@@ -40,6 +40,11 @@ def one_line(message: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, for a message of nag's (empty if it has none)."""
+    return one_line((str(error).strip().splitlines() or [""])[0], limit)
+
+
 # What a markdown renderer would act on inside a table cell: a column break, code, a link or image ([..](..)), an
 # HTML tag or autolink (<..>), and the backslash that escapes them. Emphasis (``*``, ``_``) only styles text.
 _MARKDOWN = re.compile(r"([\\`\[\]|<>])")

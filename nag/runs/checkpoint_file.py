@@ -21,12 +21,12 @@ import math
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
-from nag.config.text import quote
+from nag.config.text import first_line, quote
 
 #: The largest checkpoint read (the report AE at 64 px with Adam's state: 480 MB); ``$NAG_MAX_CHECKPOINT_BYTES``.
 MAX_CHECKPOINT_BYTES = int(os.environ.get("NAG_MAX_CHECKPOINT_BYTES", 16 << 30))
@@ -37,10 +37,6 @@ _CHECKPOINT_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path"
 
 class CheckpointError(UserInputError):
     """A checkpoint file that cannot be used: unreadable, not nag's, malformed, or of another model."""
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).splitlines() or [""])[0][:200]
 
 
 def check_archive(p: Path, key: str, shown: Any) -> None:
@@ -60,7 +56,7 @@ def check_archive(p: Path, key: str, shown: Any) -> None:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
-            f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file ({_first_line(e)})."
+            f"{key}={shown} is not a readable checkpoint: it is truncated or not a .ckpt file ({first_line(e)})."
         ) from None
     inflated = sum(i.file_size for i in infos)
     if len(infos) > 1_000_000 or inflated > size + INFLATION_SLACK:
@@ -135,18 +131,21 @@ def check_callback_state(ckpt: Mapping[str, Any], key: str, shown: Any) -> None:
 MAX_NESTING = 64
 
 
-def _depth(tree: Any) -> int:
-    """How deeply ``tree``'s mappings and lists nest, counted without recursion (a crafted file may nest 4,000
-    deep), stopping at :data:`MAX_NESTING` + 1."""
-    deepest, stack = 0, [(tree, 1)]
+def _nodes(tree: Any, limit: int = MAX_NESTING) -> Iterator[tuple[Any, int]]:
+    """Every node of ``tree``'s mappings and lists with its depth (1: ``tree``), without recursion (a crafted file
+    may nest 4,000 deep); the children of a node at depth ``limit`` or deeper are not visited."""
+    stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            return depth
-        deepest = max(deepest, depth)
-        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list | tuple) else ()
-        stack.extend((c, depth + 1) for c in children if isinstance(c, Mapping | list | tuple))
-    return deepest
+        yield node, depth
+        if depth <= limit:
+            children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list | tuple) else ()
+            stack.extend((c, depth + 1) for c in children)
+
+
+def _depth(tree: Any) -> int:
+    """How deeply ``tree``'s mappings and lists nest, stopping at :data:`MAX_NESTING` + 1."""
+    return max(d for n, d in _nodes(tree) if isinstance(n, Mapping | list | tuple) or d == 1)
 
 
 def check_structure(ckpt: Any, key: str, shown: Any) -> None:
@@ -206,13 +205,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", key: str
         if "weights_only" in str(e) or "Weights only" in str(e):
             raise CheckpointError(
                 f"{key}={path} holds Python objects that torch's safe loader refuses to build "
-                f"({_first_line(e)}); nag will not unpickle it."
+                f"({first_line(e)}); nag will not unpickle it."
             ) from None
         raise CheckpointError(f"{key}={path} is not a checkpoint (it could not be unpickled: {e}).") from None
     except Exception as e:  # torch reports a text file, a truncated zip, a wrong magic number in many ways
         raise CheckpointError(
             f"{key}={path} is not a readable checkpoint: it is truncated or not a .ckpt file "
-            f"({type(e).__name__}: {_first_line(e) or 'empty file'})."
+            f"({type(e).__name__}: {first_line(e) or 'empty file'})."
         ) from None
     check_structure(ckpt, key, path)
     from nag.runs.trusted import moved
@@ -309,16 +308,10 @@ def _step_like(scheduler: Any, ckpt: Mapping[str, Any], source: str) -> None:
             )
 
 
-def _tensors(tree: Any, depth: int = 0) -> list[Any]:
+def _tensors(tree: Any) -> list[Any]:
     import torch
 
-    if depth > 8:
-        return []
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    if isinstance(tree, Mapping):
-        return [t for v in tree.values() for t in _tensors(v, depth + 1)]
-    return [t for v in tree for t in _tensors(v, depth + 1)] if isinstance(tree, list | tuple) else []
+    return [n for n, _ in _nodes(tree, limit=8) if isinstance(n, torch.Tensor)]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import UserInputError
-from nag.config.text import quote
+from nag.config.text import first_line, quote
 from nag.io.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, read_text, strays_shown
 from nag.io.output import atomic_file, write_json_atomic
 from nag.runs.run_dir import CHECKPOINTS, CONFIG, HYDRA, JOB, OVERRIDES, RunDir
@@ -166,10 +166,6 @@ def plan_job(out: Path, overrides: list[str], write: bool = True) -> JobPlan:
 # --- Optuna -------------------------------------------------------------------------------------------------------
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-
-
 def _space(sweeper: Any) -> dict[str, Any]:
     """The distributions this command searches (``hydra.sweeper.params``), built as the sweeper builds them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -227,7 +223,7 @@ def continue_study(cfg: Any) -> None:
         return
     except Exception as e:  # a damaged or foreign file: sqlite and SQLAlchemy raise many kinds
         raise UserInputError(
-            f"hydra.sweeper.storage: {db} cannot be read as an Optuna study ({_first_line(e)}); "
+            f"hydra.sweeper.storage: {db} cannot be read as an Optuna study ({first_line(e) or type(e).__name__}); "
             "move it away to start the search again."
         ) from None
     trials = study.get_trials(deepcopy=False)

@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from nag.config.errors import ConfigError, MissingFileError, UserInputError
-from nag.config.keys import PER_INVOCATION
+from nag.config.keys import PER_INVOCATION, leaves
 from nag.io.files import load_yaml
 from nag.runs.overrides import StoredOverrideError, carried_over, check_stored, override_key
 from nag.runs.run_dir import OVERRIDES, RESUME_SUBDIR, RunDir
@@ -126,15 +126,6 @@ def checkpoint_to_continue(cfg: DictConfig) -> str | None:
     return str(last)
 
 
-def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: tree}
-
-
 def config_key(hparam: str) -> str:
     """A model hyper-parameter's key in the training config (``prior.mean``, ``model.optimizer.lr``)."""
     return hparam if hparam.split(".")[0] in ("prior", "matching") else f"model.{hparam}"
@@ -143,7 +134,7 @@ def config_key(hparam: str) -> str:
 def check_same_model(stored: Mapping[str, Any], configured: Mapping[str, Any], source: str) -> None:
     """Refuse to continue a checkpoint under different model hyper-parameters; name every difference (a key an
     older checkpoint lacks counts as its default, the value it was trained with)."""
-    old, new = _leaves({**OPTIONAL_DEFAULTS, **stored}), _leaves(configured)
+    old, new = leaves({**OPTIONAL_DEFAULTS, **stored}), leaves(configured)
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         shown = "; ".join(f"{config_key(k)}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.errors import MissingFileError, UserInputError
-from nag.config.text import one_line as _one_line
+from nag.config.text import one_line
 from nag.io.files import UnsafeFileError, is_real_dir, is_regular_file, load_json, load_yaml, strays_shown
 from nag.io.output import write_json_atomic
 from nag.runs.overrides import override_values
@@ -43,11 +43,6 @@ TENSORBOARD = Path("tensorboard")
 
 #: A failure reason or problem as shown in tables and summaries.
 REASON_LIMIT = 300
-
-
-def one_line(message: str, limit: int = REASON_LIMIT) -> str:
-    """A (possibly multi-line) message on one line without control characters, for tables and summaries."""
-    return _one_line(message, limit)
 
 
 @dataclass
@@ -165,7 +160,7 @@ class RunDir:
             try:
                 read()
             except (UserInputError, OSError) as e:
-                return one_line(str(e))
+                return one_line(str(e), REASON_LIMIT)
         return ""
 
     @property
@@ -188,9 +183,9 @@ class RunDir:
         try:
             failure = self.failure
         except (UserInputError, OSError) as e:
-            return one_line(str(e))
+            return one_line(str(e), REASON_LIMIT)
         if failure is not None:
-            return one_line(str(failure.get("error", "")))
+            return one_line(str(failure.get("error", "")), REASON_LIMIT)
         return self.problem
 
     def label(self, keys: list[str] | None = None) -> str:

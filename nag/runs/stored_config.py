@@ -27,6 +27,7 @@ from typing import Any
 
 from nag import CONF_DIR
 from nag.config.errors import UserInputError
+from nag.config.keys import leaves
 from nag.config.text import printable, quote
 from nag.io.files import load_yaml
 
@@ -41,14 +42,6 @@ MAX_VALUE_CHARS = 10_000
 
 class StoredConfigError(UserInputError):
     """A stored run config nag will not use: malformed, or holding an interpolation it may not follow."""
-
-
-def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(tree, dict):
-        return [leaf for k, v in tree.items() for leaf in _leaves(v, f"{prefix}.{k}" if prefix else str(k))]
-    if isinstance(tree, list):
-        return [leaf for i, v in enumerate(tree) for leaf in _leaves(v, f"{prefix}[{i}]")]
-    return [(prefix, tree)]
 
 
 def _check_keys(tree: Any, path: Path, prefix: str = "") -> None:
@@ -80,7 +73,7 @@ def own_resolvers(conf_dir: Path = CONF_DIR) -> frozenset[tuple[str, str]]:
         is_global = len(rel.parts) == 1 or "@package _global_" in text.split("\n", 1)[0]
         prefix = "" if is_global else ".".join(rel.parts[:-1])
         tree = load_yaml(path)
-        for key, value in _leaves(tree if isinstance(tree, dict) else {}):
+        for key, value in leaves(tree if isinstance(tree, dict) else {}).items():
             if isinstance(value, str) and "${" in value and not _only_references(value):
                 found.add((f"{prefix}.{key}" if prefix else key, value))
     return frozenset(found)
@@ -121,7 +114,7 @@ class StoredConfig:
             )
         _check_keys(tree, path)
         own = own_resolvers()
-        for key, value in _leaves(tree):
+        for key, value in leaves(tree).items():
             if isinstance(value, str) and "${" in value and not _only_references(value) and (key, value) not in own:
                 raise StoredConfigError(
                     f"{path}: {printable(key, 200)}={quote(value, 80)} is an interpolation nag's own configs do not "

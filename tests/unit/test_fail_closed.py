@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from nag.config.console import EscapingFormatter, escape_logs
 from nag.config.errors import ConfigError, UserInputError, checked
-from nag.config.text import markdown_cell, one_line, printable, quote
+from nag.config.keys import leaves
+from nag.config.text import first_line, markdown_cell, one_line, printable, quote
 from nag.io.files import UnsafeFileError, strays_below, walk
 from nag.runs.stored_config import MAX_STEPS, StoredConfig, StoredConfigError
 from tests.helpers import NORMAL_USER
@@ -209,6 +210,22 @@ def test_the_log_formatter_keeps_every_record_on_one_line(tmp_path: Path) -> Non
 def test_a_markdown_cell_renders_as_the_text_it_is(value: str, cell: str) -> None:
     assert markdown_cell(value) == cell
     assert one_line("a\n\tb \u202e c") == "a b c"
+
+
+def test_an_errors_first_line_is_one_escaped_line() -> None:
+    assert first_line(ValueError("  bad zip\x1b[31m\nline two")) == "bad zip [31m"
+    assert first_line(ValueError("")) == "" and first_line(ValueError("x" * 500), 10) == "x" * 9 + "…"
+
+
+def test_a_config_trees_leaves_have_dotted_keys() -> None:
+    tree = {"model": {"encoder": {"channels": [32, 64], "k": 3}}, "prior": {"mean": -3}, "empty": {}}
+    assert leaves(tree) == {
+        "model.encoder.channels[0]": 32,
+        "model.encoder.channels[1]": 64,
+        "model.encoder.k": 3,
+        "prior.mean": -3,
+    }
+    assert leaves(OmegaConf.create({"a": [{"b": 1}]})) == {"a[0].b": 1}  # OmegaConf's containers too
 
 
 # --- stored-config references -------------------------------------------------------------------------------------
