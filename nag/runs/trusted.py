@@ -1,33 +1,12 @@
 """What a config read from disk may build: an explicit allow-list, checked before anything is instantiated.
 
-A checkpoint stores the model's collaborators as ``_target_`` configs (the nets, the prior, the matching
-distance, the optimizer and scheduler) so that it is self-contained, a run dir's ``.hydra/config.yaml`` says
-which data it trained on, and ``resume=`` composes a run's stored overrides. Hydra's ``instantiate`` would import
-and call whatever such a config names: a crafted checkpoint or run dir naming ``builtins.exec``, ``os.system``,
-``numpy.load`` or ``torch.load`` would run it. So every ``_target_`` in such a config, however deeply nested
-(also inside ``_args_`` and lists), must name a class *defined* in an allowed module (not merely imported
-there) that derives from that module's allowed base class:
-
-=============================  ==========================================
-module                         allowed classes
-=============================  ==========================================
-``nag.model.priors`` (and below)     subclasses of :class:`nag.model.priors.Prior`
-``nag.model.matching``, ``.distances`` subclasses of :class:`nag.model.matching.PriorMatching`
-``nag.model.nets`` (and below)       ``torch.nn.Module`` subclasses defined there
-``nag.data`` (and below)       subclasses of :class:`nag.data.datamodule.ImageDataModule`
-``torch.optim``                subclasses of ``torch.optim.Optimizer``
-``torch.optim.lr_scheduler``   subclasses of ``LRScheduler`` / ``ReduceLROnPlateau``
-``nag.model.schedules``              subclasses of ``LRScheduler``
-=============================  ==========================================
-
-A checkpoint's hyper-parameters are checked by role too (:data:`CHECKPOINT_ROLES`): its encoder must be one of
-nag's nets, its prior a prior, and so on. A training config composed from a run dir's overrides
-(:func:`check_training_config`) may also name the Lightning glue of ``conf/``: the ``Trainer``, Lightning's and
-nag's callbacks and loggers, nag's checkpoint plugin.
-
-Strings holding OmegaConf interpolations (``${...}``) are refused too: a resolver is code, and the configs a
-checkpoint stores are resolved before they are saved, so an honest checkpoint never has one. Module paths are
-matched as text before anything is imported, so a refused target is never imported.
+Hydra's ``instantiate`` imports and calls whatever a ``_target_`` names, so a crafted checkpoint or run dir naming
+``builtins.exec`` or ``torch.load`` would run it. Every ``_target_`` of such a config, however deeply nested, must
+name a class *defined* in an allowed module (:func:`_allowed_bases`: nag's priors, distances, nets, data modules and
+schedules, torch's optimizers and schedulers) deriving from that module's base class, and each checkpoint
+hyper-parameter one of its role (:data:`CHECKPOINT_ROLES`). Module paths are matched as text first, so a refused
+target is never imported; an interpolation is refused (a resolver is code, and what nag stores is resolved).
+The rules as a user meets them: docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -200,6 +200,20 @@ def test_the_run_dir_layout_table_is_the_codes() -> None:
     assert documented == code, f"documented only: {documented - code}; in the code only: {code - documented}"
 
 
+def test_the_benchmark_table_states_the_benchs_targets() -> None:
+    """Each target of ``nag.bench`` (``TARGETS``, what its table judges) is the one its part's row documents."""
+    from nag.bench.cli import TARGETS
+
+    text = (ROOT / "docs" / "development.md").read_text().split("## The benchmark", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"(?m)^\| `(\w+)` \|(.*)$", text))
+    for (section, key), (_, fmt, target, at_least) in TARGETS.items():
+        assert section in rows, f"docs/development.md's benchmark table has no row for the {section} part"
+        if target is not None:
+            shown = f"{target * 100:g} %" if "%" in fmt else f"{target:g}"
+            goal = f"{'≥' if at_least else '≤'} {shown}"
+            assert goal in rows[section].rsplit("|", 2)[-2], f"{section}.{key}: target {goal} not in its row"
+
+
 def test_the_site_builds_strictly() -> None:
     """mkdocs build --strict: a broken link, a missing anchor or a page left out of the navigation fails."""
     import subprocess
