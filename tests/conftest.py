@@ -24,6 +24,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # FID off outside the FID tests (metrics.fid.enabled reads NAG_FID; they turn it on): its Inception network
     # costs ~0.1 s per image on 2 cores.
     os.environ["NAG_FID"] = "false"
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One thread per pytest-xdist worker (and per entry point it starts): two workers on two cores, each with
+        # torch's default of a thread per core, would oversubscribe them.
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -115,7 +115,7 @@ def test_attribute_edits_callback_draws_every_epoch(compose_cfg, tmp_path: Path)
 def test_findings_quote_the_classifier_when_it_was_measured() -> None:
     from dataclasses import replace
 
-    from nag.analysis.findings import _kept_by_classifier, _sample_frequencies
+    from nag.analysis.findings import assess
     from nag.analysis.measures import report_measures
     from tests.unit.test_findings import details
 
@@ -130,9 +130,12 @@ def test_findings_quote_the_classifier_when_it_was_measured() -> None:
         "reconstruction_kept": {"Sunglasses": 0.25, "Smiling": 0.75},
     }
     m = report_measures(d)
-    kept = _kept_by_classifier(m)
-    assert "Sunglasses 25%" in kept and "common features: 75%" in kept and "Smiling" not in kept.split(";")[0]
-    freq = _sample_frequencies(m)
-    assert "Sunglasses 0.0% (real 3.0%)" in freq and "10.0%" in freq
-    without = replace(m, classifier=None)
-    assert _kept_by_classifier(without) == _sample_frequencies(without) == "", "without a classifier: nothing"
+    first, _, third, *_ = assess(m)
+    assert first.numbers["kept/Sunglasses"] == 0.25 and first.numbers["kept_common_mean"] == 0.75
+    assert "kept/Smiling" not in first.numbers  # common: in the mean, not listed
+    assert third.numbers["samples/Sunglasses"] == 0.0 and third.numbers["real/Sunglasses"] == 0.03
+    assert third.numbers["frequency_gap"] == 0.1
+    assert "Sunglasses 25%" in first.evidence and "Sunglasses 0.0% (real 3.0%)" in third.evidence
+    first, _, third, *_ = assess(replace(m, classifier=None))
+    quoted = [k for f in (first, third) for k in f.numbers if k.startswith(("kept", "samples/", "classifier", "freq"))]
+    assert quoted == [] and "classifier" not in first.evidence + third.evidence, "without a classifier: nothing"
