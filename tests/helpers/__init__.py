@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ NORMAL_USER: list[str] = (
 
 
 class Finished(subprocess.CompletedProcess):
-    """A finished command, with its peak memory (``max_rss_mb``: the child's own, from ``wait4``)."""
+    """A finished command, with its peak memory (``max_rss_mb``: the command's own, see :data:`_LAUNCHER`)."""
 
     max_rss_mb: float = 0.0
 
@@ -64,7 +66,17 @@ def run_module(
     else:
         env.pop("HYDRA_FULL_ERROR", None)
     command = [*(NORMAL_USER if as_normal_user else []), sys.executable, "-m", module, *args]
-    p = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fd, rss_file = tempfile.mkstemp(prefix="nag-rss-")
+    os.close(fd)
+    p = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, rss_file, *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a timeout kills the command with its launcher
+    )
     out: dict[str, str] = {}
     readers = [
         threading.Thread(target=lambda n=n, f=f: out.__setitem__(n, f.read()))
@@ -72,18 +84,40 @@ def run_module(
     ]
     for r in readers:
         r.start()
-    timer = threading.Timer(timeout, p.kill)  # past the limit: killed, and the test fails on its exit status
+    # past the limit: killed, and the test fails on its exit status
+    timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
     timer.start()
     try:
-        _, status, usage = os.wait4(p.pid, 0)  # the child's own rusage (subprocess.run keeps no rusage)
+        p.wait()
     finally:
         timer.cancel()
-    p.returncode = os.waitstatus_to_exitcode(status)
     for r in readers:
         r.join()
     result = Finished(command, p.returncode, out.get("out", ""), out.get("err", ""))
-    result.max_rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    with open(rss_file) as f:
+        rss = f.read()
+    os.unlink(rss_file)
+    result.max_rss_mb = int(rss) / 1024 if rss else float("inf")  # KiB on Linux; none: the launcher was killed
     return result
+
+
+# The command's own peak memory: ``wait4``'s ru_maxrss of a process forked from the test process would include
+# the test process's (Linux keeps the larger of the old and the new image's at exec, and a pytest-xdist worker
+# that ran the FID tests holds gigabytes), so a small launcher, started first, forks the command from its own
+# fresh image, waits for it, writes its ru_maxrss (KiB) to the file argv[1] and exits as it did.
+_LAUNCHER = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def faces(n: int, seed: int = 0, size: int = 32) -> Any:

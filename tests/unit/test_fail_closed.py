@@ -354,3 +354,21 @@ def test_a_planted_flow_file_is_named_and_refitted(tmp_path: Path, caplog, histo
         again = FlowSampler(transforms=2, hidden=16, max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
     assert f"ignored {stored}" in caplog.text and "fitting the flow again" in caplog.text
     assert again.history["stored"] is False and again.sample(4).shape == (4, 2)
+
+
+# --- the harness's own measurement --------------------------------------------------------------------------------
+
+
+def test_the_harness_measures_the_commands_peak_memory_not_the_tests(tmp_path: Path) -> None:
+    """What the crafted-input cases bound (``max_rss_mb``) is the command's own: a child that allocates 300 MB
+    reads above 300, one that allocates nothing reads far below the 400 MB this test process holds."""
+    import numpy as np
+
+    from tests.helpers import run_module
+
+    (tmp_path / "allocate.py").write_text("import sys\nblock = bytearray(int(sys.argv[1]) * 2**20)\n")
+    held = np.ones(400 * 2**20 // 8)  # noqa: F841  (held while the children run)
+    big = run_module("allocate", ["300"], tmp_path, tmp_path)
+    small = run_module("allocate", ["0"], tmp_path, tmp_path)
+    assert big.returncode == small.returncode == 0
+    assert big.max_rss_mb > 300 and small.max_rss_mb < 100, (big.max_rss_mb, small.max_rss_mb)
