@@ -46,6 +46,7 @@ class FidKeys:
     download: bool
     n_samples: Annotated[int, Ge(8)] | Literal["auto"]
     cache_dir: str
+    infinity_points: Literal[0] | Annotated[int, Ge(2)] = 0  # FID∞ fits a line: 0 (off) or at least 2 points
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

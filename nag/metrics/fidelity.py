@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nag.config.errors import ConfigError
 from nag.metrics.inception import InceptionFeatures
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,30 @@ def prdc(real: Tensor, fake: Tensor, k: int = NEAREST_K) -> dict[str, float]:
     return {name: float(v) for name, v in out.items()}
 
 
-def fidelity(reference: Reference, features: Tensor, seed: int = 0) -> dict[str, float]:
+def fid_infinity(reference: Reference, features: Tensor, points: int = 15, seed: int = 0) -> dict[str, float]:
+    """FID extrapolated to infinitely many generated images (Chong & Forsyth 2020, "Effectively unbiased FID"),
+    as their code does it (mchong6/FID_IS_infinity, ``score_infinity.calculate_FID_infinity``): FID of a random
+    subset of N of the ``features`` for ``points`` values of N evenly spaced from n/10 to n, a least-squares line
+    through FID against 1/N, its value at 1/N = 0. FID's bias falls as 1/N, so FID∞ compares across n where FID
+    does not; ``fid_inf_slope`` is the line's slope (the bias at N images is slope / N)."""
+    if points < 2:
+        raise ValueError(f"FID∞ needs at least 2 points to fit its line, not {points}")
+    n = len(features)
+    sizes = np.unique(np.linspace(max(2, n // 10), n, points).astype(int))
+    if len(sizes) < 2:
+        raise ValueError(f"FID∞ needs at least 3 generated images, not {n}")
+    rng = np.random.default_rng(seed)
+    fids = [fid(reference, Reference.of(features[rng.permutation(n)[:size]])) for size in sizes]
+    slope, intercept = np.polyfit(1.0 / sizes, fids, 1)
+    return {"fid_inf": float(intercept), "fid_inf_slope": float(slope), "fid_inf_points": len(sizes)}
+
+
+def fidelity(reference: Reference, features: Tensor, seed: int = 0, infinity_points: int = 0) -> dict[str, float]:
     """Every sample metric of generated (or reconstructed) images' ``features`` against the reference; ``n`` is
-    the number of images on the generated side, ``n_reference`` on the real side."""
+    the number of images on the generated side, ``n_reference`` on the real side; with ``infinity_points``, FID∞
+    (:func:`fid_infinity`) too."""
     kid_mean, kid_std = kid(reference.features, features, seed)
-    return {
+    out = {
         "fid": fid(reference, Reference.of(features)),
         "kid": kid_mean,
         "kid_std": kid_std,
@@ -97,6 +117,7 @@ def fidelity(reference: Reference, features: Tensor, seed: int = 0) -> dict[str,
         "n": len(features),
         "n_reference": len(reference.features),
     }
+    return out | (fid_infinity(reference, features, infinity_points, seed) if infinity_points else {})
 
 
 def with_n(value: float, n: int) -> str:
@@ -107,13 +128,16 @@ def with_n(value: float, n: int) -> str:
 
 def fidelity_table(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table of ``label -> fidelity()`` results, n beside every FID."""
+    inf = all("fid_inf" in r for r in rows.values())  # FID∞ (metrics.fid.infinity_points): beside FID
     lines = [
-        "| images | FID ↓ | KID ×10³ ↓ | precision ↑ | recall ↑ | density | coverage ↑ | n (images vs real) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| images | FID ↓ |{' FID∞ ↓ |' if inf else ''} KID ×10³ ↓ | precision ↑ | recall ↑ | density | coverage ↑ | "
+        "n (images vs real) |",
+        "| --- | --- |" + (" --- |" if inf else "") + " --- | --- | --- | --- | --- | --- |",
     ]
     for label, r in rows.items():
+        fid_inf = f" {r['fid_inf']:.2f} |" if inf else ""
         lines.append(
-            f"| {label} | {r['fid']:.2f} | {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} | "
+            f"| {label} | {r['fid']:.2f} |{fid_inf} {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} | "
             f"{r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | "
             f"{r['n']:,} vs {r['n_reference']:,} |"
         )
@@ -203,6 +227,7 @@ class FidSetup:
     reference: Reference
     floor: dict[str, float]
     n: int
+    infinity_points: int = 0  # FID∞ beside every FID (metrics.fid.infinity_points; 0: off)
 
     @classmethod
     def load(cls, dm: Any, real: Any, opts: Any, device: torch.device | str, seed: int = 0) -> FidSetup | None:
@@ -216,6 +241,9 @@ class FidSetup:
         extractor = load_features(opts, cache_dir, device)
         if extractor is None:
             return None
+        points = int(opts.get("infinity_points", 0))
+        if points == 1:
+            raise ConfigError("metrics.fid.infinity_points=1: FID∞ fits a line; give 0 (off) or at least 2 points.")
         asked = opts.get("n_samples", "auto")
         train = dm.dataset("train")
         n = min(default_n(device) if asked == "auto" else int(asked), len(train))
@@ -233,8 +261,8 @@ class FidSetup:
             reference(images, extractor, reference_file(cache_dir, key(split), split, len(images), extractor.digest))
             for split, images in (("val", real.val), ("test", real.test))
         )
-        return cls(extractor, ref, fidelity(val, test.features, seed), n)
+        return cls(extractor, ref, fidelity(val, test.features, seed, points), n, points)
 
     def score(self, images: Tensor, seed: int = 0) -> dict[str, float]:
-        """FID, KID, precision, recall, density, coverage of ``images`` (N, 3, H, W) in [0, 1]."""
-        return fidelity(self.reference, self.features(images), seed)
+        """FID, KID, precision, recall, density, coverage (and FID∞) of ``images`` (N, 3, H, W) in [0, 1]."""
+        return fidelity(self.reference, self.features(images), seed, self.infinity_points)

@@ -170,6 +170,12 @@ def test_the_reference_is_computed_once_per_data_and_n(weights: Path, tmp_path: 
     assert sorted(p.name.split("-n")[1][:2] for p in tmp_path.glob("reference-*-train-n*")) == ["16", "64"]
     assert len(list(tmp_path.glob("reference-synthetic-val-*-val-n24-*"))) == 1  # the floor's, cached too
     assert setup.floor["n"] == 24 and setup.floor["n_reference"] == 24  # validation vs test, as many as n_eval
+    # ... and exactly those two real sets, in that order (precision and recall are not symmetric)
+    expected = fd.fidelity(fd.Reference.of(setup.features(real.val)), setup.features(real.test), 0)
+    assert setup.floor == pytest.approx(expected) and expected["fid"] > 0
+    assert setup.floor != pytest.approx(
+        fd.fidelity(fd.Reference.of(setup.features(real.test)), setup.features(real.val), 0)
+    )
     assert fd.FidSetup.load(dm, real, {**opts, "enabled": False}, "cpu") is None
 
 
