@@ -22,8 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from nag.config.console import add_fid_arguments, fid_options, quiet_third_party
+from nag.config.console import quiet_third_party
 from nag.config.errors import reported_as_exit
+from nag.config.fid_flags import add_fid_arguments, fid_options
 
 log = logging.getLogger(__name__)
 

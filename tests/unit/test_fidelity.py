@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from nag.config.console import add_fid_arguments, fid_options
+from nag.config.fid_flags import add_fid_arguments, fid_options
 from nag.metrics import fidelity as fd
 from nag.metrics.inception import N_CONV_BLOCKS, block_names
 
