@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from nag.config.errors import MissingFileError, UserInputError
 from nag.model.inference import batched
@@ -246,7 +247,16 @@ class InceptionFeatures:
         def run(x: Tensor) -> Tensor:
             return self.net(to_uint8(x))[0]
 
-        return batched(run, images, self.device, self.batch_size).double()
+        # A bar on a terminal (tqdm turns itself off when stderr is not one: logs, CI, notebooks' captured output)
+        # for what takes minutes on a CPU; nothing for a batch or two.
+        with tqdm(
+            total=len(images),
+            desc="Inception features",
+            unit="img",
+            leave=False,
+            disable=None if len(images) > 2 * self.batch_size else True,
+        ) as bar:
+            return batched(run, images, self.device, self.batch_size, on_batch=bar.update).double()
 
 
 def to_uint8(x: Tensor) -> Tensor:

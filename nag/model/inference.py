@@ -17,10 +17,20 @@ def resolve_device(name: str) -> str:
 
 @torch.no_grad()
 def batched(
-    fn: Callable[[Tensor], Tensor], x: Tensor, device: torch.device | str, batch_size: int = 256, to_cpu: bool = True
+    fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    device: torch.device | str,
+    batch_size: int = 256,
+    to_cpu: bool = True,
+    on_batch: Callable[[int], object] | None = None,
 ) -> Tensor:
     """``fn`` over ``x`` in batches of ``batch_size`` on ``device``, concatenated as float32 (on the CPU unless
-    ``to_cpu`` is false). ``x (N, ...)`` may live anywhere; each batch is moved to ``device``."""
-    parts = [fn(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]
+    ``to_cpu`` is false). ``x (N, ...)`` may live anywhere; each batch is moved to ``device``; ``on_batch`` gets
+    each batch's size once it is done (a progress bar's ``update``)."""
+    parts = []
+    for i in range(0, len(x), batch_size):
+        parts.append(fn(x[i : i + batch_size].to(device)).float())
+        if on_batch is not None:
+            on_batch(len(parts[-1]))
     out = torch.cat(parts) if parts else x.new_zeros(0)
     return out.cpu() if to_cpu else out

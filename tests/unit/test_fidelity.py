@@ -193,3 +193,13 @@ def test_fid_inf_option_from_the_command_line() -> None:
     assert fid_options(p.parse_args(["--fid-inf", "15"]))["infinity_points"] == 15
     with pytest.raises(SystemExit, match="--fid-inf 1: give 0"):
         fid_options(p.parse_args(["--fid-inf", "1"]))
+
+
+def test_batched_reports_each_batch_once_and_keeps_the_order() -> None:
+    """What the Inception features' progress bar counts: every image once, batch by batch."""
+    from nag.model.inference import batched
+
+    seen: list[int] = []
+    x = torch.arange(10.0).view(10, 1)
+    out = batched(lambda b: 2 * b, x, "cpu", batch_size=4, on_batch=seen.append)
+    assert seen == [4, 4, 2] and torch.equal(out, 2 * x)
