@@ -221,7 +221,7 @@ def default_n(device: torch.device | str) -> int:
 @dataclass
 class FidSetup:
     """The Inception extractor, the reference (the first ``n`` training images), and the real-vs-real floor
-    (validation vs test images, as many as the evaluation's real test set)."""
+    (the first ``n`` validation vs the first ``n`` test images, fewer where a split holds fewer)."""
 
     features: InceptionFeatures
     reference: Reference
@@ -256,10 +256,16 @@ class FidSetup:
             extractor,
             reference_file(cache_dir, key("train"), "train", n, extractor.digest),
         )
-        # the floor's two real sets are the evaluation's (the first images of each split), cached the same way
+        # the floor at FID's own n where the splits hold that many (an FID and its floor at one n: FID's bias
+        # depends on n), the first images of each split, cached the same way
+        m = min(n, len(dm.dataset("val")), len(dm.dataset("test")))
+
+        def first(split: str, loaded: Tensor) -> Tensor:  # the evaluation's own real images when it has enough
+            return loaded[:m] if len(loaded) >= m else dm.fixed_batch(split, m)[0]
+
         val, test = (
-            reference(images, extractor, reference_file(cache_dir, key(split), split, len(images), extractor.digest))
-            for split, images in (("val", real.val), ("test", real.test))
+            reference(images, extractor, reference_file(cache_dir, key(split), split, m, extractor.digest))
+            for split, images in (("val", first("val", real.val)), ("test", first("test", real.test)))
         )
         return cls(extractor, ref, fidelity(val, test.features, seed, points), n, points)
 

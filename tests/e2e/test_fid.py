@@ -40,7 +40,7 @@ def test_evaluate_reports_fid_of_samples_reconstructions_and_the_real_floor(
     m = json.loads((out / "metrics.json").read_text())
     samples, rec, floor = m["samples"]["fidelity"], m["reconstruction"]["fidelity"], m["real_baseline"]["fidelity"]
     assert set(samples) == set(rec) == set(floor) == FIELDS
-    assert (samples["n"], rec["n"], floor["n"]) == (16, 24, 24) and samples["n_reference"] == 16
+    assert (samples["n"], rec["n"], floor["n"]) == (16, 24, 16) and samples["n_reference"] == 16  # floor at FID's n
     assert samples["fid"] > floor["fid"] > 0  # a 1-epoch tiny model is far from real faces; real vs real is not
     assert "FID of the samples" in r.stdout and "at n=16 (biased high at n < 10,000)" in r.stdout  # Hydra logs there
     acc = EventAccumulator(str(out / "tensorboard"))

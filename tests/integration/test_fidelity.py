@@ -168,14 +168,15 @@ def test_the_reference_is_computed_once_per_data_and_n(weights: Path, tmp_path: 
     assert ref.stat().st_mtime_ns == stamp and torch.equal(again.reference.features, setup.reference.features)  # type: ignore[union-attr]
     assert fd.FidSetup.load(dm, real, {**opts, "n_samples": 1000}, "cpu").n == 64  # type: ignore[union-attr]  # capped
     assert sorted(p.name.split("-n")[1][:2] for p in tmp_path.glob("reference-*-train-n*")) == ["16", "64"]
-    assert len(list(tmp_path.glob("reference-synthetic-val-*-val-n24-*"))) == 1  # the floor's, cached too
-    assert setup.floor["n"] == 24 and setup.floor["n_reference"] == 24  # validation vs test, as many as n_eval
+    assert setup.floor["n"] == 16 and setup.floor["n_reference"] == 16  # validation vs test at FID's own n
+    assert len(list(tmp_path.glob("reference-synthetic-val-*-val-n16-*"))) == 1  # the floor's, cached too
     # ... and exactly those two real sets, in that order (precision and recall are not symmetric)
-    expected = fd.fidelity(fd.Reference.of(setup.features(real.val)), setup.features(real.test), 0)
+    val, test = setup.features(real.val[:16]), setup.features(real.test[:16])
+    expected = fd.fidelity(fd.Reference.of(val), test, 0)
     assert setup.floor == pytest.approx(expected) and expected["fid"] > 0
-    assert setup.floor != pytest.approx(
-        fd.fidelity(fd.Reference.of(setup.features(real.test)), setup.features(real.val), 0)
-    )
+    assert setup.floor != pytest.approx(fd.fidelity(fd.Reference.of(test), val, 0))
+    # FID at more images than a split holds: the floor has as many as the split (24 here), the largest it can
+    assert fd.FidSetup.load(dm, real, {**opts, "n_samples": 1000}, "cpu").floor["n"] == 24  # type: ignore[union-attr]
     assert fd.FidSetup.load(dm, real, {**opts, "enabled": False}, "cpu") is None
 
 
