@@ -241,6 +241,9 @@ def test_the_attribute_classifier_adds_its_reading_to_findings_1_and_3() -> None
     assert third.numbers["frequency_gap"] == 0.03
     assert list(group(third, "samples").items()) == [("Sunglasses", 0.03), ("Eyeglasses", 0.01)]  # rarest first
     assert group(third, "real") == {"Sunglasses": 0.025, "Eyeglasses": 0.06}
+    assert "Eyeglasses 20%, Sunglasses 60%;" in first.evidence and "(real 2.5%), Eyeglasses" in third.evidence
+    plain_first, _, plain_third, *_ = assess(supported())  # without a classifier: nothing after the criterion
+    assert plain_first.evidence.endswith("> 1.1.") and plain_third.evidence.endswith("half the real one.")
     assert [f.supported for f in assess(m)] == [True] * 6  # the classifier informs, it does not judge
 
 
