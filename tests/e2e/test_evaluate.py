@@ -181,7 +181,7 @@ def test_report_regenerates_figures_and_judges_six_findings(report_sweep: Path, 
     # the FID table: one row per setting, n beside every value, the bias said
     fid_rows = {ln.split(" | ")[0][2:]: ln for ln in md.splitlines() if re.search(r"\| [\d,]+ vs [\d,]+ \|$", ln)}
     assert set(fid_rows) == set(FIDELITY_ROWS), md
-    assert fid_rows["real vs real (validation vs test)"].endswith("| 32 vs 32 |")
+    assert fid_rows["real vs real (validation vs test)"].endswith("| 8 vs 8 |")  # the floor at FID's own n
     assert fid_rows["plain, ex-post GMM samples"].endswith("| 8 vs 8 |") and "(here 8)" in md
     assert m["details"]["plain_gmm"]["samples"]["fidelity"]["n"] == 8
 
