@@ -29,7 +29,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def _record(job: RunDir) -> dict[str, Any] | None:
 def _logged(job: RunDir, record: dict[str, Any], plan: JobPlan, write: bool) -> JobPlan:
     """``plan``, added to the job record's history (``write``: rank 0 only)."""
     if write:
-        entry = {"action": plan.action, "why": plan.why, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        entry = {"action": plan.action, "why": plan.why, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         write_json_atomic(job / JOB, {**record, "history": [*record["history"], entry][-HISTORY:]})
     return plan
 
