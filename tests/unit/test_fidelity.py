@@ -28,6 +28,22 @@ def test_fid_of_two_gaussians_is_the_squared_mean_shift_plus_the_covariance_term
     assert fd.fid(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.parametrize(("n_a", "n_b", "d"), [(24, 24, 512), (30, 600, 512), (600, 30, 256), (40, 40, 40)])
+def test_fid_below_d_images_equals_torch_fidelitys(n_a: int, n_b: int, d: int) -> None:
+    """Where one side has no more images than dimensions, FID takes tr √(Σa Σb) in n × n space: the same number
+    as torch-fidelity's ``sqrtm`` of the d × d product (skewed, non-Gaussian features, either side the smaller)."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    g = torch.Generator().manual_seed(n_a + n_b)
+    a = fd.Reference.of(torch.rand(n_a, d, generator=g, dtype=torch.float64) ** 2)
+    b = fd.Reference.of(1.2 * torch.rand(n_b, d, generator=g, dtype=torch.float64) + 0.1)
+    assert fd._trace_sqrt_low_rank(a, b) is not None  # the n × n path is the one measured
+    theirs = fid_statistics_to_metric({"mu": a.mu, "sigma": a.sigma}, {"mu": b.mu, "sigma": b.sigma}, verbose=False)
+    assert fd.fid(a, b) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+    assert fd.fid(b, a) == pytest.approx(fd.fid(a, b), rel=1e-7)
+    assert fd.fid(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_kid_is_zero_between_halves_of_one_distribution_and_positive_after_a_shift() -> None:
     x = gaussian(400)
     mean, std = fd.kid(x[:200], x[200:], subset_size=100)
