@@ -197,7 +197,7 @@ def test_validation_loss_is_deterministic_for_a_fixed_model(compose_cfg) -> None
 def test_a_run_prints_no_third_party_noise_but_keeps_nags_warnings(tmp_path: Path, cache_dir: Path) -> None:
     # data.n_val=3 makes nag warn (once) that the figures use fewer validation images than configured.
     args = [*TINY, "trainer.max_epochs=1", "test=false", "data.n_val=3", "trainer.enable_model_summary=true"]
-    r = run_module("nag.train", args, tmp_path, cache_dir)
+    r = run_module("nag.train", args, tmp_path, cache_dir, fresh=True)  # import-time warnings are printed too
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert "deprecat" not in out.lower() and "💡 Tip" not in out and "v_num" not in out

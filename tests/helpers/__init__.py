@@ -55,17 +55,23 @@ def run_module(
     fid: bool = False,
     as_normal_user: bool = False,
     timeout: float = 900,
+    fresh: bool = False,
 ) -> Finished:
     """``python -m <module> <args>`` in ``cwd``, with the session's dataset cache; ``full_error=False`` shows what
     a user sees (without HYDRA_FULL_ERROR). FID is off (``NAG_FID=false``) unless ``fid``: its Inception network costs
     ~0.1 s per image on 2 cores, and the FID tests exercise it. ``as_normal_user``: under :data:`NORMAL_USER`. The
-    result carries the child's peak resident memory."""
+    command runs as a fork of a warm launcher (:mod:`tests.helpers.launcher`) unless ``fresh`` or
+    ``as_normal_user`` asks for a new process. The result carries the command's peak resident memory."""
     env = {**os.environ, "NAG_CACHE_DIR": str(cache_dir), "NAG_FID": "true" if fid else "false"}
     if full_error:
         env["HYDRA_FULL_ERROR"] = "1"
     else:
         env.pop("HYDRA_FULL_ERROR", None)
     command = [*(NORMAL_USER if as_normal_user else []), sys.executable, "-m", module, *args]
+    if not (fresh or as_normal_user):
+        warm = _run_warm(module, args, cwd, env, command, timeout)
+        if warm is not None:
+            return warm
     fd, rss_file = tempfile.mkstemp(prefix="nag-rss-")
     os.close(fd)
     p = subprocess.Popen(
@@ -99,6 +105,42 @@ def run_module(
     os.unlink(rss_file)
     result.max_rss_mb = int(rss) / 1024 if rss else float("inf")  # KiB on Linux; none: the launcher was killed
     return result
+
+
+def _run_warm(
+    module: str, args: list[str], cwd: Path, env: dict[str, str], command: list[str], timeout: float
+) -> Finished | None:
+    """The command through the warm launcher (None when it is busy with another thread's command)."""
+    from tests.helpers.launcher import LAUNCHER
+
+    with tempfile.TemporaryDirectory(prefix="nag-run-") as io_dir:
+        out, err = Path(io_dir, "out"), Path(io_dir, "err")
+        out.touch()
+        err.touch()
+        timers: list[threading.Timer] = []
+
+        def arm(pid: int) -> None:  # past the limit: its process group killed, and the test fails on its status
+            timers.append(threading.Timer(timeout, lambda: _kill_group(pid)))
+            timers[0].start()
+
+        try:
+            done = LAUNCHER.run(module, args, str(cwd), env, str(out), str(err), arm)
+        finally:
+            for t in timers:
+                t.cancel()
+        if done is None:
+            return None
+        text = {n: p.read_bytes().decode("utf-8", errors="replace") for n, p in (("out", out), ("err", err))}
+    result = Finished(command, done.returncode, text["out"], text["err"])
+    result.max_rss_mb = done.rss_kib / 1024
+    return result
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 # The command's own peak memory: ``wait4``'s ru_maxrss of a process forked from the test process would include
