@@ -3,6 +3,7 @@ does, and the repository's paths. Fixtures live in ``tests/conftest.py``; CelebA
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -137,10 +138,8 @@ def _run_warm(
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # The command's own peak memory: ``wait4``'s ru_maxrss of a process forked from the test process would include
