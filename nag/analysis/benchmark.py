@@ -22,6 +22,7 @@ import torch
 from nag.analysis.evaluation import RealImages, evaluate_sampling
 from nag.analysis.tables import cell, fixed, markdown_table
 from nag.config.errors import UserInputError
+from nag.config.text import markdown_cell
 from nag.samplers.core import make_sampler
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def parse_samplers(text: str) -> list[str]:
 
 @dataclass
 class Attributes:
-    """The dataset's attribute classifier and the real test faces' frequencies it sees."""
+    """The dataset's attribute judge and the real test faces' frequencies it sees; gaps are measured over the
+    attributes it can see (:meth:`~nag.analysis.attributes.AttributeClassifier.judged`) only."""
 
     clf: Any
     names: tuple[str, ...]
@@ -51,20 +53,27 @@ class Attributes:
     def real_freq(self) -> torch.Tensor:  # (A,)
         return self.real_pred.float().mean(0).cpu()
 
+    @property
+    def judged(self) -> torch.Tensor:  # (A,) bool
+        return self.clf.judged()
+
     def gaps(self, samples: torch.Tensor) -> dict[str, Any]:
         freq = self.clf.predict(samples).float().mean(0).cpu()
-        gap = (freq - self.real_freq).abs()
-        worst = int(gap.argmax())
+        judged = self.judged
+        gap = (freq - self.real_freq).abs().masked_fill(~judged, float("nan"))
+        if not judged.any():
+            return {"freq_gap": None, "max_gap": None, "max_gap_attr": "", "frequency": {}}
+        worst = int(gap.nan_to_num(-1.0).argmax())
         return {
-            "freq_gap": float(gap.mean()),
+            "freq_gap": float(gap[judged].mean()),
             "max_gap": float(gap[worst]),
             "max_gap_attr": self.names[worst],
-            "frequency": {n: float(f) for n, f in zip(self.names, freq, strict=True)},
+            "frequency": {n: float(f) for n, f, ok in zip(self.names, freq, judged, strict=True) if ok},
         }
 
 
 def load_attributes(
-    dm: Any, real: RealImages, device: Any, epochs: int = 3, n_train: int = 20_000
+    dm: Any, real: RealImages, device: Any, epochs: int = 12, n_train: int = 20_000
 ) -> Attributes | None:
     """The classifier of ``nag.evaluate`` (trained once per dataset, cached beside the data); None without
     attributes."""
@@ -83,7 +92,9 @@ class SamplerTable:
     rows: list[dict[str, Any]]
     keys: list[str]
     floor: dict[str, float] = field(default_factory=dict)
-    real_frequency: dict[str, float] = field(default_factory=dict)
+    real_frequency: dict[str, float] = field(default_factory=dict)  # the judged attributes'
+    judge: dict[str, float] = field(default_factory=dict)  # every attribute: the judge's balanced accuracy
+    not_judged: dict[str, float] = field(default_factory=dict)  # those below the threshold
     rare: list[dict[str, Any]] = field(default_factory=list)  # per job and attribute: nag.analysis.rare
 
 
@@ -176,6 +187,11 @@ def by_job_markdown(table: SamplerTable) -> str:
             f"sample SWD {fixed(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
             "|frequency in the samples − in the real test faces|, percentage points.",
         ]
+    if table.not_judged:
+        shown = ", ".join(f"{markdown_cell(n)} ({fixed(b, 2)})" for n, b in table.not_judged.items())
+        from nag.analysis.attributes import JUDGED_AT
+
+        lines += ["", f"Not judged (the attribute judge's held-out balanced accuracy is below {JUDGED_AT}): {shown}."]
     return "\n".join(lines) + "\n"
 
 
@@ -185,10 +201,15 @@ def csv_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
 
 
 def attribute_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
-    """Per attribute: the real frequency and each (job, sampler)'s, for ``attribute_gaps.csv``."""
-    names = list(table.real_frequency)
+    """Per attribute: the judge's balanced accuracy, the real frequency and each (job, sampler)'s, for
+    ``attribute_gaps.csv`` (blank where the judge cannot see the attribute)."""
+    names = list(table.judge or table.real_frequency)
     cols = ["job", *table.keys, "sampler", *names]
-    rows: list[list[Any]] = [["real", *([""] * len(table.keys)), "", *(table.real_frequency[n] for n in names)]]
+    blank = [""] * len(table.keys)
+    rows: list[list[Any]] = [
+        ["judge balanced accuracy", *blank, "", *(table.judge.get(n) for n in names)],
+        ["real", *blank, "", *(table.real_frequency.get(n) for n in names)],
+    ]
     for r in table.rows:
         freq = r.get("frequency") or {}
         rows.append([r["job"], *(r.get(k, "") for k in table.keys), r["sampler"], *(freq.get(n) for n in names)])

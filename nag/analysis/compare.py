@@ -200,7 +200,13 @@ def _evaluate(
         floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)
     if table is not None:
         table.floor = dict(floor)
-        table.real_frequency = dict(zip(attrs.names, map(float, attrs.real_freq), strict=True)) if attrs else {}
+        if attrs is not None:
+            judged = attrs.judged.tolist()
+            table.real_frequency = {
+                n: float(f) for n, f, ok in zip(attrs.names, attrs.real_freq, judged, strict=True) if ok
+            }
+            table.judge = dict(zip(attrs.names, map(float, attrs.clf.balanced_accuracy), strict=True))
+            table.not_judged = {n: b for (n, b), ok in zip(table.judge.items(), judged, strict=True) if not ok}
     for i in done:
         model = _load(runs[i], rows[i], device)
         if model is None:

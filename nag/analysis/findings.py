@@ -58,6 +58,8 @@ def _kept_by_classifier(m: ReportMeasures) -> tuple[str, dict[str, float]]:
         return "", {}
     freq, kept = att.frequency, att.reconstruction_kept
     rare = sorted((n for n in kept if freq[n].label < RARE), key=lambda n: (kept[n], n))[:4]  # ties by name
+    if not rare:  # the judge sees no rare feature: it has nothing to say about them
+        return "", {}
     n = {"classifier/accuracy": att.accuracy_mean} | {f"kept/{name}": kept[name] for name in rare}
     n["kept_common_mean"] = _mean([kept[name] for name in kept if freq[name].label >= COMMON])
     listed = ", ".join(f"{name} {v:.0%}" for name, v in _group(n, "kept").items())
@@ -77,6 +79,8 @@ def _sample_frequencies(m: ReportMeasures) -> tuple[str, dict[str, float]]:
         return "", {}
     freq = att.frequency
     rare = sorted((n for n in freq if freq[n].label < RARE), key=lambda n: (freq[n].label, n))[:4]  # rarest first
+    if not rare:
+        return "", {}
     n = {"frequency_gap": att.frequency_gap} | {f"samples/{name}": freq[name].samples for name in rare}
     n |= {f"real/{name}": freq[name].real for name in rare}
     shown = ", ".join(f"{name} {v:.1%} (real {n[f'real/{name}']:.1%})" for name, v in _group(n, "samples").items())

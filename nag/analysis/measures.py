@@ -112,7 +112,7 @@ def report_measures(details: Mapping[str, Any]) -> ReportMeasures:
     rec, probes = details["matched0_reconstruction"], details["matched0_N0"]["probes"]
     lat, att = details["plain_reconstruction"]["latent"], details.get("matched0_attributes")
     classifier = None
-    if att:
+    if att and att["frequency"]:  # an attribute judge that sees no attribute has no reading to quote
         shares = {n: AttributeShare(f["label"], f["real"], f["samples"]) for n, f in att["frequency"].items()}
         classifier = ClassifierReading(att["accuracy_mean"], att["frequency_gap"], shares, att["reconstruction_kept"])
     return ReportMeasures(

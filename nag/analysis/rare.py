@@ -57,10 +57,10 @@ class RareFeatures:
     """One model's stages per attribute (see the module docstring)."""
 
     names: tuple[str, ...]
-    real: list[float]
+    real: list[float | None]  # None: the judge cannot see it
     probe_bacc: list[float | None]
     kept: list[float | None]
-    reconstruction: list[float]
+    reconstruction: list[float | None]
 
     def rows(self, head: dict[str, Any], samples: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
         """One dict per attribute: ``head`` (the job and its keys), the stages, and each sampler's frequency."""
@@ -92,10 +92,11 @@ def rare_features(model: Any, real: Any, attrs: Any, train_codes: Tensor | None 
     )
     p_rec = attrs.clf.predict(reconstruct_images(model, real.test))
     kept, has = kept_fraction(attrs.real_pred, p_rec)
+    judged = attrs.judged.tolist()  # the judge's numbers only where it sees the attribute; the probe reads labels
     return RareFeatures(
         attrs.names,
-        attrs.real_freq.tolist(),
+        [float(f) if ok else None for f, ok in zip(attrs.real_freq, judged, strict=True)],
         probe,
-        [float(k) if h > 0 else None for k, h in zip(kept, has, strict=True)],
-        p_rec.float().mean(0).tolist(),
+        [float(k) if h > 0 and ok else None for k, h, ok in zip(kept, has, judged, strict=True)],
+        [float(f) if ok else None for f, ok in zip(p_rec.float().mean(0), judged, strict=True)],
     )

@@ -68,6 +68,13 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         (str(j), s) for j in range(4) for s in ("prior", "gmm", "flow")
     ]
     summary = {row["job"]: row for row in csv.DictReader((sweep / "compare" / "summary.csv").open())}
+    gaps = list(csv.reader((sweep / "compare" / "attribute_gaps.csv").open()))
+    assert gaps[1][0] == "judge balanced accuracy" and gaps[2][0] == "real" and len(gaps[0]) == 1 + 2 + 1 + 15
+    judge = dict(zip(gaps[0][4:], gaps[1][4:], strict=True))
+    judged = {n for n, b in judge.items() if b and float(b) >= 0.9}
+    assert judged and len(judged) < 15, "a judge of 256 16-px faces sees some attributes, not all"
+    real = dict(zip(gaps[0][4:], gaps[2][4:], strict=True))
+    assert {n for n, f in real.items() if f} == judged, "a frequency only where the judge sees the attribute"
     for row in rows:
         job = sweep / row["job"]
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
@@ -76,7 +83,7 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         metrics = json.loads((job / "metrics.json").read_text())
         assert float(row["train_s"]) == pytest.approx(metrics["time/train_seconds"], rel=1e-3)
         assert float(row["train_s"]) > 0
-        assert 0 <= float(row["freq_gap"]) <= float(row["max_gap"]) <= 1 and row["max_gap_attr"]
+        assert 0 <= float(row["freq_gap"]) <= float(row["max_gap"]) <= 1 and row["max_gap_attr"] in judged
         assert float(row["sample_swd"]) > 0 and row["fid"] == ""  # FID is off in the tests (NAG_FID=false)
     # Each job's prior row is the comparison's own prior evaluation; the ex-post ones differ from it.
     for job in map(str, range(4)):
@@ -84,8 +91,13 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         assert by["prior"]["sample_swd"] == summary[job]["sample_swd"]
         assert len({by[s]["sample_swd"] for s in by}) == 3
         assert len(list((sweep / job / "samplers").glob("flow-*.pt"))) == 1, "the flow is stored beside its job"
-    gaps = list(csv.reader((sweep / "compare" / "attribute_gaps.csv").open()))
-    assert gaps[1][0] == "real" and len(gaps) == 1 + 1 + 12 and len(gaps[0]) == 1 + 2 + 1 + 15
+    assert len(gaps) == 1 + 2 + 12
+    for g in gaps[3:]:  # each row's gap is the mean over the judged attributes of |samples − real|
+        by_row = next(r for r in rows if (r["job"], r["sampler"]) == (g[0], g[3]))
+        freq = dict(zip(gaps[0][4:], g[4:], strict=True))
+        mean_gap = sum(abs(float(freq[n]) - float(real[n])) for n in judged) / len(judged)
+        assert float(by_row["freq_gap"]) == pytest.approx(mean_gap, abs=2e-4)
+        assert {n for n, f in freq.items() if f} == judged
     assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
     # The README's form: one row per job, each sampler's cell its FID (off here) · SWD · gap in points.
     table = (sweep / "compare" / "benchmark.md").read_text().splitlines()
@@ -114,12 +126,14 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         "gmm",
         "flow",
     ]
-    real = dict(zip(gaps[0][4:], gaps[1][4:], strict=True))
-    by_job = {(g[0], g[3]): dict(zip(gaps[0][4:], g[4:], strict=True)) for g in gaps[2:]}
+    by_job = {(g[0], g[3]): dict(zip(gaps[0][4:], g[4:], strict=True)) for g in gaps[3:]}
     for r in rare:
         assert r["real"] == real[r["attribute"]], "the classifier's real frequency, as in attribute_gaps.csv"
         assert all(r[s] == by_job[(r["job"], s)][r["attribute"]] for s in ("prior", "gmm", "flow"))
-        assert 0 <= float(r["reconstruction"]) <= 1
+        if r["attribute"] in judged:
+            assert 0 <= float(r["reconstruction"]) <= 1
+        else:
+            assert r["real"] == r["kept"] == r["reconstruction"] == "", "nothing the judge cannot see"
         assert r["probe_bacc"] == "" or 0 <= float(r["probe_bacc"]) <= 1
 
 

@@ -85,9 +85,15 @@ def test_evaluate_cli_writes_metrics_figures_and_tensorboard(report_sweep: Path,
     with Image.open(out / "attribute_edits.png") as im:  # rows: 2 faces x edited attributes; columns: 5 steps
         side = 16 + 2
         assert im.size == (5 * side + 2, 2 * len(edited) * side + 2)
-    for section in ("accuracy", "reconstruction_agreement", "frequency"):
-        assert len(att[section]) == 15 and "Sunglasses" in att[section], "one entry per synthetic attribute"
-    assert 0 <= att["frequency_gap"] <= 1 and 0 <= att["accuracy_mean"] <= 1
+    names = set(att["balanced_accuracy"])
+    assert len(att["accuracy"]) == len(names) == 15 and "Sunglasses" in names, "one entry per synthetic attribute"
+    judged = {n for n, b in att["balanced_accuracy"].items() if b is not None and b >= att["judged_at"]}
+    assert set(att["not_judged"]) == names - judged, "what the judge cannot see is listed, not scored"
+    for section in ("reconstruction_agreement", "frequency"):
+        assert set(att[section]) == judged
+    if judged:  # (a judge of 128 16-px faces sees little; the arithmetic is tested in test_attributes)
+        assert 0 <= att["frequency_gap"] <= 1
+    assert 0 <= att["accuracy_mean"] <= 1
     assert all(0 <= v <= 1 for e in att["edit"].values() for v in e.values())
 
 
