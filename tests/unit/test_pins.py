@@ -41,6 +41,9 @@ class _FixedJudge:
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.verdicts
 
+    def judged(self) -> torch.Tensor:  # it sees every attribute
+        return torch.ones(self.verdicts.shape[1], dtype=torch.bool)
+
 
 def test_the_attribute_gap_is_a_mean_of_absolute_differences() -> None:
     """Gaps of both signs (+20 and −20 points) must not cancel into 0."""
