@@ -33,7 +33,7 @@ class Sampler(Protocol):
 
 
 #: The sampler names ``nag.compare --samplers`` and ``Run.sample`` accept (``gmm<k>``: k components).
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "flow")
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "gmm_bic", "kde", "flow")
 #: The most components ``gmm<k>`` may ask for (each needs two training codes; 5000 are fitted).
 MAX_COMPONENTS = 500
 
@@ -51,6 +51,10 @@ def make_sampler(name: str, store: str | None = None, key: str = "sampler") -> A
         return GaussianMixtureSampler()
     if name.startswith("gmm") and name[3:].isdigit() and 1 <= int(name[3:]) <= MAX_COMPONENTS:
         return GaussianMixtureSampler(int(name[3:]))  # gmm<k>: k components (gmm50: small modes get their own)
+    if name == "gmm_bic":
+        return BICGaussianMixtureSampler()
+    if name == "kde":
+        return KernelDensitySampler()
     if name == "flow":
         return FlowSampler(store=store)
     raise UserInputError(
@@ -111,3 +115,77 @@ class GaussianMixtureSampler:
         # sklearn returns the samples grouped by component: shuffle so grids mix them.
         z = z[np.random.default_rng(seed).permutation(n)]
         return torch.from_numpy(z).float()
+
+
+class BICGaussianMixtureSampler(GaussianMixtureSampler):
+    """A full-covariance Gaussian mixture whose size is chosen by the Bayesian information criterion over
+    ``candidates`` (scikit-learn's ``GaussianMixture.bic``): as many components as the codes support, so a small
+    mode of the codes can get a component of its own without a size fixed in advance.
+
+    Args:
+        candidates: The component counts tried (those needing more than half the codes are skipped).
+        seed: Seed of the fits and of sampling.
+    """
+
+    @checked
+    def __init__(self, candidates: tuple[Count, ...] = (1, 2, 5, 10, 20, 50), seed: int = 0) -> None:
+        super().__init__(n_components=1, seed=seed)
+        self.candidates = tuple(candidates)
+        self.name = "gmm_bic"
+        self.bic: dict[int, float] = {}
+
+    def fit(self, codes: Tensor, prior: Prior) -> BICGaussianMixtureSampler:
+        x = codes.detach().double().cpu().numpy()
+        tried = [k for k in self.candidates if 2 * k <= len(x)]
+        if not tried:
+            raise ValueError(f"sampler.candidates={list(self.candidates)} all need more than {len(x)} training codes.")
+        fits = {
+            k: GaussianMixture(k, covariance_type="full", reg_covar=1e-5, random_state=self.seed).fit(x) for k in tried
+        }
+        self.bic = {k: float(g.bic(x)) for k, g in fits.items()}
+        self.n_components = min(self.bic, key=self.bic.__getitem__)
+        self.gmm = fits[self.n_components]
+        return self
+
+
+class KernelDensitySampler:
+    """A Gaussian kernel density on the training codes (scikit-learn's ``KernelDensity``), in coordinates
+    standardised per dimension: a sample is a training code plus kernel noise, so every mode of the codes, however
+    small, is drawn as often as codes sit in it. The bandwidth is chosen by held-out log-likelihood (5-fold,
+    ``GridSearchCV``) among ``bandwidths`` × Scott's factor n^(−1/(d+4)).
+
+    Args:
+        bandwidths: Multiples of Scott's factor tried.
+        seed: Seed of the bandwidth search's folds and of sampling.
+    """
+
+    name = "kde"
+    needs_codes = True
+
+    @checked
+    def __init__(self, bandwidths: tuple[float, ...] = (0.25, 0.5, 1.0), seed: int = 0) -> None:
+        if not bandwidths or min(bandwidths) <= 0:
+            raise UserInputError(f"sampler.bandwidths={list(bandwidths)}: give positive multiples of Scott's factor.")
+        self.bandwidths, self.seed = tuple(bandwidths), seed
+
+    def fit(self, codes: Tensor, prior: Prior) -> KernelDensitySampler:
+        from sklearn.model_selection import GridSearchCV, KFold
+        from sklearn.neighbors import KernelDensity
+
+        x = codes.detach().double().cpu().numpy()
+        if len(x) < 10:
+            raise ValueError(f"a kernel density needs at least 10 training codes, got {len(x)}.")
+        self.mean, self.std = x.mean(0), x.std(0) + 1e-8
+        z = (x - self.mean) / self.std  # (n, d)
+        scott = len(z) ** (-1.0 / (z.shape[1] + 4))
+        search = GridSearchCV(
+            KernelDensity(kernel="gaussian"),
+            {"bandwidth": [b * scott for b in self.bandwidths]},
+            cv=KFold(5, shuffle=True, random_state=self.seed),
+        ).fit(z)
+        self.kde, self.bandwidth = search.best_estimator_, float(search.best_params_["bandwidth"])
+        return self
+
+    def sample(self, n: int, seed: int = 0) -> Tensor:
+        z = self.kde.sample(n, random_state=self.seed + seed)  # (n, d), standardised
+        return torch.from_numpy(z * self.std + self.mean).float()

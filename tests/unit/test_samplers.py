@@ -1,0 +1,65 @@
+"""The ex-post samplers that size themselves: a BIC-chosen Gaussian mixture and a kernel density on the codes
+(#32 §4: samplers that put mass on small modes), on codes whose answer is known."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nag.config.errors import UserInputError
+from nag.samplers.core import BICGaussianMixtureSampler, KernelDensitySampler, make_sampler
+
+
+def two_modes(n_small: int = 30, n: int = 1000, scale: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """A large mode at 0 and a small one (``n_small`` of ``n``) at (6, 6), each of std 0.3, times ``scale``."""
+    g = torch.Generator().manual_seed(seed)
+    big = torch.randn(n - n_small, 2, generator=g) * 0.3
+    small = torch.randn(n_small, 2, generator=g) * 0.3 + torch.tensor([6.0, 6.0])
+    return torch.cat([big, small]) * scale
+
+
+def share_near(z: torch.Tensor, centre: torch.Tensor, radius: float) -> float:
+    return float(((z - centre).norm(dim=1) < radius).float().mean())
+
+
+def test_bic_chooses_as_many_components_as_the_codes_hold() -> None:
+    two = BICGaussianMixtureSampler().fit(two_modes(), prior=None)
+    assert two.n_components == 2 and two.bic[2] == min(two.bic.values())
+    assert set(two.bic) == {1, 2, 5, 10, 20, 50}
+    one = BICGaussianMixtureSampler().fit(torch.randn(1000, 3, generator=torch.Generator().manual_seed(1)), None)
+    assert one.n_components == 1
+    few = BICGaussianMixtureSampler().fit(two_modes(n_small=5, n=40), None)
+    assert set(few.bic) == {1, 2, 5, 10, 20}, "50 components would need 100 codes"
+
+
+@pytest.mark.parametrize("name", ["gmm_bic", "kde"])
+def test_a_three_percent_mode_is_sampled_three_percent_of_the_time_in_the_codes_scale(name: str) -> None:
+    codes = two_modes(scale=40.0) - 3.0  # far from unit scale: samples must come back in the codes' own
+    sampler = make_sampler(name).fit(codes, prior=None)
+    z = sampler.sample(20_000, seed=1)
+    assert z.shape == (20_000, 2) and z.dtype == torch.float32
+    assert share_near(z, torch.tensor([237.0, 237.0]), 80.0) == pytest.approx(0.03, abs=0.006)
+    assert share_near(z, torch.tensor([-3.0, -3.0]), 80.0) == pytest.approx(0.97, abs=0.006)
+    torch.testing.assert_close(z.mean(0), codes.mean(0), atol=3.0, rtol=0)
+    torch.testing.assert_close(z.std(0), codes.std(0), atol=0.0, rtol=0.05)
+    assert torch.equal(sampler.sample(8, seed=2), sampler.sample(8, seed=2)), "a seed draws the same codes"
+    assert not torch.equal(sampler.sample(8, seed=2), sampler.sample(8, seed=3))
+
+
+def test_the_kernel_density_bandwidth_is_chosen_by_held_out_likelihood() -> None:
+    """On two tight modes the smallest multiple of Scott's factor fits best; a single spread-out Gaussian, which
+    the rule of thumb is made for, prefers the largest."""
+    tight = KernelDensitySampler().fit(two_modes(n_small=300), prior=None)
+    scott = 1000 ** (-1 / 6)
+    assert tight.bandwidth == pytest.approx(0.25 * scott)
+    wide = KernelDensitySampler(bandwidths=(0.05, 1.0)).fit(torch.randn(1000, 2), prior=None)
+    assert wide.bandwidth == pytest.approx(1.0 * scott)
+
+
+def test_bad_settings_and_too_few_codes_are_named() -> None:
+    with pytest.raises(UserInputError, match="sampler.bandwidths"):
+        KernelDensitySampler(bandwidths=(0.5, -1.0))
+    with pytest.raises(ValueError, match="at least 10 training codes"):
+        KernelDensitySampler().fit(torch.randn(5, 2), prior=None)
+    with pytest.raises(ValueError, match="sampler.candidates"):
+        BICGaussianMixtureSampler(candidates=(5,)).fit(torch.randn(6, 2), prior=None)
