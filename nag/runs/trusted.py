@@ -31,7 +31,12 @@ CHECKPOINT_ROLES = {
 }
 #: The hyper-parameters a checkpoint may lack (written before they existed), with the model's defaults that then
 #: apply: loading and resuming read a missing one as its default, the value it was trained with.
-OPTIONAL_DEFAULTS: dict[str, Any] = {"scheduler": None, "recon_emphasis": 0.0}
+OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "scheduler": None,
+    "recon_emphasis": 0.0,
+    "recon_ssim": 0.0,
+    "recon_frequency": 0.0,
+}
 
 
 #: Where nag's classes lived before the model and training layers got their folders: checkpoints written then

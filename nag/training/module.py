@@ -23,7 +23,7 @@ from nag.config.errors import ConfigError, DivergenceError
 from nag.config.params import BoolOrAuto, Count, Keys, NonNegative, Positive, checked
 from nag.model.matching import PriorMatching
 from nag.model.priors import Prior
-from nag.model.reconstruction import weighted_mse
+from nag.model.reconstruction import frequency_term, ssim_term, weighted_mse
 from nag.runs.trusted import CHECKPOINT_ROLES, check_config
 from nag.training.distributed import gather_codes
 from nag.training.term_logging import TermLogging, divergence_message
@@ -54,6 +54,9 @@ class NAGModule(TermLogging, L.LightningModule):
             cores); ``"auto"``: on CUDA devices only.
         recon_emphasis: α of the rare-pixel-weighted reconstruction
             (:func:`~nag.model.reconstruction.weighted_mse`); 0: the plain MSE.
+        recon_ssim: Weight of 1 − SSIM added to the reconstruction term (:func:`~nag.model.reconstruction.ssim_term`).
+        recon_frequency: Weight of the focal frequency loss added to it
+            (:func:`~nag.model.reconstruction.frequency_term`).
 
     ``compile`` and ``channels_last`` are how the run is computed, not what it computes: they are not stored in
     checkpoints, and a checkpoint loads the same whatever they are.
@@ -73,6 +76,8 @@ class NAGModule(TermLogging, L.LightningModule):
         compile: bool = False,
         channels_last: BoolOrAuto = "auto",
         recon_emphasis: NonNegative = 0.0,
+        recon_ssim: NonNegative = 0.0,
+        recon_frequency: NonNegative = 0.0,
     ) -> None:
         super().__init__()
         self.compile_nets, self.channels_last = bool(compile), channels_last
@@ -86,6 +91,8 @@ class NAGModule(TermLogging, L.LightningModule):
             "optimizer": _plain(optimizer),
             "scheduler": _plain(scheduler),
             "recon_emphasis": float(recon_emphasis),
+            "recon_ssim": float(recon_ssim),
+            "recon_frequency": float(recon_frequency),
         }
         # The same configs come back from every checkpoint: nothing outside nag.runs.trusted's allow-list is built,
         # and each part is of its kind (an encoder is one of nag's nets, a prior a prior, ...).
@@ -177,12 +184,19 @@ class NAGModule(TermLogging, L.LightningModule):
 
     def loss_terms(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Named loss terms of a batch: ``recon`` (per-pixel MSE; weighted by
-        :func:`~nag.model.reconstruction.weighted_mse` when ``recon_emphasis`` > 0), ``matching`` and ``loss``;
+        :func:`~nag.model.reconstruction.weighted_mse` when ``recon_emphasis`` > 0; plus ``recon_ssim`` × 1 − SSIM
+        and ``recon_frequency`` × the focal frequency loss when those are > 0), ``matching`` and ``loss``;
         ``generator`` fixes the prior samples (and projections) the matching term draws."""
         z = self.encode(x)  # (B, d)
         x_hat = self.decode(z)  # (B, 3, H, W)
-        alpha = self.hparams.recon_emphasis
-        recon = weighted_mse(x_hat.float(), x.float(), alpha) if alpha else F.mse_loss(x_hat.float(), x.float())
+        h = self.hparams
+        alpha, w_ssim, w_freq = h.recon_emphasis, h.recon_ssim, h.recon_frequency
+        x_hat32, x32 = x_hat.float(), x.float()
+        recon = weighted_mse(x_hat32, x32, alpha) if alpha else F.mse_loss(x_hat32, x32)
+        if w_ssim:
+            recon = recon + w_ssim * ssim_term(x_hat32, x32)
+        if w_freq:
+            recon = recon + w_freq * frequency_term(x_hat32, x32)
         z_match = gather_codes(z) if self.matching.global_batch else z  # (W·B, d) under DDP
         matching = self.matching(z_match, self.prior, generator=generator)
         return {"recon": recon, "matching": matching, "loss": recon + self.matching.weight * matching}

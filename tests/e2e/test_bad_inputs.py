@@ -77,6 +77,8 @@ CASES = [
     Case(["data.num_workers=-1"], ["data.num_workers=-1 must be >= 0"]),
     Case(["matching.weight=-1"], ["matching.weight=-1 must be >= 0"]),
     Case(["model.recon_emphasis=-1"], ["model.recon_emphasis=-1 must be >= 0"]),
+    Case(["model.recon_ssim=-0.5"], ["model.recon_ssim=-0.5 must be >= 0"]),
+    Case(["model.recon_frequency=much"], ["model.recon_frequency='much' must be a number"]),
     Case(["matching=swd", "matching.n_projections=0"], ["matching.n_projections=0 must be >= 1"]),
     Case(["seed=abc"], ["seed='abc' must be an integer"]),
     Case(["callbacks.last_checkpoint.every_n_train_steps=-5"], ["every_n_train_steps=-5 must be >= 0"]),

@@ -119,6 +119,33 @@ def test_the_rare_pixel_weighting_is_written_out_and_assembled_into_the_loss(com
     assert recon != pytest.approx(F.mse_loss(model.decode(model.encode(x)), x).item(), rel=1e-3)
 
 
+def test_the_ssim_and_frequency_terms_add_to_the_reconstruction_with_their_weights(compose_cfg) -> None:
+    """Each term is 0 for a perfect reconstruction and the library's value otherwise (torchmetrics' SSIM, the
+    authors' focal frequency loss); in the module, model.recon_ssim and model.recon_frequency add exactly their
+    weight times it to the MSE."""
+    from focal_frequency_loss import FocalFrequencyLoss
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    from nag.model.reconstruction import frequency_term, ssim_term
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, generator=g)
+    y = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert ssim_term(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    assert frequency_term(x, x).item() == pytest.approx(0.0, abs=1e-12)
+    assert ssim_term(y, x).item() == pytest.approx(1 - ssim(y, x, data_range=1.0).item(), rel=1e-6)
+    assert frequency_term(y, x).item() == pytest.approx(FocalFrequencyLoss()(y, x).item(), rel=1e-6)
+    assert ssim_term(y, x).item() > 0.1 and frequency_term(y, x).item() > 0
+    cfg = compose_cfg(["debug=tiny", "model.recon_ssim=0.5", "model.recon_frequency=2.0"])
+    model = build_model(cfg).train()
+    terms = model.loss_terms(x)
+    x_hat = model.decode(model.encode(x))
+    expected = F.mse_loss(x_hat, x) + 0.5 * ssim_term(x_hat, x) + 2.0 * frequency_term(x_hat, x)
+    assert terms["recon"].item() == pytest.approx(expected.item(), rel=1e-6)
+    terms["loss"].backward()  # the terms carry gradients to the nets
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+
+
 @pytest.mark.slow
 def test_a_matched_run_moves_the_codes_to_its_prior_and_a_plain_run_does_not(compose_cfg, tmp_path: Path) -> None:
     """The point of the project, on the tiny model: matched to N(−3, 2), the codes end near −3."""

@@ -85,17 +85,20 @@ def test_load_moves_the_model_to_map_location(tiny: NAGModule, tmp_path: Path) -
     assert {b.device.type for b in meta.buffers()} == {"meta"}
 
 
-def test_recon_emphasis_is_stored_optional_for_older_checkpoints_and_checked(tiny: NAGModule, tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["recon_emphasis", "recon_ssim", "recon_frequency"])
+def test_reconstruction_weights_are_stored_optional_for_older_checkpoints_and_checked(
+    key: str, tiny: NAGModule, tmp_path: Path
+) -> None:
     hp = dict(tiny.hparams)
-    assert hp["recon_emphasis"] == 0.0
-    path = _save(tiny, tmp_path / "m.ckpt", hyper_parameters={**hp, "recon_emphasis": 3.0})
-    assert NAGModule.load_from_checkpoint(path).hparams.recon_emphasis == 3.0
+    assert hp[key] == 0.0
+    path = _save(tiny, tmp_path / "m.ckpt", hyper_parameters={**hp, key: 3.0})
+    assert NAGModule.load_from_checkpoint(path).hparams[key] == 3.0
     # written before the key existed: the plain MSE it was trained with
-    old = _save(tiny, tmp_path / "old.ckpt", hyper_parameters={k: v for k, v in hp.items() if k != "recon_emphasis"})
-    assert NAGModule.load_from_checkpoint(old).hparams.recon_emphasis == 0.0
+    old = _save(tiny, tmp_path / "old.ckpt", hyper_parameters={k: v for k, v in hp.items() if k != key})
+    assert NAGModule.load_from_checkpoint(old).hparams[key] == 0.0
     for bad in (-1.0, "os.system"):
-        crafted = _save(tiny, tmp_path / "bad.ckpt", hyper_parameters={**hp, "recon_emphasis": bad})
-        with pytest.raises(UserInputError, match="recon_emphasis"):
+        crafted = _save(tiny, tmp_path / "bad.ckpt", hyper_parameters={**hp, key: bad})
+        with pytest.raises(UserInputError, match=key):
             NAGModule.load_from_checkpoint(crafted)
 
 

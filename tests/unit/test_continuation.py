@@ -217,7 +217,10 @@ def test_resuming_compares_models_with_an_older_checkpoints_missing_keys_as_thei
     from nag.runs.resume import check_same_model
 
     model = {"latent_dim": 8, "prior": {"mean": 0.0}, "scheduler": None, "recon_emphasis": 0.0}
-    older = {k: v for k, v in model.items() if k not in ("scheduler", "recon_emphasis")}
+    model |= {"recon_ssim": 0.0, "recon_frequency": 0.0}
+    older = {
+        k: v for k, v in model.items() if k not in ("scheduler", "recon_emphasis", "recon_ssim", "recon_frequency")
+    }
     check_same_model(older, model, "last.ckpt")  # trained with the plain MSE, before the key existed
     with pytest.raises(
         ConfigError,
