@@ -28,7 +28,19 @@ from nag.samplers.core import make_sampler
 log = logging.getLogger(__name__)
 
 #: Columns of the table after the job's keys and the sampler.
-COLUMNS = ("fid", "kid", "precision", "recall", "sample_swd", "freq_gap", "max_gap", "max_gap_attr", "psnr", "train_s")
+COLUMNS = (
+    "fid",
+    "fid_inf",
+    "kid",
+    "precision",
+    "recall",
+    "sample_swd",
+    "freq_gap",
+    "max_gap",
+    "max_gap_attr",
+    "psnr",
+    "train_s",
+)
 
 
 def parse_samplers(text: str) -> list[str]:
@@ -138,8 +150,8 @@ def score_samplers(
             "sample_swd": float(gen.metrics["samples"]["swd_mean"]),
         }
         fidelity = gen.metrics["samples"].get("fidelity")
-        for k in ("fid", "kid", "precision", "recall"):
-            r[k] = float(fidelity[k]) if fidelity else None
+        for k in ("fid", "fid_inf", "kid", "precision", "recall"):  # FID∞ where --fid-inf asks for it
+            r[k] = float(fidelity[k]) if fidelity and k in fidelity else None
         if attrs is not None and gen.samples is not None:
             gaps = attrs.gaps(gen.samples)
             r.update({k: gaps[k] for k in ("freq_gap", "max_gap", "max_gap_attr")}, frequency=gaps["frequency"])

@@ -198,6 +198,8 @@ def _evaluate(
     floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
     if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images
         floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)
+        if "fid_inf" in fid.floor:  # FID∞ of real vs real beside the jobs' (--fid-inf)
+            floor["fid_inf"] = fid.floor["fid_inf"]
     if table is not None:
         table.floor = dict(floor)
         if attrs is not None:

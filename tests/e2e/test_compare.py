@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 import zipfile
@@ -74,6 +75,10 @@ def test_compare_evaluates_best_checkpoints_against_one_baseline(
         "diversity",
         "--fid-n",
         "8",
+        "--fid-inf",
+        "3",
+        "--samplers",
+        "prior",
         "--out",
         str(out),
     ]
@@ -86,6 +91,11 @@ def test_compare_evaluates_best_checkpoints_against_one_baseline(
     assert "real vs real: sample_swd" in r.stdout and (out / "diversity_vs_prior.mean.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["baseline"]["fid_n"] == 8 and summary["baseline"]["fid"] > 0  # the floor, at the jobs' n
+    # --fid-inf: FID∞ beside FID in the samplers' table, and the floor's
+    scored = _csv(out / "samplers.csv")
+    assert [row["sampler"] for row in scored] == ["prior"] * len(rows)
+    assert all(math.isfinite(float(row["fid_inf"])) and float(row["fid"]) > 0 for row in scored)
+    assert "fid_inf " in (out / "samplers.md").read_text().split("Real vs real (the floor):")[1]
 
 
 @pytest.mark.slow
