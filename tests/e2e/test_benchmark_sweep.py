@@ -166,13 +166,15 @@ def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:
     from nag.samplers.core import make_sampler
 
     assert parse_samplers("prior, gmm,gmm50 ,flow") == ["prior", "gmm", "gmm50", "flow"]
+    assert parse_samplers("gmm_bic,kde") == ["gmm_bic", "kde"]
+    assert make_sampler("gmm_bic").name == "gmm_bic" and make_sampler("kde").name == "kde"
     assert make_sampler("gmm").n_components == 10 and make_sampler("gmm50").n_components == 50
     assert make_sampler("gmm1").name == "gaussian"
     for bad in ("gmm0", "gmm501", "gmmx", "gmm-3", "flows"):
         with pytest.raises(
             UserInputError,
             match=rf"^--samplers: '{bad}' is not a sampler; choose from prior, "
-            r"gaussian, gmm, gmm<k>, flow \(k from 1 to 500\)\.$",
+            r"gaussian, gmm, gmm<k>, gmm_bic, kde, flow \(k from 1 to 500\)\.$",
         ):
             parse_samplers(f"prior,{bad}")
     with pytest.raises(UserInputError, match="give distinct names"):
