@@ -56,7 +56,8 @@ class AttributeClassifier(nn.Module):
             c = out
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(c, n_attributes)
-        self.register_buffer("balanced_accuracy", torch.full((n_attributes,), float("nan")))
+        # float64: a rate of whole counts that is exactly 0.9 reads 0.9 here, in metrics.json and in the tables
+        self.register_buffer("balanced_accuracy", torch.full((n_attributes,), float("nan"), dtype=torch.float64))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))  # (B, A) logits
@@ -69,14 +70,14 @@ class AttributeClassifier(nn.Module):
 
     def judged(self) -> Tensor:
         """``(A,)`` bool: the attributes whose held-out balanced accuracy reaches :data:`JUDGED_AT`."""
-        return self.balanced_accuracy.cpu().double().nan_to_num(0.0) >= JUDGED_AT  # as the number written out
+        return self.balanced_accuracy.cpu().nan_to_num(0.0) >= JUDGED_AT
 
 
 def balanced_accuracy(pred: Tensor, labels: Tensor) -> Tensor:
     """Per attribute, the mean of the true-positive and true-negative rates of 0/1 ``pred`` against ``labels``
     ``(N, A)``; NaN where the labels hold only one class (nothing to balance: not judged)."""
     pred, labels = pred.bool(), labels.bool()
-    pos, neg = labels.sum(0), (~labels).sum(0)  # (A,)
+    pos, neg = labels.sum(0).double(), (~labels).sum(0).double()  # (A,)
     tpr = (pred & labels).sum(0) / pos.clamp_min(1)
     tnr = (~pred & ~labels).sum(0) / neg.clamp_min(1)
     return torch.where((pos > 0) & (neg > 0), (tpr + tnr) / 2, torch.full_like(tpr, float("nan")))

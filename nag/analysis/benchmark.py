@@ -196,13 +196,13 @@ def by_job_markdown(table: SamplerTable) -> str:
         lines += [
             "",
             f"Real vs real: FID {fixed(floor.get('fid'), 1)} (n = {floor.get('fid_n', '–')}), "
-            f"sample SWD {fixed(floor.get('sample_swd'), 1)}; gap: mean over the attributes of "
+            f"sample SWD {fixed(floor.get('sample_swd'), 1)}; gap: mean over the judged attributes of "
             "|frequency in the samples − in the real test faces|, percentage points.",
         ]
     if table.not_judged:
-        shown = ", ".join(f"{markdown_cell(n)} ({fixed(b, 2)})" for n, b in table.not_judged.items())
         from nag.analysis.attributes import JUDGED_AT
 
+        shown = ", ".join(f"{markdown_cell(n)} ({fixed(b, 2)})" for n, b in table.not_judged.items())
         lines += ["", f"Not judged (the attribute judge's held-out balanced accuracy is below {JUDGED_AT}): {shown}."]
     return "\n".join(lines) + "\n"
 

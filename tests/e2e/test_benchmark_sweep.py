@@ -71,10 +71,11 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     gaps = list(csv.reader((sweep / "compare" / "attribute_gaps.csv").open()))
     assert gaps[1][0] == "judge balanced accuracy" and gaps[2][0] == "real" and len(gaps[0]) == 1 + 2 + 1 + 15
     judge = dict(zip(gaps[0][4:], gaps[1][4:], strict=True))
-    judged = {n for n, b in judge.items() if b and float(b) >= 0.9}
-    assert judged and len(judged) < 15, "a judge of 256 16-px faces sees some attributes, not all"
     real = dict(zip(gaps[0][4:], gaps[2][4:], strict=True))
-    assert {n for n, f in real.items() if f} == judged, "a frequency only where the judge sees the attribute"
+    judged = {n for n, f in real.items() if f}  # a frequency only where the judge sees the attribute:
+    clear = {n for n, b in judge.items() if not b or abs(float(b) - 0.9) > 1e-3}  # (the csv rounds to 4 digits)
+    assert judged & clear == {n for n in clear if judge[n] and float(judge[n]) >= 0.9}
+    assert judged and len(judged) < 15, "a judge of 256 16-px faces sees some attributes, not all"
     for row in rows:
         job = sweep / row["job"]
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
@@ -100,7 +101,10 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         assert {n for n, f in freq.items() if f} == judged
     assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
     # The README's form: one row per job, each sampler's cell its FID (off here) · SWD · gap in points.
-    table = (sweep / "compare" / "benchmark.md").read_text().splitlines()
+    text = (sweep / "compare" / "benchmark.md").read_text()
+    blind = sorted(set(judge) - judged, key=list(judge).index)
+    assert f"Not judged (the attribute judge's held-out balanced accuracy is below 0.9): {blind[0]} (" in text
+    table = text.splitlines()
     assert table[0] == (
         "| job | arm | prior.mean | prior: FID · SWD · gap | gmm: FID · SWD · gap | "
         "flow: FID · SWD · gap | PSNR | train s |"
