@@ -75,7 +75,9 @@ class AttributeClassifier(nn.Module):
 
 def balanced_accuracy(pred: Tensor, labels: Tensor) -> Tensor:
     """Per attribute, the mean of the true-positive and true-negative rates of 0/1 ``pred`` against ``labels``
-    ``(N, A)``; NaN where the labels hold only one class (nothing to balance: not judged)."""
+    ``(N, A)``; NaN where the labels hold only one class (nothing to balance: not judged). By hand rather than
+    scikit-learn's ``balanced_accuracy_score`` (as ``nag.analysis.rare`` uses for one probe at a time): that scores
+    one column per call and gives a one-class column its recall, where an unjudgeable attribute must read NaN."""
     pred, labels = pred.bool(), labels.bool()
     pos, neg = labels.sum(0).double(), (~labels).sum(0).double()  # (A,)
     tpr = (pred & labels).sum(0) / pos.clamp_min(1)
@@ -126,12 +128,13 @@ def load_or_train_classifier(
     share = y.float().mean(0)  # (A,)
     pos_weight = ((1 - share) / share.clamp_min(1.0 / n)).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
-    per_epoch = math.ceil(n / 128)
+    batch = 128
+    per_epoch = math.ceil(n / batch)
     epochs = max(epochs, math.ceil(MIN_STEPS / per_epoch))  # a small training split still gets its steps
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * per_epoch)
     log.info("training the attribute classifier on %d training images (%d epochs), once per dataset", n, epochs)
     for _ in range(epochs):
-        for idx in torch.randperm(n, generator=g).split(128):
+        for idx in torch.randperm(n, generator=g).split(batch):
             logits = clf(x[idx].to(device))
             loss = F.binary_cross_entropy_with_logits(logits, y[idx].to(device).float(), pos_weight=pos_weight)
             opt.zero_grad()

@@ -106,8 +106,14 @@ class SamplerTable:
     floor: dict[str, float] = field(default_factory=dict)
     real_frequency: dict[str, float] = field(default_factory=dict)  # the judged attributes'
     judge: dict[str, float] = field(default_factory=dict)  # every attribute: the judge's balanced accuracy
-    not_judged: dict[str, float] = field(default_factory=dict)  # those below the threshold
     rare: list[dict[str, Any]] = field(default_factory=list)  # per job and attribute: nag.analysis.rare
+
+    @property
+    def not_judged(self) -> dict[str, float]:
+        """The attributes the judge cannot see (below the threshold, or NaN), with its balanced accuracy."""
+        from nag.analysis.attributes import JUDGED_AT
+
+        return {n: b for n, b in self.judge.items() if not b >= JUDGED_AT}
 
 
 def score_samplers(

@@ -208,7 +208,6 @@ def _evaluate(
                 n: float(f) for n, f, ok in zip(attrs.names, attrs.real_freq, judged, strict=True) if ok
             }
             table.judge = dict(zip(attrs.names, map(float, attrs.clf.balanced_accuracy), strict=True))
-            table.not_judged = {n: b for (n, b), ok in zip(table.judge.items(), judged, strict=True) if not ok}
     for i in done:
         model = _load(runs[i], rows[i], device)
         if model is None:
