@@ -49,3 +49,20 @@ def test_rows_carry_each_stage_and_each_samplers_frequency() -> None:
             "flow": None,
         },
     ]
+
+
+def test_one_class_in_either_split_is_none_and_the_next_attribute_is_still_read() -> None:
+    """An attribute absent from the test faces only (present in training) has nothing to score; the attribute
+    after it is still probed (mutmut: `or` → `and`, `continue` → `break` both survived the test above)."""
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randn(400, 4, generator=g)
+    linear = (codes[:, 0] > 0).float()
+    only_in_training = torch.zeros(400)
+    only_in_training[:20] = 1  # all within the first 300 (the training split)
+    bacc = probe_balanced_accuracy(
+        codes[:300],
+        torch.stack([only_in_training, linear], 1)[:300],
+        codes[300:],
+        torch.stack([only_in_training, linear], 1)[300:],
+    )
+    assert bacc[0] is None and bacc[1] is not None and bacc[1] > 0.9
