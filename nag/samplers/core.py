@@ -33,7 +33,7 @@ class Sampler(Protocol):
 
 
 #: The sampler names ``nag.compare --samplers`` and ``Run.sample`` accept (``gmm<k>``: k components).
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "gmm_bic", "kde", "flow")
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "gmm<k>", "gmm_bic", "kde", "flow", "two_stage")
 #: The most components ``gmm<k>`` may ask for (each needs two training codes; 5000 are fitted).
 MAX_COMPONENTS = 500
 
@@ -57,6 +57,10 @@ def make_sampler(name: str, store: str | None = None, key: str = "sampler") -> A
         return KernelDensitySampler()
     if name == "flow":
         return FlowSampler(store=store)
+    if name == "two_stage":
+        from nag.samplers.two_stage import TwoStageVAESampler
+
+        return TwoStageVAESampler(store=store)
     raise UserInputError(
         f"{key}: {name!r} is not a sampler; choose from {', '.join(SAMPLER_NAMES)} (k from 1 to {MAX_COMPONENTS})."
     )

@@ -178,7 +178,7 @@ def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:
         with pytest.raises(
             UserInputError,
             match=rf"^--samplers: '{bad}' is not a sampler; choose from prior, "
-            r"gaussian, gmm, gmm<k>, gmm_bic, kde, flow \(k from 1 to 500\)\.$",
+            r"gaussian, gmm, gmm<k>, gmm_bic, kde, flow, two_stage \(k from 1 to 500\)\.$",
         ):
             parse_samplers(f"prior,{bad}")
     with pytest.raises(UserInputError, match="give distinct names"):
