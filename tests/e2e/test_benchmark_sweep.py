@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from nag.analysis.benchmark import RECON_SLACK, pick_lambdas
 from tests.helpers import TINY, run_module
 
 QUICK = [
@@ -139,29 +138,6 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         else:
             assert r["real"] == r["kept"] == r["reconstruction"] == "", "nothing the judge cannot see"
         assert r["probe_bacc"] == "" or 0 <= float(r["probe_bacc"]) <= 1
-
-
-def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget() -> None:
-    def row(arm: str, w: float, recon: float, mmd: float, status: str = "ok") -> dict:
-        return {"arm": arm, "matching.weight": str(w), "val_recon": recon, "latent_mmd": mmd, "status": status}
-
-    rows = [
-        row("plain", 1, 0.010, 2.0),
-        row("plain", 10, 0.011, 2.0),
-        row("swd", 0.1, 0.011, 0.5),
-        row("swd", 1, 0.0124, 0.1),
-        row("swd", 10, 0.0126, 0.01),
-        row("swd", 100, 0.012, 0.001, status="failed"),
-        row("mmd", 1, 0.02, 0.1),
-        row("mmd", 10, 0.03, 0.05),
-    ]
-    picks = pick_lambdas(rows)
-    assert RECON_SLACK == 1.25
-    # swd: λ=10 costs 1.26× plain's recon (over budget); λ=1 is the best fit within; the failed job never counts.
-    assert picks["swd"] == {"weight": 1.0, "val_recon": 0.0124, "latent_mmd": 0.1, "within": True}
-    # mmd: none within the budget: the best reconstruction, said so.
-    assert picks["mmd"]["weight"] == 1.0 and picks["mmd"]["within"] is False
-    assert set(picks) == {"swd", "mmd"}
 
 
 def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:

@@ -152,3 +152,24 @@ def test_a_partition_file_that_disagrees_names_the_file_and_the_folder(tmp_path:
         f"{base / 'list_eval_partition.txt'}, line 8: lists zz.jpg, which is not in "
         f"{folder} (1 listed images are missing)."
     )
+
+
+def test_no_celeba_names_every_place_searched_and_every_way_to_get_it(tmp_path: Path) -> None:
+    from nag.data.celeba_layout import CelebANotFoundError, not_found
+
+    err = not_found(tmp_path / "none")
+    assert isinstance(err, CelebANotFoundError)
+    text = str(err)
+    assert text.startswith(f"No CelebA found under data.root={tmp_path}/none (resolved to "), text[:80]
+    lines = [line.strip() for line in text.splitlines()]
+    for way in (  # each a line of its own, as a user reads it
+        "Get CelebA with one of:",
+        "- data.download=true: torchvision's Google Drive download (needs `pip install gdown`; Drive's daily quota",
+        "- Kaggle: `kaggle datasets download -d jessicali9530/celeba-dataset`, then unzip the archive into",
+        "- the CelebA project page (mmlab.ie.cuhk.edu.hk/projects/CelebA.html): 'Align&Cropped Images'",
+    ):
+        assert any(line.startswith(way) for line in lines), way
+    assert lines[-1] == (
+        "Point data.root (or $NAG_DATA_DIR) at the folder, or train offline on the embedded faces with data=synthetic."
+    )
+    assert str(not_found(tmp_path, first="The download failed. ")).startswith("The download failed. No CelebA")

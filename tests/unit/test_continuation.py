@@ -74,16 +74,19 @@ def test_the_history_keeps_the_newest_entries_and_an_old_record_without_one_gets
 
 def test_another_job_in_the_dir_is_refused_and_its_hydra_files_are_put_back(tmp_path: Path) -> None:
     job = _job(tmp_path)
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    num: 0\n")
     plan_job(job, OVERRIDES)
     # Hydra has just written the new job's files over the old ones:
     (job / ".hydra" / "config.yaml").write_text("prior:\n  mean: 5\n")
     (job / ".hydra" / "overrides.yaml").write_text("- prior.mean=5\n- trainer.max_epochs=2\n")
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    num: 7\n")
     with pytest.raises(
         SweepChangedError, match="holds the job with prior.mean=1, but this command's job 0 has prior.mean=5"
     ):
         plan_job(job, ["prior.mean=5", "trainer.max_epochs=2"])
     assert (job / ".hydra" / "config.yaml").read_text() == "prior:\n  mean: 1\n"
     assert (job / ".hydra" / "overrides.yaml").read_text() == "- prior.mean=1\n- trainer.max_epochs=2\n"
+    assert (job / ".hydra" / "hydra.yaml").read_text() == "hydra:\n  job:\n    num: 0\n"
 
 
 def test_checkpoints_without_a_record_are_not_taken_for_this_job(tmp_path: Path) -> None:
@@ -228,3 +231,29 @@ def test_resuming_compares_models_with_an_older_checkpoints_missing_keys_as_thei
         r"\(model\.recon_emphasis: 0\.0 -> 3\.0\)",
     ):
         check_same_model(older, {**model, "recon_emphasis": 3.0}, "last.ckpt")
+
+
+def test_every_difference_is_named_by_its_config_key_six_at_most() -> None:
+    """A key only the command has counts (the union of both sides' keys); the message names each by the key a user
+    types, separated by '; ', six at most and '...' only when there are more."""
+    from nag.config.errors import ConfigError
+    from nag.runs.resume import check_same_model, config_key
+    from nag.runs.trusted import OPTIONAL_DEFAULTS
+
+    assert [config_key(k) for k in ("prior.mean", "matching.weight", "latent_dim", "optimizer.lr")] == [
+        "prior.mean",
+        "matching.weight",
+        "model.latent_dim",
+        "model.optimizer.lr",
+    ]
+    stored = {**OPTIONAL_DEFAULTS, "latent_dim": 8, "prior": {"mean": 0.0}}
+    with pytest.raises(ConfigError, match=r"\(model\.width: None -> 4\)\. Continuing"):
+        check_same_model(stored, {**stored, "width": 4}, "last.ckpt")
+    six = {f"k{i}": i for i in range(6)}
+    with pytest.raises(ConfigError) as err:
+        check_same_model(stored, {**stored, **six}, "last.ckpt")
+    assert "(model.k0: None -> 0; model.k1: None -> 1; " in str(err.value)
+    assert "model.k5: None -> 5). Continuing" in str(err.value), "six shown, no '...'"
+    with pytest.raises(ConfigError) as err:
+        check_same_model(stored, {**stored, **six, "k6": 6}, "last.ckpt")
+    assert "model.k5: None -> 5 ...). Continuing" in str(err.value) and "k6" not in str(err.value)

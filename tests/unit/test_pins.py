@@ -32,6 +32,31 @@ def test_a_lambda_exactly_at_the_reconstruction_limit_is_within_it() -> None:
     assert pick["weight"] == 1.0 and pick["within"] is True
 
 
+def test_pick_lambda_takes_the_best_prior_fit_within_the_reconstruction_budget() -> None:
+    def row(arm: str, w: float, recon: float, mmd: float, status: str = "ok") -> dict:
+        return {"arm": arm, "matching.weight": str(w), "val_recon": recon, "latent_mmd": mmd, "status": status}
+
+    rows = [
+        row("plain", 1, 0.010, 2.0),
+        row("plain", 10, 0.011, 2.0),
+        row("swd", 0.1, 0.011, 0.5),
+        row("swd", 1, 0.0124, 0.1),
+        row("swd", 10, 0.0126, 0.01),
+        row("swd", 100, 0.012, 0.001, status="failed"),
+        row("mmd", 1, 0.02, 0.1),
+        row("mmd", 10, 0.03, 0.05),
+    ]
+    from nag.analysis.benchmark import RECON_SLACK, pick_lambdas
+
+    picks = pick_lambdas(rows)
+    assert RECON_SLACK == 1.25
+    # swd: λ=10 costs 1.26× plain's recon (over budget); λ=1 is the best fit within; the failed job never counts.
+    assert picks["swd"] == {"weight": 1.0, "val_recon": 0.0124, "latent_mmd": 0.1, "within": True}
+    # mmd: none within the budget: the best reconstruction, said so.
+    assert picks["mmd"]["weight"] == 1.0 and picks["mmd"]["within"] is False
+    assert set(picks) == {"swd", "mmd"}
+
+
 class _FixedJudge:
     """A classifier whose verdicts are given: the gap arithmetic under test, not a network."""
 
@@ -54,6 +79,44 @@ def test_the_attribute_gap_is_a_mean_of_absolute_differences() -> None:
     gaps = Attributes(_FixedJudge(samples), ("a", "b"), real).gaps(torch.zeros(10, 3, 4, 4))
     assert gaps["freq_gap"] == pytest.approx(0.2) and gaps["max_gap"] == pytest.approx(0.2)
     assert gaps["frequency"] == pytest.approx({"a": 0.7, "b": 0.3})
+
+
+class _ChannelJudge:
+    """Attribute k is present where channel k's mean brightness is over 0.5; ``seen``: what it can judge."""
+
+    def __init__(self, seen: list[bool]) -> None:
+        self.seen = torch.tensor(seen)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.mean((2, 3)) > 0.5).long()
+
+    def judged(self) -> torch.Tensor:
+        return self.seen
+
+
+def test_the_worst_gap_is_named_among_the_judged_attributes_only() -> None:
+    """The unjudged attribute c has the largest raw gap (100 points) and must be neither the worst nor averaged;
+    a judge that reads the samples (not a fixed answer) sees their frequencies."""
+    from nag.analysis.benchmark import Attributes
+
+    def faces(rates: list[float], n: int = 10) -> torch.Tensor:  # (n, 3, 2, 2): channel k bright in rates[k] of n
+        x = torch.zeros(n, 3, 2, 2)
+        for k, r in enumerate(rates):
+            x[: round(r * n), k] = 1.0
+        return x
+
+    judge = _ChannelJudge([True, True, False])
+    attrs = Attributes(judge, ("a", "b", "c"), judge.predict(faces([0.5, 0.5, 0.0])))
+    gaps = attrs.gaps(faces([0.7, 0.4, 1.0]))
+    assert gaps["max_gap_attr"] == "a" and gaps["max_gap"] == pytest.approx(0.2)
+    assert gaps["freq_gap"] == pytest.approx(0.15)
+    assert gaps["frequency"] == pytest.approx({"a": 0.7, "b": 0.4})
+    assert Attributes(_ChannelJudge([False] * 3), ("a", "b", "c"), attrs.real_pred).gaps(faces([1, 1, 1])) == {
+        "freq_gap": None,
+        "max_gap": None,
+        "max_gap_attr": "",
+        "frequency": {},
+    }
 
 
 # --- FID and KID --------------------------------------------------------------------------------------------------

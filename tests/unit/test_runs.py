@@ -5,6 +5,7 @@ their parent. (The same rules through the real entry points: ``test_untrusted.py
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,9 @@ def test_safe_names_are_bounded_and_stay_unique() -> None:
     a, b = safe_name("latent_mmd_vs_" + "k" * 300 + "1"), safe_name("latent_mmd_vs_" + "k" * 300 + "2")
     assert len(a) <= 120 and len(b) <= 120 and a != b
     assert safe_name("a/b:c $x") == "a_b_c__x" and safe_name("..hidden") == "hidden"
+    assert safe_name("café Xray") == "caf__Xray", "ASCII letters only; only dots are stripped from the front"
+    assert safe_name("..") == "_" and safe_name("a" * 120) == "a" * 120, "a name at the limit is kept whole"
+    assert re.fullmatch(r"k{109}~[0-9a-f]{10}", safe_name("k" * 300)), "cut to the limit: name, '~', 10 hex digits"
 
 
 # --- stored configs are data --------------------------------------------------------------------------
@@ -385,6 +389,10 @@ def test_a_run_dir_reports_its_bad_files_as_unreadable(tmp_path: Path) -> None:
     (run / "metrics.json").write_text('{"val/recon": 0.1}')
     r = RunDir(run)
     assert (r.status, r.reason, r.label()) == ("ok", "", "prior.mean=1")
+    (run / ".hydra" / "overrides.yaml").write_text("- matching=none\n- prior.mean=1\n")
+    assert RunDir(run).label() == "matching=none prior.mean=1"
+    assert RunDir(run).label(["prior.mean", "seed"]) == "prior.mean=1", "only the keys asked for that it has"
+    assert RunDir(run).label(["seed"]) == "0", "none of them: the dir's name"
     (run / "failure.json").write_text('{"error": "line one\\nline\\u0007two"}')
     assert (RunDir(run).status, RunDir(run).reason) == ("failed", "line one line two")
     (run / "failure.json").unlink()
