@@ -94,6 +94,27 @@ def test_cramer_wold_is_small_on_prior_draws_and_grows_with_a_shift(prior) -> No
     assert abs(near) < shifted[0] < shifted[1] < shifted[2]
 
 
+def test_cramer_wold_takes_a_given_bandwidth_and_standardises_prior_draws_too() -> None:
+    """γ given is used (not Silverman's); for a prior with no closed form both the codes and the prior's draws are
+    standardised by its mean and std before the two-sample form."""
+    x = randn(32, 8, seed=3)
+    g, n, d = 0.5, 32, 8
+    k = 1.0 / (2 * d - 3)
+    pairs = sum(1 / math.sqrt(g + k * float((x[i] - x[j]).square().sum())) for i in range(n) for j in range(n))
+    single = sum(1 / math.sqrt(g + 0.5 + k * float(x[i].square().sum())) for i in range(n))
+    expected = 1 / math.sqrt(1 + g) + pairs / n**2 - 2 * single / n
+    assert cramer_wold_normal(x, gamma=g).item() == pytest.approx(expected, rel=1e-9)
+    assert cramer_wold_normal(x, gamma=g).item() != pytest.approx(cramer_wold_normal(x).item(), rel=1e-3)
+    y = randn(32, 8, seed=4)
+    assert cramer_wold_samples(x, y, gamma=g).item() != pytest.approx(cramer_wold_samples(x, y).item(), rel=1e-3)
+    prior = LaplacePrior(16, mean=3.0, variance=2.0)
+    z = prior.sample(64, generator=torch.Generator().manual_seed(5)) * 1.5
+    draws = prior.sample(64, generator=torch.Generator().manual_seed(6))
+    expected = cramer_wold_samples((z - 3) / math.sqrt(2), (draws - 3) / math.sqrt(2)).item()
+    got = CramerWold(log=False)(z, prior, torch.Generator().manual_seed(6)).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
 def test_cramer_wold_refuses_small_codes_by_name() -> None:
     with pytest.raises(ValueError, match="at least 8 dimensions .* got 4: raise model.latent_dim"):
         CramerWold()(torch.zeros(8, 4), NormalPrior(4))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import re
 import subprocess
@@ -310,6 +311,8 @@ def _adam_with_decay(epochs: int) -> tuple:
         (lambda c: c["lr_schedulers"][0].update(rate=1), "keys the configured scheduler does not"),
         (lambda c: c["lr_schedulers"][0].update(last_epoch=10**9), "last_epoch=1000000000"),
         (lambda c: c["optimizer_states"][0]["state"][0].update(exp_avg=torch.full((3,), float("nan"))), "NaN"),
+        # a non-finite tensor however deep the (allowed) nesting puts it
+        (lambda c: c["optimizer_states"][0]["state"][0].update(x=[[[[[[[[[torch.tensor([math.inf])]]]]]]]]]), "NaN"),
     ],
 )
 def test_the_optimizer_check_compares_what_training_goes_on_with(edit, words) -> None:

@@ -135,6 +135,20 @@ def test_the_measures_round_trip_through_json_and_a_damaged_file_is_named() -> N
         measures_from_json(data)
     data["probes"] = {"+100": {"swd_mean": None, "diversity": 0.1}}  # JSON's NaN
     assert math.isnan(measures_from_json(data).probes["+100"].swd_mean)
+    for bad, message in [
+        ("32", r"measures\.n_test: expected int, got '32'"),  # an int field takes whole numbers only
+        (True, r"measures\.n_test: expected int, got True"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            measures_from_json({**data, "n_test": bad})
+    with pytest.raises(ValueError, match=r"^measures: unknown field\(s\) a, b, c, d, e$"):
+        measures_from_json({**data, **{k: 1 for k in "abcdef"}})  # five named at most, comma-separated
+    with pytest.raises(ValueError, match=r"^measures: missing field\(s\) n_test, plain_gmm$"):
+        measures_from_json({k: v for k, v in data.items() if k not in ("n_test", "plain_gmm")})
+    with pytest.raises(ValueError, match=r"^measures\.classifier: expected a mapping, got int$"):
+        measures_from_json({**data, "classifier": 3})
+    assert measures_from_json({**data, "classifier": None}).classifier is None
+    assert measures_from_json({k: v for k, v in data.items() if k != "classifier"}).classifier is None
 
 
 # (finding index, measure path, value just inside the threshold, value just outside)
