@@ -254,6 +254,7 @@ def test_a_run_config_from_disk_cannot_name_code(tmp_path: Path, data: dict) -> 
 
     canary = _canary(tmp_path)
     cfg = OmegaConf.create({k: v.replace("{canary}", canary) for k, v in data.items()})
-    with pytest.raises(UntrustedConfigError, match="os.system"):
+    with pytest.raises(UntrustedConfigError, match=r"os\.system") as err:
         build_stored(cfg, "run/.hydra/config.yaml data")
+    assert "run/.hydra/config.yaml data" in str(err.value), "the message names where the config came from"
     assert not Path(canary).exists()
