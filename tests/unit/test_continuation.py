@@ -257,3 +257,16 @@ def test_every_difference_is_named_by_its_config_key_six_at_most() -> None:
     with pytest.raises(ConfigError) as err:
         check_same_model(stored, {**stored, **six, "k6": 6}, "last.ckpt")
     assert "model.k5: None -> 5 ...). Continuing" in str(err.value) and "k6" not in str(err.value)
+
+
+def test_the_record_keeps_the_hydra_files_that_exist_and_dates_each_start_in_utc(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- prior.mean=1\n")
+    plan_job(job, ["prior.mean=1"])  # no config.yaml, no hydra.yaml: recorded as absent, not an error
+    record = json.loads((job / "job.json").read_text())
+    assert (record["config"], record["overrides_file"], record["hydra_file"]) == (None, "- prior.mean=1\n", None)
+    (at,) = [h["at"] for h in record["history"]]
+    assert datetime.fromisoformat(at).utcoffset() == timedelta(0), "an aware UTC time"

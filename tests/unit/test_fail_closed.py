@@ -28,6 +28,38 @@ from tests.helpers import NORMAL_USER
 # --- failing closed -----------------------------------------------------------------------------------------------
 
 
+def test_every_hook_of_a_closed_hydra_callback_stops_the_command_and_nothing_else_is_wrapped() -> None:
+    """Hydra turns a callback's exception into a warning; a ClosedCallback's ``on_*`` hooks raise SystemExit (which
+    Hydra lets through) naming the hook; what is not a hook, or not callable, is left as it is."""
+    from omegaconf import OmegaConf
+
+    from nag.runs.sweep import ClosedCallback
+
+    class Check(ClosedCallback):
+        on_marker = "not callable"
+
+        def on_job_start(self, config, **kwargs):
+            raise ValueError("broke")
+
+        def on_run_end(self, config, **kwargs):
+            return config.answer
+
+        def helper(self):
+            raise ValueError("not a hook")
+
+    cfg = OmegaConf.create({"answer": 42})
+    with pytest.raises(
+        SystemExit,
+        match=r"^error: Check\.on_job_start: the safety check could not finish "
+        r"\(ValueError: broke\)",
+    ):
+        Check().on_job_start(cfg)
+    assert Check().on_run_end(cfg) == 42 and Check.on_run_end.__name__ == "on_run_end"
+    with pytest.raises(ValueError, match="not a hook"):
+        Check().helper()
+    assert Check.on_marker == "not callable"
+
+
 def _hydra_callbacks(sweep: Path, sweeper: dict | None = None):
     """Hydra's own dispatcher (the one that turns a callback's exception into a warning), with nag's callback."""
     from hydra._internal.callbacks import Callbacks
@@ -383,3 +415,18 @@ def test_the_harness_measures_the_commands_peak_memory_not_the_tests(tmp_path: P
         warm_big.max_rss_mb,
         warm_small.max_rss_mb,
     )
+
+
+def test_stored_and_configured_optimizer_values_compare_as_numbers_within_float_noise() -> None:
+    """What a checkpoint stores (floats through a file, tensors, tuples as lists) against what the configured
+    optimizer gives: equal within 1e-6 relative (1e-12 absolute at 0); a bool or None is compared exactly."""
+    from nag.runs.checkpoint_file import _same
+
+    assert _same(1e-3, 1e-3 * (1 + 5e-7)) and not _same(1e-3, 1e-3 * (1 + 5e-6))
+    assert _same(0.0, 1e-13) and not _same(0.0, 1e-11)
+    assert _same((0.9, 0.999), [0.9, 0.999]) and not _same([0.9], [0.9, 0.999]) and not _same([0.9], 0.9)
+    assert not _same(0.9, [0.9])
+    assert not _same(True, 1 + 1e-9) and not _same(1 + 1e-9, True) and _same(True, True) and _same(True, 1)
+    assert not _same(None, 0) and not _same(0, None) and _same(None, None)
+    assert _same(torch.tensor([0.5, 1.0]), [0.5, 1.0]) and not _same(torch.tensor([0.5]), [0.6])
+    assert not _same(1, "1") and not _same("1", 1) and _same("adam", "adam")
