@@ -45,18 +45,24 @@ def test_a_new_job_writes_its_record_and_then_is_known_by_it(tmp_path: Path) -> 
     (job / "checkpoints" / "last.ckpt").write_bytes(b"x")
     plan = plan_job(job, OVERRIDES)
     assert plan.action == CONTINUE and plan.last_ckpt == job / "checkpoints" / "last.ckpt"
+    assert plan.why == f"it was stopped; continuing from {job / 'checkpoints' / 'last.ckpt'}"
     (job / "failure.json").write_text(json.dumps({"status": "failed", "error": "node rebooted"}))
     assert plan_job(job, OVERRIDES).why.startswith("it failed; continuing")
     # Finished (metrics, no failure record): skipped, results kept.
     (job / "failure.json").unlink()
     (job / "metrics.json").write_text(json.dumps({"val/loss": 1.0}))
-    assert plan_job(job, OVERRIDES).action == FINISHED
+    plan = plan_job(job, OVERRIDES)
+    assert plan.action == FINISHED and plan.why == "it finished in an earlier run of this sweep: its results are kept"
     # Each start is in the record's history, newest last; a rank that does not write leaves it as it is.
     history = json.loads((job / "job.json").read_text())["history"]
     assert [h["action"] for h in history] == [START, START, CONTINUE, CONTINUE, FINISHED]
     assert history[3]["why"].startswith("it failed") and history[0]["why"] == "a new job"
     plan_job(job, OVERRIDES, write=False)
     assert json.loads((job / "job.json").read_text())["history"] == history
+    # A job dir whose files cannot be read is not taken for stopped: refused, named.
+    (job / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(SweepChangedError, match=r"cannot be read \(.*not a mapping.*\); move it away"):
+        plan_job(job, OVERRIDES, write=False)
 
 
 def test_the_history_keeps_the_newest_entries_and_an_old_record_without_one_gets_one(tmp_path: Path) -> None:

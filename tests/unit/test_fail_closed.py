@@ -336,7 +336,10 @@ def _adam_with_decay(epochs: int) -> tuple:
     ("edit", "words"),
     [
         (None, None),
-        (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=7.5, initial_lr=1e-3), "has lr=7.5"),
+        (
+            lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr=7.5, initial_lr=1e-3),
+            "has lr=7.5 but model.optimizer.lr=",
+        ),
         (lambda c: c["optimizer_states"][0]["param_groups"][0].update(betas=(0.5, 0.9)), "has betas=(0.5, 0.9)"),
         (lambda c: c["lr_schedulers"][0].update(milestones=[100, 200]), "milestones=[100, 200]"),
         (lambda c: c["lr_schedulers"][0].update(base_lrs=[7.5]), "base_lrs=[7.5]"),
