@@ -241,6 +241,8 @@ def test_honest_overrides_come_back() -> None:
         ("model._target_=builtins.exec", "special key"),
         ("prior._args_=[1]", "special key"),
         ("prior={_target_: os.system}", "whole mapping"),
+        ("model.encoder.channels=[8,{_target_: os.system}]", "whole mapping"),  # a mapping inside a list
+        ("paths.somewhere=/x", "where nag writes"),  # every paths.* key
         ("trainer.max_epochs=${oc.env:SECRET}", "interpolation"),
         ("model.encoder.channels=[1,'${oc.env:X}']", "interpolation"),
         ("paths.cache_dir=/x", "where nag writes"),
@@ -266,6 +268,24 @@ def test_stored_overrides_must_be_a_list_of_text() -> None:
         with pytest.raises(StoredOverrideError, match="not a list of overrides"):
             check_stored(bad, Path("o.yaml"))
     assert check_stored(None, Path("o.yaml")) == []
+    with pytest.raises(StoredOverrideError, match=r"^o\.yaml is not a list of overrides \(it holds a dict\)\.$"):
+        check_stored({"a": 1}, Path("o.yaml"))
+
+
+def test_a_refused_override_is_quoted_whole_up_to_120_characters_and_none_over_10000_is_parsed() -> None:
+    def refusal(override: str) -> str:
+        with pytest.raises(StoredOverrideError) as err:
+            check_stored([override], Path("o.yaml"))
+        return str(err.value)
+
+    at_limit = "hydra.x=" + "a" * 112  # 120 characters: quoted whole
+    assert f"entry 1: {at_limit!r} changes Hydra" in refusal(at_limit)
+    over = at_limit + "b"  # 121: cut to 117 and '...'
+    assert f"entry 1: {over[:117] + '...'!r} changes Hydra" in refusal(over)
+    longest = "data.root=" + "d" * 9_990  # 10,000 characters: parsed (a read key: allowed)
+    assert check_stored([longest], Path("o.yaml")) == [longest]
+    assert "is too long to be an override nag wrote" in refusal(longest + "d")
+    assert "is not an override (" in refusal("prior.mean=[") and "no viable alternative" in refusal("prior.mean=[")
 
 
 # --- the allow-list -----------------------------------------------------------------------------------
