@@ -63,3 +63,19 @@ def test_bad_settings_and_too_few_codes_are_named() -> None:
         KernelDensitySampler().fit(torch.randn(5, 2), prior=None)
     with pytest.raises(ValueError, match="sampler.candidates"):
         BICGaussianMixtureSampler(candidates=(5,)).fit(torch.randn(6, 2), prior=None)
+
+
+def test_each_name_makes_its_sampler_and_the_prior_draws_seed_0_by_default() -> None:
+    from nag.model.priors import NormalPrior
+
+    assert (make_sampler("gaussian").name, make_sampler("gaussian").n_components) == ("gaussian", 1)
+    assert (make_sampler("gmm").name, make_sampler("gmm").n_components) == ("gmm10", 10)
+    assert make_sampler("gmm50").n_components == 50 and make_sampler("prior").name == "prior"
+    with pytest.raises(
+        UserInputError, match=r"^--samplers: 'gmm0' is not a sampler; choose from prior, gaussian, gmm, "
+    ):
+        make_sampler("gmm0", key="--samplers")
+    prior = make_sampler("prior").fit(None, NormalPrior(3))
+    assert torch.equal(prior.sample(5), prior.sample(5, seed=0)) and not torch.equal(
+        prior.sample(5), prior.sample(5, 1)
+    )

@@ -132,3 +132,26 @@ def test_it_is_a_sampler_by_name_and_bad_settings_are_refused_by_name() -> None:
             TwoStageVAESampler(**kw)
     with pytest.raises(ValueError, match="sampler=two_stage needs at least 10 training codes"):
         small().fit(torch.randn(5, 2), prior=None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reused"),
+    [
+        (lambda d: d.update(std=torch.zeros_like(d["std"])), False),  # a zero std would divide by zero
+        (lambda d: d.update(epochs=-1), False),
+        (lambda d: d.update(best_epoch=-1), False),
+        (lambda d: (d.pop("epochs"), d.pop("best_epoch")), True),  # an older record without its history: fine
+    ],
+)
+def test_a_stored_fit_is_reused_only_when_every_number_in_it_makes_sense(tmp_path: Path, caplog, edit, reused) -> None:
+    codes = banana(200, 0)
+    small(max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
+    (stored,) = tmp_path.glob("two_stage-*.pt")
+    data = torch.load(stored, weights_only=True)
+    edit(data)
+    torch.save(data, stored)
+    with caplog.at_level(logging.WARNING, logger="nag.samplers.two_stage"):
+        again = small(max_epochs=3, store=str(tmp_path)).fit(codes, prior=None)
+    assert again.history["stored"] is reused and (f"ignored {stored}" in caplog.text) is not reused
+    if reused:
+        assert (again.history["epochs"], again.history["best_epoch"]) == (0, 0)
