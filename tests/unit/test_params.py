@@ -163,3 +163,40 @@ def test_a_valid_config_of_every_preset_passes(compose_cfg) -> None:
         ["trainer=ddp_cpu"],
     ):
         validate(compose_cfg(overrides), TRAIN_ROOTS)
+
+
+def test_every_roots_cross_key_rule_is_reported_not_only_the_last() -> None:
+    """Each key dataclass's ``checks`` adds its problems: a later root with none must not drop an earlier's."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    @dataclasses.dataclass
+    class First:
+        a: int = 0
+
+        @staticmethod
+        def checks(get):
+            return [f"a={get('a')} must be below b={get('b')}"] if get("a") >= get("b") else []
+
+    @dataclasses.dataclass
+    class Second:
+        b: int = 0
+
+        @staticmethod
+        def checks(get):
+            return []
+
+    cfg = OmegaConf.create({"a": 2, "b": 1})
+    with pytest.raises(ConfigError, match="a=2 must be below b=1"):
+        validate(cfg, {"": First, "b_root": Second}, components=False)
+
+
+def test_an_annotation_is_read_in_the_vocabulary_only_never_with_builtins() -> None:
+    import ast
+
+    from nag.config.signatures import _evaluate
+
+    assert _evaluate(ast.parse("int", mode="eval").body) is int
+    for name in ("len", "open", "__import__('os')"):
+        assert _evaluate(ast.parse(name, mode="eval").body) is None, name

@@ -333,6 +333,9 @@ def test_every_target_of_nags_training_configs_is_on_the_training_allow_list(com
         check_training_config(compose_cfg(["+callbacks.x._target_=numpy.load"]), "config")
     with pytest.raises(UntrustedConfigError, match="_target_='.{.*}'"):
         check_training_config(compose_cfg(["matching._target_=${oc.env:X}"]), "config")
+    listed = {"trainer": {"plugins": [1, {"_target_": "os.system"}]}}
+    with pytest.raises(UntrustedConfigError, match=r"config\.trainer\.plugins\[1\]\._target_='os\.system'"):
+        check_training_config(listed, "config")  # a target inside a list is checked as well
 
 
 # --- checkpoints -------------------------------------------------------------------------------------
