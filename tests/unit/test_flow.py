@@ -109,3 +109,21 @@ def test_a_store_that_cannot_be_written_loses_nothing_but_the_cache(tmp_path: Pa
 def test_bad_settings_are_refused_by_name(kw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         FlowSampler(**kw)
+
+
+def test_the_kind_chooses_zukos_flow_and_the_settings_a_stored_flow_must_match_are_named() -> None:
+    import zuko
+
+    assert isinstance(FlowSampler(kind="maf")._build(2), zuko.flows.MAF)
+    assert isinstance(FlowSampler(kind="nsf")._build(2), zuko.flows.NSF)
+    assert FlowSampler(hidden=7, lr=0.5).settings() == {
+        "kind": "maf",
+        "transforms": 4,
+        "hidden": 7,
+        "max_epochs": 500,
+        "patience": 20,
+        "lr": 0.5,
+        "batch_size": 256,
+        "val_fraction": 0.2,
+        "seed": 0,
+    }
