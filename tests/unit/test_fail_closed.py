@@ -433,3 +433,59 @@ def test_stored_and_configured_optimizer_values_compare_as_numbers_within_float_
     assert not _same(None, 0) and not _same(0, None) and _same(None, None)
     assert _same(torch.tensor([0.5, 1.0]), [0.5, 1.0]) and not _same(torch.tensor([0.5]), [0.6])
     assert not _same(1, "1") and not _same("1", 1) and _same("adam", "adam")
+
+
+def _saved(opt, sched) -> dict:
+    buffer = io.BytesIO()
+    torch.save({"optimizer_states": [opt.state_dict()], "lr_schedulers": [sched.state_dict()]}, buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda c: c["lr_schedulers"][0].update(last_epoch=-1), "last_epoch=-1"),
+        (lambda c: c["lr_schedulers"][0].update(last_epoch=True), "last_epoch=True"),
+        (lambda c: c["lr_schedulers"][0].update(last_epoch=100_001), "last_epoch=100001"),
+        (lambda c: c["optimizer_states"][0]["param_groups"][0].pop("initial_lr"), None),  # none stored: fine
+        (lambda c: c["optimizer_states"][0]["param_groups"][0].update(initial_lr=5.0), "initial_lr=5.0"),
+        (lambda c: c["optimizer_states"][0].update(param_groups=[]), "no param_groups like"),
+        (lambda c: c["optimizer_states"][0].update(param_groups=[{}, {}]), "no param_groups like"),
+        (lambda c: c.update(optimizer_states=["not a state"]), ""),
+    ],
+)
+def test_the_scheduler_epoch_and_param_groups_are_bounded_and_compared(edit, words) -> None:
+    from nag.runs.checkpoint_file import CheckpointError, check_optimizer_state
+
+    fresh, fresh_sched = _adam_with_decay(0)
+    check_optimizer_state(_saved(*_adam_with_decay(0)), fresh, "last.ckpt", scheduler=fresh_sched)  # epoch 0: fine
+    ckpt = _saved(*_adam_with_decay(5))
+    edit(ckpt)
+    fresh, fresh_sched = _adam_with_decay(0)
+    if words is None:
+        check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+        return
+    with pytest.raises(CheckpointError, match=f"^last.ckpt: .*{re.escape(words)}"):
+        check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+
+
+def test_a_plateau_scheduler_is_compared_without_replaying_its_metric() -> None:
+    """ReduceLROnPlateau follows a metric: its epoch is not replayed, and its bookkeeping (best, bad epochs,
+    cooldown, epoch) may differ from a fresh one; its settings may not."""
+    from nag.runs.checkpoint_file import CheckpointError, check_optimizer_state
+
+    def plateau():
+        weight = torch.nn.Parameter(torch.zeros(3))
+        opt = torch.optim.Adam([weight], lr=1e-3)
+        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+
+    opt, sched = plateau()
+    for loss in (1.0, 0.5, 0.6, 0.7):
+        sched.step(loss)
+    ckpt = _saved(opt, sched)
+    fresh, fresh_sched = plateau()
+    check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+    ckpt["lr_schedulers"][0]["factor"] = 0.9
+    fresh, fresh_sched = plateau()
+    with pytest.raises(CheckpointError, match="factor=0.9"):
+        check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
