@@ -180,6 +180,21 @@ def test_strays_are_everything_but_regular_files_and_folders(tmp_path: Path) -> 
     found = {p.name: kind for p, kind in strays_below(tmp_path)}
     assert found == {"link": "a symbolic link", "pipe": "a named pipe"}
     assert [p.name for p, _ in walk(tmp_path)] == ["a", "link", "ok.txt", "pipe"]  # breadth first, not followed
+    for i in range(5):
+        (tmp_path / f"more{i}").symlink_to(tmp_path / "a")
+    assert len(strays_below(tmp_path)) == 3 and len(strays_below(tmp_path, limit=6)) == 6, "three named at most"
+
+
+def test_only_keys_whose_values_differ_between_runs_are_swept(tmp_path: Path) -> None:
+    from nag.runs.discovery import swept_keys
+    from nag.runs.run_dir import RunDir
+
+    runs = []
+    for i, overrides in enumerate([["prior.mean=1", "seed=0"], ["prior.mean=2", "seed=0"], ["seed=0", "x=1"]]):
+        (tmp_path / str(i) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(i) / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        runs.append(RunDir(tmp_path / str(i)))
+    assert swept_keys(runs) == ["prior.mean", "x"], "seed is the same everywhere; x is set by one run only"
 
 
 # --- escaping -----------------------------------------------------------------------------------------------------
