@@ -529,3 +529,15 @@ def test_checkpoints_naming_classes_where_they_lived_before_still_load(tiny_run:
     assert old.hparams["prior"]["_target_"] == "nag.model.priors.NormalPrior"
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(old.eval().reconstruct(x), new.eval().reconstruct(x))
+
+
+def test_an_overrides_key_is_before_its_first_equals_sign_without_its_prefix() -> None:
+    from nag.runs.overrides import override_key
+
+    assert override_key("data.root=/a=b") == "data.root", "a value may hold '='"
+    assert [override_key(o) for o in ("~prior.mean", "+x.y=1", "++x.y=1")] == ["prior.mean", "x.y", "x.y"]
+
+
+def test_a_deletion_does_not_end_the_check_of_the_overrides_after_it() -> None:
+    with pytest.raises(StoredOverrideError, match="entry 2: .*changes Hydra itself"):
+        check_stored(["~prior.mean", "hydra.job.chdir=true"], Path("o.yaml"))
