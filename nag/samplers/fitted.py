@@ -27,9 +27,9 @@ from nag.model.priors import Prior
 class FittedSampler:
     """The shared part of a network sampler. A subclass sets ``prefix`` (its ``sampler=`` name and file prefix),
     ``label`` (what messages call it), ``criterion`` (what its held-out loss is) and the attributes
-    ``max_epochs, patience, lr, batch_size, val_fraction, seed, store``, and defines ``settings()``,
-    ``_build(dim)``, ``_loss(net, z)`` (per code, in nats, on standardised codes) and ``_draw(n)`` (standardised
-    codes, under a seeded random stream)."""
+    ``max_epochs, patience, lr, batch_size, val_fraction, seed, store``, names its network's settings in
+    ``net_settings``, and defines ``_build(dim)``, ``_loss(net, z)`` (per code, in nats, on standardised codes) and
+    ``_draw(n)`` (standardised codes, under a seeded random stream)."""
 
     needs_codes = True
     prefix: str
@@ -43,8 +43,13 @@ class FittedSampler:
     seed: int
     store: str | None
 
+    net_settings: tuple[str, ...] = ()
+    #: The fit's own settings, the same for every network.
+    TRAINING = ("max_epochs", "patience", "lr", "batch_size", "val_fraction", "seed")
+
     def settings(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What a stored fit must have been made with: the network's settings, then the fit's."""
+        return {name: getattr(self, name) for name in (*self.net_settings, *self.TRAINING)}
 
     def _build(self, dim: int) -> torch.nn.Module:
         raise NotImplementedError

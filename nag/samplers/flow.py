@@ -39,6 +39,7 @@ class FlowSampler(FittedSampler):
     """
 
     prefix, label = "flow", "flow"
+    net_settings = ("kind", "transforms", "hidden")
 
     @checked
     def __init__(
@@ -73,19 +74,6 @@ class FlowSampler(FittedSampler):
 
     def _draw(self, n: int) -> Tensor:
         return self.net().sample((n,))
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "transforms": self.transforms,
-            "hidden": self.hidden,
-            "max_epochs": self.max_epochs,
-            "patience": self.patience,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "val_fraction": self.val_fraction,
-            "seed": self.seed,
-        }
 
     @property
     def flow(self) -> torch.nn.Module:

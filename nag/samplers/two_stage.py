@@ -85,6 +85,7 @@ class TwoStageVAESampler(FittedSampler):
 
     prefix, label, criterion = "two_stage", "two-stage VAE", "negative ELBO"
     name = "two_stage"
+    net_settings = ("width", "depth")
 
     @checked
     def __init__(
@@ -103,18 +104,6 @@ class TwoStageVAESampler(FittedSampler):
         self.max_epochs, self.patience, self.lr, self.batch_size = max_epochs, patience, lr, batch_size
         self.val_fraction, self.seed, self.store = val_fraction, seed, store
         self.history: dict[str, Any] = {}
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "width": self.width,
-            "depth": self.depth,
-            "max_epochs": self.max_epochs,
-            "patience": self.patience,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "val_fraction": self.val_fraction,
-            "seed": self.seed,
-        }
 
     def _build(self, dim: int) -> nn.Module:
         return SecondStageVAE(dim, self.width, self.depth)
