@@ -45,7 +45,7 @@ def open_image(path: str, roots: Sequence[str], max_pixels: int) -> Image.Image:
         BadImage: Why the file is not used.
     """
     real = os.path.realpath(path)
-    if not any(real == r or real.startswith(r + os.sep) for r in roots):
+    if not any(real == r or real.startswith(os.path.join(r, "")) for r in roots):  # join: "/" stays "/"
         raise BadImage(f"a link to {real}, outside the image folder and data.root")
     try:
         im = Image.open(path)  # reads the header only

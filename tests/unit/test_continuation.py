@@ -147,8 +147,18 @@ def test_a_named_pipe_in_a_sweep_dir_is_refused_like_a_link(tmp_path: Path, wher
 def test_a_job_dir_that_is_a_file_is_refused_before_hydra_writes_into_it(tmp_path: Path) -> None:
     job = _job(tmp_path)
     (job.parent / "1").write_text("not a folder")
-    with pytest.raises(UnsafeFileError, match="1 should be job dirs but are files"):
+    with pytest.raises(UnsafeFileError, match=r"sweep: 1 should be job dirs but are files"):
         check_sweep_dir(job.parent)
+    for name in ("3", "2", "10", "4"):
+        (job.parent / name).write_text("not a folder")
+    with pytest.raises(UnsafeFileError, match=r"sweep: 1, 10, 2 should be job dirs but are files; a sweep"):
+        check_sweep_dir(job.parent)  # the first three names, sorted as text, joined with commas
+
+
+def test_a_sweep_dir_that_is_a_file_is_refused_as_not_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "sweep").write_text("a file")
+    with pytest.raises(UnsafeFileError, match=r"sweep is not a folder \(a link or a file\); give the sweep dir"):
+        check_sweep_dir(tmp_path / "sweep")
 
 
 def test_sweep_subdir_sends_retried_trials_home_and_numbers_new_ones_as_their_trials() -> None:

@@ -175,3 +175,49 @@ def test_balanced_batches_of_an_empty_split() -> None:
     assert len(sampler) == 0 and list(sampler) == []
     one = BalancedBatchSampler(torch.utils.data.SequentialSampler(range(1)), 4, drop_last=False)
     assert len(one) == 1 and list(one) == [[0]]
+
+
+def test_an_image_is_centre_cropped_to_its_short_side_and_resized_bicubically(tmp_path: Path) -> None:
+    """Known answers from PIL itself: the centre square (the crop, or the short side when the image is smaller),
+    then PIL's bicubic resize (what torchvision does to a PIL image); a bilinear resize gives other pixels."""
+    from PIL import Image
+
+    from nag.data.images import decode_images, preprocess
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8))  # 50 wide, 30 high
+    short = preprocess(photo, crop=40, image_size=16)  # the crop is past the short side: 30 x 30
+    expected = np.array(photo.crop((10, 0, 40, 30)).resize((16, 16), Image.Resampling.BICUBIC))
+    assert short.dtype == np.uint8 and np.array_equal(short, expected)
+    bilinear = np.array(photo.crop((10, 0, 40, 30)).resize((16, 16), Image.Resampling.BILINEAR))
+    assert not np.array_equal(short, bilinear)
+    cropped = preprocess(photo.convert("L"), crop=20, image_size=8)  # grey becomes RGB
+    rgb = photo.convert("L").convert("RGB")
+    assert np.array_equal(cropped, np.array(rgb.crop((15, 5, 35, 25)).resize((8, 8), Image.Resampling.BICUBIC)))
+    photo.save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    items = [(str(tmp_path / "a.png"), np.zeros(0, np.uint8)), (str(tmp_path / "b.png"), np.zeros(0, np.uint8))]
+    images, attributes, bad = decode_images(items, crop=40, image_size=16)
+    assert np.array_equal(images[0], short) and not images[1].any() and bad == [1]
+    assert attributes.shape == (2, 0) and attributes.dtype == np.uint8
+
+
+def test_an_image_is_read_only_inside_its_roots_and_a_sibling_with_a_longer_name_is_outside(tmp_path: Path) -> None:
+    import os
+
+    from PIL import Image
+
+    from nag.data.images import BadImage, open_image
+
+    root = os.path.realpath(tmp_path)
+    for folder in ("photos", "photos-2"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (4, 3)).save(tmp_path / folder / "a.png")
+    with open_image(str(tmp_path / "photos" / "a.png"), [f"{root}/photos"], 100) as im:
+        assert im.size == (4, 3)
+    with open_image(str(tmp_path / "photos" / "a.png"), ["/"], 100) as im:  # everything is inside "/"
+        assert im.size == (4, 3)
+    with pytest.raises(BadImage, match=r"^a link to .*photos-2/a.png, outside the image folder and data.root$"):
+        open_image(str(tmp_path / "photos-2" / "a.png"), [f"{root}/photos"], 100)
+    with pytest.raises(BadImage, match=r"^4 x 3 px claimed, more than data.max_image_pixels=11$"):
+        open_image(str(tmp_path / "photos" / "a.png"), ["/"], 11)

@@ -462,6 +462,7 @@ def _saved(opt, sched) -> dict:
         (lambda c: c["lr_schedulers"][0].update(last_epoch=-1), "last_epoch=-1"),
         (lambda c: c["lr_schedulers"][0].update(last_epoch=True), "last_epoch=True"),
         (lambda c: c["lr_schedulers"][0].update(last_epoch=100_001), "last_epoch=100001"),
+        (lambda c: c["lr_schedulers"][0].update(last_epoch=100_000, _step_count=100_001), None),  # the bound itself
         (lambda c: c["optimizer_states"][0]["param_groups"][0].pop("initial_lr"), None),  # none stored: fine
         (lambda c: c["optimizer_states"][0]["param_groups"][0].update(initial_lr=5.0), "initial_lr=5.0"),
         (lambda c: c["optimizer_states"][0].update(param_groups=[]), "no param_groups like"),
@@ -500,7 +501,92 @@ def test_a_plateau_scheduler_is_compared_without_replaying_its_metric() -> None:
     ckpt = _saved(opt, sched)
     fresh, fresh_sched = plateau()
     check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+    ckpt["lr_schedulers"][0].update(cooldown_counter=2, num_bad_epochs=1, best=0.25, last_epoch=9)  # bookkeeping
+    fresh, fresh_sched = plateau()
+    check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+    for setting in ("threshold", "eps"):  # settings stored after the first bookkeeping key are compared too
+        changed = _saved(opt, sched)
+        changed["lr_schedulers"][0][setting] = 0.125
+        fresh, fresh_sched = plateau()
+        with pytest.raises(CheckpointError, match=f"{setting}=0.125"):
+            check_optimizer_state(changed, fresh, "last.ckpt", scheduler=fresh_sched)
     ckpt["lr_schedulers"][0]["factor"] = 0.9
     fresh, fresh_sched = plateau()
     with pytest.raises(CheckpointError, match="factor=0.9"):
         check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+
+
+def test_a_trees_size_counts_every_container_and_leaf_up_to_one_past_the_budget() -> None:
+    from nag.runs.stored_config import _size
+
+    assert _size(7) == 1
+    assert _size({"a": [1, 2], "b": 3, "c": {}}) == 6  # the mapping, the list, its 2 items, 3, the empty mapping
+    assert _size(list(range(MAX_STEPS - 1))) == MAX_STEPS  # the list and its items: within the budget
+    assert _size(list(range(3 * MAX_STEPS))) == MAX_STEPS + 1  # counting stops one past it
+
+
+@pytest.mark.parametrize(("n", "refused"), [(33_331, False), (33_332, True)])
+def test_each_reuse_of_a_resolved_key_costs_its_size_summed_to_the_budgets_exact_bound(
+    tmp_path: Path, n: int, refused: bool
+) -> None:
+    """Three references to a list of n items: 1 (the outer list) + 3 (its items) + 3 x (n + 1) (the list each
+    time) = 3n + 7 steps, exactly MAX_STEPS = 100,000 at n = 33,331 (allowed) and one item more is refused."""
+    cfg = StoredConfig({"x": {"a": [1] * n, "b": ["${x.a}", "${x.a}", "${x.a}"]}}, tmp_path / "config.yaml")
+    assert 3 * 33_331 + 7 == MAX_STEPS
+    if refused:
+        with pytest.raises(StoredConfigError, match=f"x.b\\[2\\] expands to more than {MAX_STEPS:,} values"):
+            cfg.get("x.b", {})
+    else:
+        value = cfg.get("x.b", {})
+        assert [len(v) for v in value] == [n, n, n]
+
+
+def test_a_value_reused_by_reference_is_a_copy_the_caller_may_change(tmp_path: Path) -> None:
+    cfg = StoredConfig({"x": {"a": [[1]], "b": ["${x.a}", "${x.a}", "${x.a}"]}}, tmp_path / "config.yaml")
+    value = cfg.get("x.b", {})
+    value[1][0].append(2)
+    assert value == [[[1]], [[1, 2]], [[1]]]
+
+
+def test_this_machines_paths_come_from_nags_own_paths_file_and_the_command_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nag.runs.stored_config import local_paths
+
+    monkeypatch.setenv("NAG_DATA_DIR", "/here/data")
+    monkeypatch.setenv("NAG_CACHE_DIR", "/here/cache")
+    run = tmp_path / "run"
+    assert local_paths(run) == {
+        "paths.output_dir": str(run),
+        "paths.data_dir": "/here/data",
+        "paths.cache_dir": "/here/cache",
+    }
+    given = local_paths(run, {"data_dir": Path("/mine"), "paths.cache_dir": "/c"})
+    assert given == {"paths.output_dir": str(run), "paths.data_dir": "/mine", "paths.cache_dir": "/c"}
+    monkeypatch.delenv("NAG_DATA_DIR")
+    assert local_paths(run)["paths.data_dir"] == "data"
+
+
+def test_a_multirun_is_hydras_multirun_mode_and_nothing_else() -> None:
+    from hydra.conf import HydraConf
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from nag.runs.sweep import in_multirun
+
+    assert not HydraConfig.initialized() and in_multirun() is False  # a plain call (tests, notebooks)
+    hydra = OmegaConf.structured(HydraConf)
+    try:
+        for mode, expected in ((RunMode.RUN, False), (RunMode.MULTIRUN, True)):
+            hydra.mode = mode
+            HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra}))
+            assert in_multirun() is expected, mode
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def test_a_sweep_dir_given_on_the_command_line_is_made_with_its_parents(tmp_path: Path) -> None:
+    sweep = tmp_path / "not" / "yet" / "sweep"
+    callbacks, cfg = _hydra_callbacks(sweep)
+    callbacks.on_multirun_start(config=cfg)
+    assert sweep.is_dir() and not any(sweep.iterdir())

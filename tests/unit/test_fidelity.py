@@ -118,7 +118,10 @@ def test_a_reference_round_trips_and_a_damaged_one_is_rebuilt(tmp_path: Path, ca
         assert fd.load_reference(path, 32, dim=6) is None  # not what nag writes
         np.savez_compressed(path, features=np.zeros((32, 6), np.float32), mu=np.zeros(6), sigma=np.zeros((6000, 1000)))
         assert fd.load_reference(path, 32, dim=6) is None  # 48 MB (past n=32's 35 MB) from a 50 KB file: refused
-    assert caplog.text.count("rebuilding the FID reference") == 7  # with the n=31 and the narrow one
+        wide = np.zeros((2082, 2082))  # shapes that agree, 59 KB past n=1's bound of 33 MB and 1 MiB of slack
+        np.savez_compressed(path, features=np.zeros((1, 2082)), mu=np.zeros(2082), sigma=wide)
+        assert fd.load_reference(path, 1, dim=2082) is None
+    assert caplog.text.count("rebuilding the FID reference") == 8  # with the n=31 and the narrow one
     assert "would unpack past the size of a reference" in caplog.text
     link = tmp_path / "link.npz"
     fd.save_reference(path, ref)

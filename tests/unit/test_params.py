@@ -200,3 +200,209 @@ def test_an_annotation_is_read_in_the_vocabulary_only_never_with_builtins() -> N
     assert _evaluate(ast.parse("int", mode="eval").body) is int
     for name in ("len", "open", "__import__('os')"):
         assert _evaluate(ast.parse(name, mode="eval").body) is None, name
+
+
+# --- the checking vocabulary itself, by known answers (each line a rule a mutant of nag.config.checks breaks) ---
+from collections.abc import Mapping, Sequence  # noqa: E402
+from typing import Annotated, Literal, Optional, Union  # noqa: E402
+
+from annotated_types import Ge, Gt, Le, Len, Lt, MultipleOf  # noqa: E402
+
+from nag.config import checks  # noqa: E402
+from nag.config.params import Excludes, Hint, Keys, NotBelow, OneOrLength  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("value", "annotation", "expected"),
+    [
+        (True, bool, None),
+        (1, bool, "must be true or false"),
+        (3, int, None),
+        (True, int, "must be an integer"),
+        (3.0, int, "must be an integer"),
+        (3, float, None),
+        (2.5, float, None),
+        (False, float, "must be a number"),
+        ("x", float, "must be a number"),
+        ("a", str, None),
+        (1, str, "must be a string"),
+        ("b", Literal["a", "b"], None),
+        ("c", Literal["a", "b"], "must be one of 'a', 'b'"),
+        (True, Literal[1, 2], "must be one of 1, 2"),
+        ("auto", Union[bool, Literal["auto"]], None),  # noqa: UP007
+        (False, Union[bool, Literal["auto"]], None),  # noqa: UP007
+        ("x", Union[bool, Literal["auto"]], "must be true, false or auto"),  # noqa: UP007
+        ([1.0, 2], Union[float, Sequence[float]], None),  # noqa: UP007
+        (["a"], Union[float, Sequence[float]], "must be a number or a list of numbers"),  # noqa: UP007
+        ("1", Union[float, Sequence[float]], "must be a number or a list of numbers"),  # noqa: UP007
+        ((1, 2), list[int], None),
+        ([1, 2.5], list[int], "must be a list"),
+        ("ab", list[str], "must be a list"),
+        ([], list, None),
+        ([1, "a"], tuple, None),
+        (None, Optional[int], None),  # noqa: UP045
+        (None, int | None, None),
+        (None, int, "must be set (it is null)"),
+        (None, Annotated[int, Ge(1)] | None, None),
+        (5, Optional[int], None),  # noqa: UP045
+        ("x", Optional[int], "must be an integer"),  # noqa: UP045
+        ({"a": 1}, Mapping, None),  # not described by the vocabulary: not checked here
+        ("x", int | Mapping, None),
+    ],
+)
+def test_a_values_type_is_judged_against_its_annotation(value, annotation, expected):
+    assert checks._type_problem(value, annotation) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "meta", "expected"),
+    [
+        (1.0, [Gt(0)], None),
+        (0.0, [Gt(0)], "must be > 0"),
+        (0, [Ge(0)], None),
+        (-0.5, [Ge(0)], "must be >= 0"),
+        (0.99, [Lt(1)], None),
+        (1, [Lt(1)], "must be < 1"),
+        (10_000_000, [Le(10_000_000)], None),
+        (10_000_001, [Le(10_000_000)], "must be <= 10,000,000"),
+        (2.5, [Le(2.5)], None),
+        (2.75, [Le(2.5)], "must be <= 2.5"),
+        (12, [MultipleOf(4)], None),
+        (10, [MultipleOf(4)], "must be a multiple of 4"),
+        (10.0, [MultipleOf(4)], None),  # a float is not an integer count: the rule is for ints
+        (float("inf"), [], "must be finite"),
+        (float("nan"), [Ge(0)], "must be finite"),
+        (-1, [Ge(0), Gt(5)], "must be >= 0"),  # the first broken bound is named
+        (3, [Ge(0), Gt(5)], "must be > 5"),
+        (1e-3, [Gt(1e-4)], None),
+        (1e-5, [Gt(1e-4)], "must be > 0.0001"),
+    ],
+)
+def test_a_numbers_bounds_are_named_exactly(value, meta, expected):
+    assert checks._bound_problem(value, meta) == expected
+
+
+def test_problem_reads_lengths_siblings_exclusions_keys_and_hints():
+    size = Annotated[int, Ge(2), Hint("batch norm needs two images")]
+    assert checks.problem(1, size) == "must be >= 2 (batch norm needs two images)"
+    assert checks.problem(2, size) is None
+    pair = Annotated[list[float], Len(2, 2)]
+    assert checks.problem([1.0], pair) == "must have 2 values"
+    assert checks.problem([1.0, 2.0], pair) is None
+    some = Annotated[list[float], Len(1, 3)]
+    assert checks.problem([1.0] * 4, some) == "must have 1 to 3 values"
+    assert checks.problem([], some) == "must have 1 to 3 values"
+    assert checks.problem([1.0] * 3, some) is None
+    many = Annotated[list[float], Len(2)]
+    assert checks.problem([1.0], many) == "must have 2 to inf values"
+    assert checks.problem([1.0] * 50, many) is None
+    per_dim = Annotated[list[float], OneOrLength("dim")]
+    siblings = {"dim": 3, "crop": 64}.get
+    assert checks.problem([1.0, 2.0], per_dim, siblings) == "has 2 values but dim=3: give one value or 3"
+    named = checks.problem([1.0, 2.0], per_dim, siblings, lambda n: f"prior.{n}")
+    assert named == "has 2 values but prior.dim=3: give one value or 3"
+    assert checks.problem([1.0], per_dim, siblings) is None
+    assert checks.problem([1.0, 2.0, 3.0], per_dim, siblings) is None
+    assert checks.problem([1.0, 2.0], per_dim, {"dim": "3"}.get) is None  # a sibling that is not a count: no rule
+    not_below = Annotated[int, NotBelow("crop", "the crop is cut first")]
+    assert checks.problem(32, not_below, siblings) == "is smaller than crop=64: the crop is cut first"
+    assert checks.problem(64, not_below, siblings) is None
+    assert checks.problem(32, Annotated[int, NotBelow("crop")], siblings) == "is smaller than crop=64"
+    assert checks.problem(32, not_below, {}.get) is None
+    no_zero = Annotated[int, Ge(0), Excludes((0,), "0 epochs trains nothing")]
+    assert checks.problem(0, no_zero) == "0 epochs trains nothing"
+    assert checks.problem(-1, no_zero) == "must be >= 0"
+    assert checks.problem(1, no_zero) is None
+    optimizer = Annotated[Mapping, Keys(lr=Annotated[float, Gt(0)])]
+    assert checks.problem({"lr": -1.0}, optimizer) == "has lr=-1.0: it must be > 0"
+    assert checks.problem({"lr": 1e-3, "other": -1}, optimizer) is None
+    assert checks.problem({}, optimizer) is None
+    every = Annotated[Union[float, Sequence[float]], Gt(0)]  # noqa: UP007
+    assert checks.problem([1.0, -2.0], every) == "must be > 0"
+    assert checks.problem([1.0, 2.0], every) is None
+    assert checks.problem(None, Annotated[int, Ge(1)]) == "must be set (it is null)"
+
+
+def test_a_union_at_the_top_checks_the_member_the_value_is():
+    count_or_auto = Union[Annotated[int, Ge(1)], Literal["auto"], None]  # noqa: UP007
+    assert checks.problem("auto", count_or_auto) is None
+    assert checks.problem(None, count_or_auto) is None
+    assert checks.problem(0, count_or_auto) == "must be >= 1"
+    assert checks.problem(4, count_or_auto) is None
+    assert checks.problem("x", count_or_auto) == "must be one of 'auto'"
+    required = Union[Annotated[int, Ge(1)], Literal["auto"]]  # noqa: UP007
+    assert checks.problem(None, required) == "must be set (it is null)"
+    hinted = Annotated[int, Ge(1), Hint("one image at least")] | None
+    assert checks.problem(0, hinted) == "must be >= 1 (one image at least)"
+
+
+class _Base:
+    def __init__(self, dim: Annotated[int, Ge(1)] = 2, scale: float = 1.0) -> None:
+        self.dim, self.scale = dim, scale
+
+
+class _Child(_Base):
+    @checks.checked
+    def __init__(self, mean: Annotated[float, Gt(-10)] = 0.0, dim: int = 8, **kwargs) -> None:
+        super().__init__(dim=dim, **kwargs)
+        self.mean = mean
+
+
+class _Closed(_Base):
+    def __init__(self, width: Annotated[int, Ge(1)] = 4) -> None:
+        super().__init__()
+
+
+def test_declarations_are_read_through_forwarded_kwargs_and_stop_at_a_closed_signature():
+    assert checks._defaults(_Child) == {"mean": 0.0, "dim": 8, "scale": 1.0}
+    names = [name for name, _ in checks._annotations(_Child)]
+    assert names == ["mean", "dim", "scale"]  # the child's own first, a name declared twice read once
+    assert dict(checks._annotations(_Child))["dim"] is int
+    assert checks._defaults(_Closed) == {"width": 4}
+    assert [name for name, _ in checks._annotations(_Closed)] == ["width"]
+    with pytest.raises(ConfigError, match=r"^_Child: mean=-11\.0 must be > -10; scale='x' must be a number\.$"):
+        _Child(mean=-11.0, scale="x")
+    child = _Child(mean=1.0, scale=torch.tensor(2.0))
+    assert (child.mean, child.dim, child.scale.item()) == (1.0, 8, 2.0)
+
+
+def test_plain_values_are_lists_and_numbers():
+    assert checks._plain((1, (2, 3))) == [1, [2, 3]]
+    assert checks._plain(torch.tensor(2.5)) == 2.5
+    assert checks._plain(torch.tensor([1, 2])) == [1, 2]
+    assert checks._plain("ab") == "ab"
+    from omegaconf import OmegaConf
+
+    assert checks._plain(OmegaConf.create([1, [2]])) == [1, [2]]
+    assert checks._shown(torch.tensor([1.5])) == "[1.5]"
+    assert checks._split(Annotated[Annotated[int, Ge(1)], Le(3)]) == (int, [Ge(1), Le(3)])
+    assert checks._members(int | None) == [int, type(None)]
+    assert checks._members(Optional[int]) == [int, type(None)]  # noqa: UP045
+    assert checks._members(int) == [int]
+    assert (checks._is_int(True), checks._is_int(2), checks._is_int(2.0)) == (False, True, False)
+    assert (checks._is_number(True), checks._is_number(2), checks._is_number(2.0), checks._is_number("2")) == (
+        False,
+        True,
+        True,
+        False,
+    )
+
+
+def test_a_mandatory_value_left_as_question_marks_is_named_even_where_null_is_allowed() -> None:
+    """``???`` is not "absent" (a default would hide it) nor null (an optional key would take it): it is named."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    @dataclasses.dataclass
+    class Keys:
+        seed: int | None = None
+        steps: Annotated[int, Ge(1)] = 1
+
+    cfg = OmegaConf.create({"seed": "???", "steps": 3})
+    with pytest.raises(ConfigError, match=r"seed: Missing mandatory value: seed"):
+        validate(cfg, {"": Keys}, components=False)
+    validate(OmegaConf.create({"seed": None, "steps": 3}), {"": Keys}, components=False)
+    validate(OmegaConf.create({"steps": 3}), {"": Keys}, components=False)  # absent: the default holds
+    with pytest.raises(ConfigError, match=r"steps=0 must be >= 1"):
+        validate(OmegaConf.create({"steps": 0}), {"": Keys}, components=False)

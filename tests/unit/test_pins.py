@@ -111,6 +111,9 @@ def test_the_worst_gap_is_named_among_the_judged_attributes_only() -> None:
     assert gaps["max_gap_attr"] == "a" and gaps["max_gap"] == pytest.approx(0.2)
     assert gaps["freq_gap"] == pytest.approx(0.15)
     assert gaps["frequency"] == pytest.approx({"a": 0.7, "b": 0.4})
+    first_unjudged = Attributes(_ChannelJudge([False, True, True]), ("c", "a", "b"), attrs.real_pred)
+    exact = first_unjudged.gaps(faces([1.0, 0.5, 0.0]))  # c unjudged (raw gap 1), a and b exactly on the real rates
+    assert (exact["max_gap_attr"], exact["max_gap"], exact["freq_gap"]) == ("a", 0.0, 0.0)
     assert Attributes(_ChannelJudge([False] * 3), ("a", "b", "c"), attrs.real_pred).gaps(faces([1, 1, 1])) == {
         "freq_gap": None,
         "max_gap": None,

@@ -326,6 +326,24 @@ def test_checkpoint_parts_must_be_of_their_kind() -> None:
         check_config({**good, "encoder": {"image_size": 16}}, "hp", roles=CHECKPOINT_ROLES)
 
 
+def test_a_given_allow_list_holds_at_every_depth_of_the_tree() -> None:
+    """An allow-list narrower than nag's own (a reader that may build nets only) is the one applied to the top
+    ``_target_`` and to every nested one; nag's default list would accept a prior."""
+    from nag.model.nets import Encoder
+
+    nets_only = {"nag.model.nets": (Encoder,)}
+    prior = {"_target_": "nag.model.priors.NormalPrior"}
+    check_config(prior, "hp")  # nag's own list builds a prior
+    check_config(
+        {"_target_": "nag.model.nets.Encoder", "inner": [{"_target_": "nag.model.nets.Encoder"}]},
+        "hp",
+        allowed=nets_only,
+    )
+    for tree, where in [(prior, "hp"), ({"a": prior}, "hp.a"), ({"a": [{"b": prior}]}, r"hp.a\[0\].b")]:
+        with pytest.raises(UntrustedConfigError, match=rf"^{where}._target_='nag.model.priors.NormalPrior' is not on"):
+            check_config(tree, "hp", allowed=nets_only)
+
+
 def test_every_target_of_nags_training_configs_is_on_the_training_allow_list(compose_cfg) -> None:
     for overrides in ([], ["callbacks=with_edits", "logger=csv"], ["experiment=wae_celeba"], ["trainer=ddp_cpu"]):
         check_training_config(compose_cfg(overrides), "config")
@@ -541,3 +559,35 @@ def test_an_overrides_key_is_before_its_first_equals_sign_without_its_prefix() -
 def test_a_deletion_does_not_end_the_check_of_the_overrides_after_it() -> None:
     with pytest.raises(StoredOverrideError, match="entry 2: .*changes Hydra itself"):
         check_stored(["~prior.mean", "hydra.job.chdir=true"], Path("o.yaml"))
+
+
+def test_the_checkpoint_to_continue_is_ckpt_path_or_the_resumed_runs_last(tmp_path: Path) -> None:
+    from nag.config.errors import ConfigError, MissingFileError
+    from nag.runs.resume import checkpoint_to_continue
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+
+    def cfg(**keys):
+        return OmegaConf.create({"resume": None, "ckpt_path": None, "paths": {"output_dir": str(run)}, **keys})
+
+    assert checkpoint_to_continue(cfg()) is None
+    assert checkpoint_to_continue(cfg(ckpt_path="other/last.ckpt")) == "other/last.ckpt"
+    with pytest.raises(MissingFileError, match=r"^resume=.*/run: .*/run/checkpoints/last.ckpt does not exist"):
+        checkpoint_to_continue(cfg(resume=str(run)))
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert checkpoint_to_continue(cfg(resume=str(run))) == str((run / "checkpoints" / "last.ckpt").resolve())
+    with pytest.raises(ConfigError, match=r"^give resume=<run dir> or ckpt_path=<file>, not both"):
+        checkpoint_to_continue(cfg(resume=str(run), ckpt_path="other/last.ckpt"))
+    with pytest.raises(ConfigError, match=r"continues that run in its own directory, but this run writes to"):
+        checkpoint_to_continue(cfg(resume=str(tmp_path)))
+
+
+def test_an_output_folder_is_made_with_its_parents_on_the_first_file_only(tmp_path: Path) -> None:
+    out = OutputDir(tmp_path / "new" / "report", what="--out")
+    assert not (tmp_path / "new").exists()  # nothing made before a file is written
+    path = out.file("figures/grid.png")
+    assert path == tmp_path / "new" / "report" / "figures" / "grid.png" and path.parent.is_dir()
+    for bad in ("/etc/x", "../x", ""):
+        with pytest.raises(UnsafeFileError, match="is not a file name inside"):
+            out.file(bad)
