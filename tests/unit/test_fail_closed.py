@@ -532,7 +532,7 @@ def test_each_reuse_of_a_resolved_key_costs_its_size_summed_to_the_budgets_exact
     """Three references to a list of n items: 1 (the outer list) + 3 (its items) + 3 x (n + 1) (the list each
     time) = 3n + 7 steps, exactly MAX_STEPS = 100,000 at n = 33,331 (allowed) and one item more is refused."""
     cfg = StoredConfig({"x": {"a": [1] * n, "b": ["${x.a}", "${x.a}", "${x.a}"]}}, tmp_path / "config.yaml")
-    assert 3 * 33_331 + 7 == MAX_STEPS
+    assert MAX_STEPS == 3 * 33_331 + 7
     if refused:
         with pytest.raises(StoredConfigError, match=f"x.b\\[2\\] expands to more than {MAX_STEPS:,} values"):
             cfg.get("x.b", {})
