@@ -195,15 +195,59 @@ def test_stored_paths_where_nag_writes_are_always_this_machines(tmp_path: Path) 
         ("a: ${a}\n", "a", "recursive interpolation"),
         ("a: ${b}\nb: ${a}\n", "a", "recursive interpolation"),
         ("a: ???\n", "a", r"is \?\?\?"),
-        ("a: ${nope}\n", "a", "which the file does not have"),
-        ("d: $\nb: '${d}{oc.env:HOME}'\n", "b", "builds an interpolation"),
+        ("a: ${nope}\n", "a", "a refers to \\$\\{nope\\}, which the file does not have"),
+        ("a: [1, '${nope}']\n", "a", "a\\[1\\] refers to \\$\\{nope\\}, which the file does not have"),
+        ("a: 'x ${b.c}'\nb: {}\n", "a", "a refers to \\$\\{b.c\\}, which the file does not have"),
+        ("a: ${b.c}\nb: text\n", "a", "a refers to \\$\\{b.c\\}, which the file does not have"),  # b is no mapping
+        ("a: ${b.c}\nb: 5\n", "a", "a refers to \\$\\{b.c\\}, which the file does not have"),
+        ("d: $\nb: '${d}{oc.env:HOME}'\n", "b", "b='\\$\\{d\\}\\{oc.env:HOME\\}' builds an interpolation"),
         ("x: 1\n", "y", "has no y"),
+        ("x: text\n", "x.y", "has no x.y"),
     ],
 )
 def test_bad_stored_values_are_named(tmp_path: Path, text: str, key: str, message: str) -> None:
     cfg = _stored(tmp_path, text)
     with pytest.raises(StoredConfigError, match=message):
         cfg.get(key, {"paths.cache_dir": "/c"})
+
+
+def test_references_are_followed_to_the_depth_bound_and_one_level_past_it_is_refused(tmp_path: Path) -> None:
+    from nag.runs.stored_config import _MAX_DEPTH
+
+    def chain(n: int) -> str:  # k0 -> k1 -> ... -> k{n}: n references to follow
+        return "".join(f"k{i}: ${{k{i + 1}}}\n" for i in range(n)) + f"k{n}: end\n"
+
+    assert _stored(tmp_path, chain(_MAX_DEPTH)).get("k0", {}) == "end"
+    with pytest.raises(StoredConfigError, match=f"k{_MAX_DEPTH + 1} is a recursive interpolation"):
+        _stored(tmp_path, chain(_MAX_DEPTH + 1)).get("k0", {})
+
+
+def test_a_values_size_and_steps_are_bounded_at_their_exact_limits(tmp_path: Path) -> None:
+    from nag.runs.stored_config import MAX_STEPS, MAX_VALUE_CHARS
+
+    def cfg(tree: dict) -> StoredConfig:
+        return StoredConfig(tree, tmp_path / "config.yaml")
+
+    joined = {"a": "x" * (MAX_VALUE_CHARS - 10), "b": "${a}0123456789"}
+    assert len(cfg(joined).get("b", {})) == MAX_VALUE_CHARS
+    with pytest.raises(StoredConfigError, match=f"b resolves to more than {MAX_VALUE_CHARS:,} characters"):
+        cfg({**joined, "b": "${a}0123456789!"}).get("b", {})
+    with pytest.raises(StoredConfigError, match="b='\\$\\$\\{a\\}\\{x\\}' was set by Hydra when the run started"):
+        cfg({"a": "q", "b": "$${a}{x}"}).get("b", {})  # ${x} around a reference (a file with it is refused on reading)
+    assert len(cfg({"a": [0] * (MAX_STEPS - 1)}).get("a", {})) == MAX_STEPS - 1  # the list and its items
+    with pytest.raises(StoredConfigError, match=rf"a\[{MAX_STEPS - 1}\] takes more than {MAX_STEPS:,} steps"):
+        cfg({"a": [0] * MAX_STEPS}).get("a", {})
+
+
+def test_this_machines_paths_replace_the_files_except_a_data_dir_it_names_itself(tmp_path: Path) -> None:
+    mine = {"paths.output_dir": "/mine/run", "paths.data_dir": "/mine/data", "paths.cache_dir": "/mine/cache"}
+    theirs = {"paths": {"output_dir": "/their/run", "data_dir": "/their/data", "cache_dir": "/their/cache"}}
+    cfg = StoredConfig(theirs, tmp_path / "config.yaml")
+    assert cfg.get("paths", mine) == {"output_dir": "/mine/run", "data_dir": "/their/data", "cache_dir": "/mine/cache"}
+    theirs["paths"].update(data_dir="${oc.env:HOME}", output_dir=5)  # a resolver or not text: this machine's
+    assert cfg.get("paths.data_dir", mine) == "/mine/data" and cfg.get("paths.output_dir", mine) == "/mine/run"
+    theirs["paths"]["data_dir"] = 7
+    assert cfg.get("paths.data_dir", mine) == "/mine/data"
 
 
 @pytest.mark.parametrize(("text", "message"), [("- a\n", "holds a list"), ("1: x\n", "not text"), ("", "NoneType")])
@@ -234,33 +278,36 @@ def test_honest_overrides_come_back() -> None:
 @pytest.mark.parametrize(
     ("override", "why"),
     [
-        ("+callbacks.x._target_=numpy.load", "adds a key"),
+        ("+callbacks.x._target_=numpy.load", "adds a key the config does not have (e.g. a new _target_ to build)"),
         ("++trainer.x=1", "adds a key"),
-        ("hydra.job.chdir=true", "changes Hydra itself"),
+        ("hydra.job.chdir=true", "changes Hydra itself (working directory, callbacks, launcher, search path)"),
         ("hydra/launcher=basic", "changes Hydra itself"),
-        ("model._target_=builtins.exec", "special key"),
-        ("prior._args_=[1]", "special key"),
-        ("prior={_target_: os.system}", "whole mapping"),
-        ("model.encoder.channels=[8,{_target_: os.system}]", "whole mapping"),  # a mapping inside a list
-        ("paths.somewhere=/x", "where nag writes"),  # every paths.* key
-        ("trainer.max_epochs=${oc.env:SECRET}", "interpolation"),
-        ("model.encoder.channels=[1,'${oc.env:X}']", "interpolation"),
-        ("paths.cache_dir=/x", "where nag writes"),
-        ("data.cache_dir=/x", "where nag writes"),
-        ("callbacks.model_checkpoint.dirpath=/x", "where nag writes"),
-        ("logger.tensorboard.save_dir=/x", "where nag writes"),
-        ("trainer.default_root_dir=/x", "where nag writes"),
-        ("data=nope", "not one of nag's data options"),
-        ("callbacks=[samples,../../x]", "not one of nag's callbacks options"),
-        ("data@foo=synthetic", "another package"),
-        ("prior.mean=1,2", "a sweep"),
-        ("prior.mean=[", "not an override"),
+        ("model._target_=builtins.exec", "sets a special key (_target_, _args_, ...) that names code"),
+        ("prior._args_=[1]", "sets a special key"),
+        ("prior={_target_: os.system}", "sets a whole mapping, which could name code"),
+        ("model.encoder.channels=[8,{_target_: os.system}]", "sets a whole mapping"),  # a mapping inside a list
+        (
+            "paths.somewhere=/x",
+            "sets where nag writes, which only this machine's own command line may",
+        ),  # every paths.* key
+        ("trainer.max_epochs=${oc.env:SECRET}", "holds an interpolation (${...}), which would run a resolver"),
+        ("model.encoder.channels=[1,'${oc.env:X}']", "holds an interpolation"),
+        ("paths.cache_dir=/x", "sets where nag writes"),
+        ("data.cache_dir=/x", "sets where nag writes"),
+        ("callbacks.model_checkpoint.dirpath=/x", "sets where nag writes"),
+        ("logger.tensorboard.save_dir=/x", "sets where nag writes"),
+        ("trainer.default_root_dir=/x", "sets where nag writes"),
+        ("data=nope", "is not one of nag's data options ("),
+        ("callbacks=[samples,../../x]", "is not one of nag's callbacks options"),
+        ("data@foo=synthetic", "moves a config to another package"),
+        ("prior.mean=1,2", "is a sweep, not one job's setting"),
+        ("prior.mean=[", "is not an override ("),
     ],
 )
 def test_stored_overrides_that_name_code_or_places_are_refused(override: str, why: str) -> None:
-    with pytest.raises(StoredOverrideError, match=why) as err:
+    with pytest.raises(StoredOverrideError) as err:
         check_stored(["debug=tiny", override], Path("run/.hydra/overrides.yaml"))
-    assert "run/.hydra/overrides.yaml, entry 2" in str(err.value)
+    assert str(err.value).startswith(f"run/.hydra/overrides.yaml, entry 2: {override!r} {why}")  # the reason, whole
 
 
 def test_stored_overrides_must_be_a_list_of_text() -> None:
@@ -284,8 +331,10 @@ def test_a_refused_override_is_quoted_whole_up_to_120_characters_and_none_over_1
     assert f"entry 1: {over[:117] + '...'!r} changes Hydra" in refusal(over)
     longest = "data.root=" + "d" * 9_990  # 10,000 characters: parsed (a read key: allowed)
     assert check_stored([longest], Path("o.yaml")) == [longest]
-    assert "is too long to be an override nag wrote" in refusal(longest + "d")
-    assert "is not an override (" in refusal("prior.mean=[") and "no viable alternative" in refusal("prior.mean=[")
+    assert "...' is too long to be an override nag wrote. A run dir's" in refusal(longest + "d")
+    unparsed = refusal("prior.mean=[" + "]" * 300)  # the parser's message, on one line, cut to 100 characters
+    assert "is not an override (" in unparsed and "no viable alternative" in refusal("prior.mean=[")
+    assert len(unparsed.split("is not an override (", 1)[1].split("). A run dir", 1)[0]) == 100
 
 
 # --- the allow-list -----------------------------------------------------------------------------------
