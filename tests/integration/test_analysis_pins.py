@@ -179,3 +179,46 @@ def test_a_prior_used_for_probes_is_the_one_asked_for(model: NAGModule) -> None:
     with torch.no_grad():
         expected = model.decode(fixed_draw(other, 16, 1))
     assert torch.allclose(ev.samples, expected, atol=1e-6)
+
+
+def test_a_comparison_reads_each_jobs_row_grid_and_failure(
+    tiny_run: Path, tmp_path: Path, cache_dir: Path, monkeypatch
+):
+    """Three copies of one finished run, the third's best checkpoint damaged: rows, the default metric, one 4 x 4
+    grid per readable job (the same fixed draw, so equal for equal models), and the damaged job named unreadable;
+    with evaluate the evaluation's columns, the real floor and the sample metric."""
+    from nag.analysis.compare import EVALUATION_COLUMNS, TRAINING_COLUMNS, compare, markdown, table
+
+    monkeypatch.setenv("NAG_CACHE_DIR", str(cache_dir))
+    sweep = tmp_path / "sweep"
+    for job in range(3):
+        shutil.copytree(tiny_run, sweep / str(job))
+        overrides = sweep / str(job) / ".hydra" / "overrides.yaml"
+        overrides.write_text(overrides.read_text() + f"- prior.mean={job}\n")
+    damaged = RunDir(sweep / "2").best_ckpt
+    damaged.write_bytes(b"not a checkpoint")
+    mmd = json.loads((tiny_run / "metrics.json").read_text())["latent/mmd"]
+
+    result = compare(sweep)
+    assert (result.metric, result.keys, result.baseline) == ("latent_mmd", ["prior.mean"], {})
+    assert result.metric_columns == list(TRAINING_COLUMNS) and result.samplers is None
+    assert [(r["job"], r["prior.mean"], r["status"]) for r in result.rows] == [
+        ("0", "0", "ok"),
+        ("1", "1", "ok"),
+        ("2", "2", "unreadable"),
+    ]
+    assert result.rows[0]["latent_mmd"] == pytest.approx(mmd) and result.rows[0]["reason"] == ""
+    assert str(damaged.name) in result.rows[2]["reason"]
+    assert result.grids[0].shape == result.grids[1].shape == (3, 4 * 16 + 5 * 2, 4 * 16 + 5 * 2)
+    assert torch.equal(result.grids[0], result.grids[1]) and result.grids[2] is None
+    other_seed = compare(sweep, seed=1)
+    assert not torch.equal(other_seed.grids[0], result.grids[0])
+    assert "2 unreadable: " in table(result) and "| 2 | 2 | unreadable |" in markdown(result)
+
+    evaluated = compare(sweep, evaluate=True, n_eval=16, n_samples=16, fid={"enabled": False})
+    assert evaluated.metric == "sample_swd"
+    assert evaluated.metric_columns == [*TRAINING_COLUMNS, *EVALUATION_COLUMNS]
+    assert set(evaluated.baseline) == {"sample_swd", "diversity"} and evaluated.baseline["sample_swd"] > 0
+    assert evaluated.rows[0]["sample_swd"] == pytest.approx(evaluated.rows[1]["sample_swd"])
+    assert evaluated.rows[2]["status"] == "unreadable" and evaluated.rows[2].get("sample_swd") is None
+    assert "real vs real: sample_swd" in table(evaluated)

@@ -574,15 +574,17 @@ def test_a_multirun_is_hydras_multirun_mode_and_nothing_else() -> None:
 
     from nag.runs.sweep import in_multirun
 
-    assert not HydraConfig.initialized() and in_multirun() is False  # a plain call (tests, notebooks)
+    before = HydraConfig.instance().cfg  # an earlier test's compose may have set it
     hydra = OmegaConf.structured(HydraConf)
     try:
+        HydraConfig.instance().cfg = None
+        assert not HydraConfig.initialized() and in_multirun() is False  # a plain call (tests, notebooks)
         for mode, expected in ((RunMode.RUN, False), (RunMode.MULTIRUN, True)):
             hydra.mode = mode
             HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra}))
             assert in_multirun() is expected, mode
     finally:
-        HydraConfig.instance().cfg = None
+        HydraConfig.instance().cfg = before
 
 
 def test_a_sweep_dir_given_on_the_command_line_is_made_with_its_parents(tmp_path: Path) -> None:
