@@ -17,6 +17,7 @@ import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
 from nag.analysis.runs import load_model
+from nag.config.errors import UserInputError
 from nag.metrics.quality import multiscale_swd
 from nag.model.latent_fit import latent_fit
 from nag.model.priors import NormalPrior, fixed_draw, translated
@@ -197,6 +198,9 @@ def test_a_comparison_reads_each_jobs_row_grid_and_failure(
         overrides.write_text(overrides.read_text() + f"- prior.mean={job}\n")
     damaged = RunDir(sweep / "2").best_ckpt
     damaged.write_bytes(b"not a checkpoint")
+    shutil.copytree(tiny_run, sweep / "3", ignore=shutil.ignore_patterns("*.ckpt"))  # no checkpoint, no prior.mean
+    shutil.copytree(tiny_run, sweep / "4")
+    (sweep / "4" / ".hydra" / "config.yaml").write_text("- not a mapping\n")  # unreadable, with a checkpoint
     mmd = json.loads((tiny_run / "metrics.json").read_text())["latent/mmd"]
 
     result = compare(sweep)
@@ -206,7 +210,14 @@ def test_a_comparison_reads_each_jobs_row_grid_and_failure(
         ("0", "0", "ok"),
         ("1", "1", "ok"),
         ("2", "2", "unreadable"),
+        ("3", "", "ok"),
+        ("4", "", "unreadable"),
     ]
+    assert result.grids[3] is None and result.grids[4] is None
+    assert [r["job"] for r in compare(sweep / "0").rows] == ["0"]  # a run dir itself: named by its folder
+    assert [r["job"] for r in compare(tmp_path).rows][:2] == ["sweep/0", "sweep/1"]  # below: by the path from root
+    with pytest.raises(UserInputError, match="--metric sample_swd is not a column.*add --evaluate"):
+        compare(sweep, metric="sample_swd")
     assert result.rows[0]["latent_mmd"] == pytest.approx(mmd) and result.rows[0]["reason"] == ""
     assert str(damaged.name) in result.rows[2]["reason"]
     assert result.grids[0].shape == result.grids[1].shape == (3, 4 * 16 + 5 * 2, 4 * 16 + 5 * 2)
