@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nag.analysis.evaluation import RealImages, evaluate_reconstruction, evaluate_sampling
-from nag.analysis.runs import load_model
+from nag.analysis.runs import load_model, load_run, open_run
 from nag.config.errors import UserInputError
 from nag.metrics.quality import multiscale_swd
 from nag.model.latent_fit import latent_fit
@@ -215,6 +215,12 @@ def test_a_comparison_reads_each_jobs_row_grid_and_failure(
     ]
     assert result.grids[3] is None and result.grids[4] is None
     assert [r["job"] for r in compare(sweep / "0").rows] == ["0"]  # a run dir itself: named by its folder
+    run = load_run(sweep / "0")  # the API's door: the best checkpoint, on the CPU, unless asked otherwise
+    assert run.checkpoint == RunDir(sweep / "0").best_ckpt != RunDir(sweep / "0").last_ckpt
+    assert load_run(sweep / "0", best=False).checkpoint == RunDir(sweep / "0").last_ckpt
+    assert run.model.device.type == "cpu" and open_run(sweep / "0").model.device.type == "cpu"
+    with pytest.raises(UserInputError, match=r"^checkpoint=.*/2/checkpoints/best-.*is not a readable checkpoint"):
+        load_run(sweep / "2")
     assert [r["job"] for r in compare(tmp_path).rows][:2] == ["sweep/0", "sweep/1"]  # below: by the path from root
     with pytest.raises(UserInputError, match="--metric sample_swd is not a column.*add --evaluate"):
         compare(sweep, metric="sample_swd")

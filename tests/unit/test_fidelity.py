@@ -144,6 +144,8 @@ def test_a_reference_is_computed_once_and_then_read(tmp_path: Path) -> None:
     path.write_bytes(b"not an npz")
     fd.reference(images, extractor, path)  # type: ignore[arg-type]
     assert calls == [16, 16]
+    unsaved = fd.reference(images, extractor, None)  # type: ignore[arg-type]  # no cache: computed, not stored
+    assert calls == [16, 16, 16] and torch.equal(unsaved.features, first.features)
 
 
 def test_the_tf_graph_maps_onto_torch_fidelitys_94_blocks_one_to_one() -> None:

@@ -605,6 +605,26 @@ def test_an_overrides_key_is_before_its_first_equals_sign_without_its_prefix() -
     assert [override_key(o) for o in ("~prior.mean", "+x.y=1", "++x.y=1")] == ["prior.mean", "x.y", "x.y"]
 
 
+def test_override_values_keep_a_value_whole_and_skip_deletions() -> None:
+    from nag.runs.overrides import override_values
+
+    given = ["data.root=/a=b", "~prior.mean", "~prior.variance=2", "+x.y=1", "seed=3"]
+    assert override_values(given) == {"data.root": "/a=b", "x.y": "1", "seed": "3"}
+
+
+def test_a_key_is_swept_when_two_jobs_differ_in_it_or_only_one_sets_it(tmp_path: Path) -> None:
+    from nag.runs.discovery import swept_keys
+
+    def job(name: str, *overrides: str) -> RunDir:
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        return RunDir(tmp_path / name)
+
+    runs = [job("0", "prior.mean=0", "seed=1", "debug=tiny"), job("1", "prior.mean=1", "seed=1", "debug=tiny", "x=2")]
+    assert swept_keys(runs) == ["prior.mean", "x"]
+    assert swept_keys(runs[:1]) == []
+
+
 def test_a_deletion_does_not_end_the_check_of_the_overrides_after_it() -> None:
     with pytest.raises(StoredOverrideError, match="entry 2: .*changes Hydra itself"):
         check_stored(["~prior.mean", "hydra.job.chdir=true"], Path("o.yaml"))

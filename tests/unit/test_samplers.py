@@ -79,3 +79,49 @@ def test_each_name_makes_its_sampler_and_the_prior_draws_seed_0_by_default() -> 
     assert torch.equal(prior.sample(5), prior.sample(5, seed=0)) and not torch.equal(
         prior.sample(5), prior.sample(5, 1)
     )
+
+
+def test_the_named_mixtures_span_one_to_the_most_components_and_flow_is_the_flow() -> None:
+    from nag.samplers.core import MAX_COMPONENTS
+    from nag.samplers.flow import FlowSampler
+
+    assert make_sampler("gmm1").n_components == 1 and make_sampler("gmm12").n_components == 12
+    assert make_sampler(f"gmm{MAX_COMPONENTS}").n_components == MAX_COMPONENTS
+    with pytest.raises(UserInputError, match=f"'gmm{MAX_COMPONENTS + 1}' is not a sampler"):
+        make_sampler(f"gmm{MAX_COMPONENTS + 1}")
+    assert isinstance(make_sampler("flow"), FlowSampler)
+    codes = two_modes()
+    gmm = make_sampler("gmm2").fit(codes, prior=None)
+    assert torch.equal(gmm.sample(6), gmm.sample(6, seed=0)) and not torch.equal(gmm.sample(6), gmm.sample(6, 1))
+
+
+def test_the_kernel_density_is_scikit_learns_search_and_sampler_in_standardised_coordinates() -> None:
+    """The same steps written out with scikit-learn: standardise per dimension, 5 shuffled folds seeded by the
+    sampler's seed choose among the bandwidths (here many, close together, so that the folds matter), then draw with
+    seed + the sample's seed and map back to the codes' scale."""
+    import numpy as np
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.neighbors import KernelDensity
+
+    codes = torch.randn(60, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([7.0, 0.5]) + 5.0
+    multiples = tuple(np.linspace(0.2, 1.6, 57).tolist())
+    kde = KernelDensitySampler(bandwidths=multiples, seed=3).fit(codes, prior=None)
+    x = codes.double().numpy()
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    z = (x - mean) / std
+    scott = len(z) ** (-1 / 6)
+    search = GridSearchCV(
+        KernelDensity(kernel="gaussian"),
+        {"bandwidth": [b * scott for b in multiples]},
+        cv=KFold(5, shuffle=True, random_state=3),
+    ).fit(z)
+    assert kde.bandwidth == search.best_params_["bandwidth"]
+    expected = search.best_estimator_.sample(50, random_state=3 + 2) * std + mean
+    assert np.allclose(kde.sample(50, seed=2).numpy(), expected, atol=1e-5)
+    assert torch.equal(kde.sample(7), kde.sample(7, seed=0))
+    for folds in (KFold(5, shuffle=True, random_state=4), KFold(6, shuffle=True, random_state=3)):
+        other = GridSearchCV(KernelDensity(), {"bandwidth": [b * scott for b in multiples]}, cv=folds).fit(z)
+        assert other.best_params_["bandwidth"] != kde.bandwidth, "the folds must decide between these bandwidths"
+    KernelDensitySampler().fit(codes[:10], prior=None)  # ten codes are enough; nine are not
+    with pytest.raises(ValueError, match="at least 10 training codes, got 9"):
+        KernelDensitySampler().fit(codes[:9], prior=None)
