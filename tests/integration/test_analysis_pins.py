@@ -86,6 +86,9 @@ def test_the_real_floor_compares_validation_with_test_images() -> None:
     assert floor["swd_mean"] == pytest.approx(multiscale_swd(real.val, real.test, seed=0)["swd_mean"])
     assert floor["swd_mean"] != pytest.approx(multiscale_swd(real.train, real.test, seed=0)["swd_mean"])
     assert floor["swd_mean"] > 0
+    other = real.baseline(seed=3)  # the seed reaches the SWD's projections; the default is seed 0
+    assert other["swd_mean"] == pytest.approx(multiscale_swd(real.val, real.test, seed=3)["swd_mean"])
+    assert other["swd_mean"] != floor["swd_mean"] and real.baseline() == floor
 
 
 def test_best_is_the_best_checkpoint_not_the_last(tiny_run: Path, tmp_path: Path) -> None:
