@@ -224,3 +224,70 @@ def test_batched_reports_each_batch_once_and_keeps_the_order() -> None:
     x = torch.arange(10.0).view(10, 1)
     out = batched(lambda b: 2 * b, x, "cpu", batch_size=4, on_batch=seen.append)
     assert seen == [4, 4, 2] and torch.equal(out, 2 * x)
+
+
+class _Payload:
+    """An object whose unpickling touches a file: proof that a cache file's pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "read"),
+    [
+        (51, 2104, True),  # 384 bytes under the bound of n = 51 (8 (4096 n + 2048 · 2049) bytes + 1 MiB)
+        (437, 2264, True),  # exactly at the bound
+        (66, 2111, False),  # 368 bytes past it
+    ],
+)
+def test_a_reference_is_bounded_by_its_unpacked_size_to_the_byte(tmp_path: Path, n: int, d: int, read: bool) -> None:
+    """Shapes that agree (n features of d, compressed zeros: a small file) read or refused by the bound alone."""
+    path = tmp_path / "ref.npz"
+    np.savez_compressed(path, features=np.zeros((n, d)), mu=np.zeros(d), sigma=np.zeros((d, d)))
+    got = fd.load_reference(path, n, dim=d)
+    assert (got is not None) is read
+    if read:
+        assert got.features.dtype == torch.float32 and got.features.shape == (n, d)
+        assert got.mu.dtype == got.sigma.dtype == np.float64
+
+
+def test_a_reference_holding_a_pickle_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "ref.npz"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Payload(marker)
+    np.savez(path, features=payload, mu=np.zeros(1), sigma=np.zeros((1, 1)))
+    assert fd.load_reference(path, 1, dim=1) is None and not marker.exists()
+
+
+def test_the_fidelity_table_is_one_row_per_set_with_kid_in_thousandths_and_n_beside_it() -> None:
+    row = {"fid": 41.2345, "kid": 0.012345, "kid_std": 0.0345, "precision": 0.5, "recall": 0.25}
+    row |= {"density": 1.125, "coverage": 0.75, "n": 9_999, "n_reference": 10_000}
+    lines = fd.fidelity_table({"samples": row}).splitlines()
+    assert lines[:3] == [
+        "| images | FID ↓ | KID ×10³ ↓ | precision ↑ | recall ↑ | density | coverage ↑ | n (images vs real) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| samples | 41.23 | 12.35 ± 34.50 | 0.500 | 0.250 | 1.125 | 0.750 | 9,999 vs 10,000 |",
+    ]
+    assert "here 9,999" in lines[-1]
+    at_10k = fd.fidelity_table({"samples": {**row, "n": 10_000}, "floor": {**row, "n": 12_000}}).splitlines()
+    assert len(at_10k) == 4 and "biased" not in "".join(at_10k)  # no note at n ≥ 10,000
+    with_inf = fd.fidelity_table({"samples": {**row, "fid_inf": 39.5}}).splitlines()
+    assert with_inf[1] == "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    assert with_inf[2].startswith("| samples | 41.23 | 39.50 | 12.35 ± 34.50 |")
+
+
+def test_fidelity_draws_its_kid_subsets_and_fid_infinity_sizes_from_one_seed() -> None:
+    ref, x = fd.Reference.of(gaussian(300, d=4)), gaussian(40, d=4, seed=1)
+    default = fd.fidelity(ref, x, infinity_points=15)
+    assert default == fd.fidelity(ref, x, seed=0, infinity_points=15)
+    other = fd.fidelity(ref, x, seed=5, infinity_points=15)
+    assert other["kid"] != default["kid"] and other["fid_inf"] != default["fid_inf"]
+    assert other["fid"] == default["fid"]  # FID itself draws nothing
+    assert fd.fid_infinity(ref, x) == fd.fid_infinity(ref, x, points=15, seed=0)
+    two = fd.fid_infinity(ref, x, points=2)  # the fewest points a line needs
+    assert two["fid_inf_points"] == 2
