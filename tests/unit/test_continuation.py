@@ -200,14 +200,18 @@ def test_a_planted_study_cannot_choose_what_is_asked_again(tmp_path: Path) -> No
     def cfg() -> object:
         return _search_cfg(storage, sweep)
 
-    with pytest.raises(UserInputError, match=r"trial 1 has trainer.max_epochs=\d+, which this search does not"):
+    with pytest.raises(
+        UserInputError, match=r"storage: .*/search/optuna.db: trial 1 has trainer.max_epochs=\d+, which this"
+    ):
         continue_study(cfg())
     # Without the planted trial: the interrupted one is asked again first, in its own dir, and 5 trials to go.
     study.tell(1, state=optuna.trial.TrialState.COMPLETE, values=[0.0])  # finished: not asked again
     c = cfg()
     continue_study(c)
     assert c.hydra.sweeper.n_trials == 4
-    assert c.hydra.overrides.hydra == ["hydra.sweep.subdir='${nag.sweep_subdir:${hydra.job.num},2,d0}'"]
+    # (as plain text: OmegaConf's own == takes a ListConfig [None] to equal a list of one interpolation string)
+    assert _unresolved(c.hydra.overrides, "hydra") == ["hydra.sweep.subdir='${nag.sweep_subdir:${hydra.job.num},2,d0}'"]
+    assert _unresolved(c.hydra.sweep, "subdir") == "${nag.sweep_subdir:${hydra.job.num},2,d0}"
     states = [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == ["FAIL", "COMPLETE", "WAITING"]
 
@@ -286,3 +290,73 @@ def test_the_record_keeps_the_hydra_files_that_exist_and_dates_each_start_in_utc
     assert (record["config"], record["overrides_file"], record["hydra_file"]) == (None, "- prior.mean=1\n", None)
     (at,) = [h["at"] for h in record["history"]]
     assert datetime.fromisoformat(at).utcoffset() == timedelta(0), "an aware UTC time"
+
+
+def _unresolved(node: object, key: str) -> object:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=False)[key]
+
+
+def test_a_search_killed_twice_asks_the_same_trial_again_in_its_first_dir(tmp_path: Path) -> None:
+    """Kill 1: trial 0 (job dir 0) was running: it fails and its parameters are enqueued as trial 2, whose job dir
+    is 0. Kill 2, while trial 2 ran: it is enqueued again as trial 3, still in job dir 0 (not 2); a search whose
+    n_trials are all finished has none to go."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.trial import TrialState
+
+    from nag.runs.continuation import continue_study
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage)
+    weight = study.ask({"matching.weight": optuna.distributions.LogUniformDistribution(0.01, 100.0)})
+    study.tell(study.ask({"matching.weight": optuna.distributions.LogUniformDistribution(0.01, 100.0)}), 0.5)
+    first = _search_cfg(storage, tmp_path)
+    continue_study(first)
+    subdir = "${nag.sweep_subdir:${hydra.job.num},2,d0}"
+    assert (_unresolved(first.hydra.sweep, "subdir"), first.hydra.sweeper.n_trials) == (subdir, 4)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.WAITING]
+    assert study.user_attrs["nag_job_dirs"] == {"2": 0}
+    before_any_job = _search_cfg(storage, tmp_path)  # killed again before the sweeper asked the waiting trial
+    continue_study(before_any_job)
+    assert _unresolved(before_any_job.hydra.sweep, "subdir") == subdir  # new jobs still start after trial 2
+    assert optuna.load_study(study_name="s", storage=storage).user_attrs["nag_job_dirs"] == {"2": 0}
+    again = study.ask()  # the sweeper asks the waiting trial first: trial 2, with trial 0's parameters
+    asked = again.suggest_float("matching.weight", 0.01, 100.0, log=True)  # its fixed value, as the sweeper gets it
+    assert again.number == 2 and asked == weight.params["matching.weight"]
+    second = _search_cfg(storage, tmp_path)  # killed again while trial 2 ran
+    continue_study(second)
+    assert _unresolved(second.hydra.sweep, "subdir") == "${nag.sweep_subdir:${hydra.job.num},3,d0}"
+    assert _unresolved(second.hydra.overrides, "hydra") == [
+        f"hydra.sweep.subdir='{_unresolved(second.hydra.sweep, 'subdir')}'"
+    ]
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.user_attrs["nag_job_dirs"] == {"2": 0, "3": 0} and study.trials[3].state == TrialState.WAITING
+    assert second.hydra.sweeper.n_trials == 5 - 2  # trial 0 failed and 1 finished; 2 runs again
+    finished = _search_cfg(storage, tmp_path)
+    finished.hydra.sweeper.n_trials = 1
+    study.tell(study.ask(), 0.25)  # trial 3 finishes
+    continue_study(finished)
+    assert finished.hydra.sweeper.n_trials == 0
+    assert _unresolved(finished.hydra.sweep, "subdir") == "${nag.sweep_subdir:${hydra.job.num},4,d}"  # none retried
+
+
+def test_two_interrupted_trials_go_back_to_their_own_dirs_and_another_study_in_the_file_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    optuna = pytest.importorskip("optuna")
+
+    from nag.runs.continuation import continue_study
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="other", storage=storage).ask()  # a second study in the same file
+    study = optuna.create_study(study_name="s", storage=storage)
+    for _ in range(2):
+        study.ask({"matching.weight": optuna.distributions.LogUniformDistribution(0.01, 100.0)})  # both killed
+    cfg = _search_cfg(storage, tmp_path)
+    continue_study(cfg)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.user_attrs["nag_job_dirs"] == {"2": 0, "3": 1}
+    assert _unresolved(cfg.hydra.sweep, "subdir") == "${nag.sweep_subdir:${hydra.job.num},2,d0d1}"
+    assert len(optuna.load_study(study_name="other", storage=storage).trials) == 1
