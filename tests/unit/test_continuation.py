@@ -231,7 +231,9 @@ def test_a_planted_waiting_trial_or_a_value_outside_the_range_is_refused(tmp_pat
     cfg = _search_cfg(storage, tmp_path)
     continue_study(cfg.copy())
     study.enqueue_trial({"matching.weight": value})
-    with pytest.raises(UserInputError, match=r"trial 1 has matching.weight=.*which this search does not search"):
+    with pytest.raises(
+        UserInputError, match=r"storage: .*/optuna.db: trial 1 has matching.weight=.*which this search does not search"
+    ):
         continue_study(cfg.copy())
 
 
