@@ -222,6 +222,10 @@ def test_a_comparison_reads_each_jobs_row_grid_and_failure(
     assert run.checkpoint == RunDir(sweep / "0").best_ckpt != RunDir(sweep / "0").last_ckpt
     assert load_run(sweep / "0", best=False).checkpoint == RunDir(sweep / "0").last_ckpt
     assert run.model.device.type == "cpu" and open_run(sweep / "0").model.device.type == "cpu"
+    assert run.path == sweep / "0" and open_run(sweep / "0").checkpoint == run.checkpoint
+    loose = tmp_path / "loose.ckpt"  # a checkpoint outside any run dir: a run without a path
+    shutil.copy(run.checkpoint, loose)
+    assert (load_run(loose).path, load_run(loose).checkpoint) == (None, loose)
     with pytest.raises(UserInputError, match=r"^checkpoint=.*/2/checkpoints/best-.*is not a readable checkpoint"):
         load_run(sweep / "2")
     assert [r["job"] for r in compare(tmp_path).rows][:2] == ["sweep/0", "sweep/1"]  # below: by the path from root

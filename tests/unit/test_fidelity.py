@@ -291,3 +291,22 @@ def test_fidelity_draws_its_kid_subsets_and_fid_infinity_sizes_from_one_seed() -
     assert fd.fid_infinity(ref, x) == fd.fid_infinity(ref, x, points=15, seed=0)
     two = fd.fid_infinity(ref, x, points=2)  # the fewest points a line needs
     assert two["fid_inf_points"] == 2
+
+
+@pytest.mark.parametrize(("n_real", "n_fake", "size"), [(2_100, 2_300, 1_000), (300, 500, 150), (5, 9, 2)])
+def test_kid_uses_subsets_of_a_thousand_or_half_the_smaller_set_as_torch_fidelity_computes_it(
+    n_real: int, n_fake: int, size: int
+) -> None:
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    real, fake = gaussian(n_real, d=4, seed=2).float(), (gaussian(n_fake, d=4, seed=3) * 1.2).float()
+    expected = kid_features_to_metric(real.double(), fake.double(), kid_subset_size=size, rng_seed=0, verbose=False)
+    got = fd.kid(real, fake)
+    assert got == (expected["kernel_inception_distance_mean"], expected["kernel_inception_distance_std"])
+
+
+def test_fid_infinity_needs_two_subset_sizes_and_three_images_give_them() -> None:
+    ref = fd.Reference.of(gaussian(200, d=3))
+    assert fd.fid_infinity(ref, gaussian(3, d=3, seed=1))["fid_inf_points"] == 2  # subsets of 2 and 3 images
+    with pytest.raises(ValueError, match="at least 3 generated images, not 2"):
+        fd.fid_infinity(ref, gaussian(2, d=3, seed=1))

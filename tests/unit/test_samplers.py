@@ -125,3 +125,16 @@ def test_the_kernel_density_is_scikit_learns_search_and_sampler_in_standardised_
     KernelDensitySampler().fit(codes[:10], prior=None)  # ten codes are enough; nine are not
     with pytest.raises(ValueError, match="at least 10 training codes, got 9"):
         KernelDensitySampler().fit(codes[:9], prior=None)
+
+
+def test_the_bic_mixture_is_scikit_learns_fit_with_the_samplers_seed() -> None:
+    import numpy as np
+    from sklearn.mixture import GaussianMixture
+
+    codes = two_modes(n_small=40, n=200, seed=5)
+    fitted = BICGaussianMixtureSampler(candidates=(1, 2, 5), seed=7).fit(codes, prior=None)
+    x = codes.double().numpy()
+    for k in (1, 2, 5):
+        reference = GaussianMixture(k, covariance_type="full", reg_covar=1e-5, random_state=7).fit(x)
+        assert fitted.bic[k] == pytest.approx(reference.bic(x), rel=1e-9)
+    assert np.allclose(fitted.gmm.means_, GaussianMixture(2, reg_covar=1e-5, random_state=7).fit(x).means_)
