@@ -432,6 +432,8 @@ def _callbacks(dirpath: str, best: str) -> dict:
         ("/r/checkpoints", "/home/thesis.pdf", False),
         ("/r/checkpoints", "/r/checkpoints/sub/x.ckpt", False),
         ("/r/../home", "/r/../home/x", False),
+        ("/r/../home", "", False),  # the folder itself climbs out, whatever the paths say
+        (5, "", False),
     ],
 )
 def test_callback_state_paths_stay_in_their_checkpoint_folder(dirpath: str, best: str, ok: bool) -> None:
@@ -440,6 +442,12 @@ def test_callback_state_paths_stay_in_their_checkpoint_folder(dirpath: str, best
     else:
         with pytest.raises(CheckpointError, match="x.ckpt"):
             check_callback_state(_callbacks(dirpath, best), "ckpt_path", "x.ckpt")
+
+
+@pytest.mark.parametrize("state", [{"dirpath": "/r/../home"}, {"best_k_models": {"/home/thesis.pdf": 1.0}}])
+def test_a_callback_state_with_any_one_checkpoint_key_is_checked_as_a_whole(state: dict) -> None:
+    with pytest.raises(CheckpointError, match=r"names checkpoint paths but lacks"):
+        check_callback_state({"callbacks": {"ModelCheckpoint{}": state}}, "ckpt_path", "x.ckpt")
 
 
 def test_the_stored_optimizer_state_must_match_the_configured_optimizer() -> None:

@@ -138,3 +138,10 @@ def test_the_bic_mixture_is_scikit_learns_fit_with_the_samplers_seed() -> None:
         reference = GaussianMixture(k, covariance_type="full", reg_covar=1e-5, random_state=7).fit(x)
         assert fitted.bic[k] == pytest.approx(reference.bic(x), rel=1e-9)
     assert np.allclose(fitted.gmm.means_, GaussianMixture(2, reg_covar=1e-5, random_state=7).fit(x).means_)
+
+
+def test_a_mixture_needs_two_codes_per_component() -> None:
+    codes = two_modes(n_small=2, n=10)
+    assert make_sampler("gmm5").fit(codes, prior=None).sample(3).shape == (3, 2)  # 10 codes, 5 components: enough
+    with pytest.raises(ValueError, match=r"n_components=6 needs at least 12 training codes, got 10"):
+        make_sampler("gmm6").fit(codes, prior=None)
