@@ -198,7 +198,7 @@ def test_an_image_is_centre_cropped_to_its_short_side_and_resized_bicubically(tm
     (tmp_path / "b.png").write_bytes(b"not an image")
     items = [(str(tmp_path / "a.png"), np.zeros(0, np.uint8)), (str(tmp_path / "b.png"), np.zeros(0, np.uint8))]
     images, attributes, bad = decode_images(items, crop=40, image_size=16)
-    assert np.array_equal(images[0], short) and not images[1].any() and bad == [1]
+    assert np.array_equal(images[0], short) and not images[1].any() and bad == [1] and images.dtype == np.uint8
     assert attributes.shape == (2, 0) and attributes.dtype == np.uint8
 
 
@@ -221,3 +221,21 @@ def test_an_image_is_read_only_inside_its_roots_and_a_sibling_with_a_longer_name
         open_image(str(tmp_path / "photos-2" / "a.png"), [f"{root}/photos"], 100)
     with pytest.raises(BadImage, match=r"^4 x 3 px claimed, more than data.max_image_pixels=11$"):
         open_image(str(tmp_path / "photos" / "a.png"), ["/"], 11)
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_a_white_pixel_is_exactly_one_and_black_exactly_zero(device: str | None) -> None:
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    images[0] = 255
+    x, _ = CachedImages(CachedSplit(Path("."), images, np.zeros((2, 1), np.uint8), {}), device=device).__getitems__(
+        [0, 1]
+    )
+    assert x[0].eq(1.0).all() and x[1].eq(0.0).all()
+
+
+def test_no_items_decode_to_empty_arrays_of_their_kinds() -> None:
+    from nag.data.images import decode_images
+
+    images, attributes, bad = decode_images([], crop=40, image_size=16)
+    assert images.shape == (0, 16, 16, 3) and images.dtype == np.uint8
+    assert attributes.shape == (0, 0) and bad == []

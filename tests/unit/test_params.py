@@ -406,3 +406,22 @@ def test_a_mandatory_value_left_as_question_marks_is_named_even_where_null_is_al
     validate(OmegaConf.create({"steps": 3}), {"": Keys}, components=False)  # absent: the default holds
     with pytest.raises(ConfigError, match=r"steps=0 must be >= 1"):
         validate(OmegaConf.create({"steps": 0}), {"": Keys}, components=False)
+
+
+def test_a_union_member_reads_its_siblings_and_components_can_be_left_unchecked() -> None:
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    size = Annotated[int, NotBelow("crop")] | None
+    assert checks.problem(32, size, {"crop": 64}.get) == "is smaller than crop=64"
+    assert checks.problem(None, size, {"crop": 64}.get) is None
+
+    @dataclasses.dataclass
+    class Keys:
+        seed: int = 0
+
+    cfg = OmegaConf.create({"seed": 1, "prior": {"_target_": "nag.model.priors.NormalPrior", "variance": -1.0}})
+    validate(cfg, {"": Keys}, components=False)  # the entry point's own keys only
+    with pytest.raises(ConfigError, match=r"prior.variance=-1.0 must be > 0"):
+        validate(cfg, {"": Keys})

@@ -668,3 +668,16 @@ def test_an_output_folder_is_made_with_its_parents_on_the_first_file_only(tmp_pa
     for bad in ("/etc/x", "../x", ""):
         with pytest.raises(UnsafeFileError, match="is not a file name inside"):
             out.file(bad)
+
+
+def test_json_integers_past_eighteen_digits_are_read_as_finite_floats_or_refused() -> None:
+    assert load_json_text('{"a": 12345678901234567890, "b": 7}') == {"a": 1.2345678901234567e19, "b": 7}
+    assert load_json_text('{"a": 1' + "0" * 400 + "}") == {"a": None}  # past a float: no value
+
+
+def load_json_text(text: str) -> object:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "m.json").write_text(text)
+        return load_json(Path(d) / "m.json")
