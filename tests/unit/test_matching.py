@@ -316,3 +316,18 @@ def test_unseeded_directions_and_the_default_exponent() -> None:
     assert theta.shape == (D, 4) and torch.allclose(theta.norm(dim=0), torch.ones(4))
     z, y = codes(8), codes(8, shift=1.0, seed=3)
     assert sliced_wasserstein(z, y, theta).item() == sliced_wasserstein(z, y, theta, p=2.0).item()
+
+
+def test_the_mmd_distance_is_computed_with_its_own_kernel() -> None:
+    """The IMQ kernel (C / (C + d²)) written out against the class: a class that fell back to the RBF kernel would
+    give another value."""
+    prior = NormalPrior(3)
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(6, 3, generator=g) + 0.5, torch.randn(5, 3, generator=g)
+    c = [base_scale(prior) * s for s in (1.0,)]
+    imq = lambda a, b: sum(ci / (ci + ((a[:, None] - b[None]) ** 2).sum(-1)) for ci in c)  # noqa: E731
+    kzz, kyy, kzy = imq(z, z), imq(y, y), imq(z, y)
+    expected = (kzz.sum() - kzz.diag().sum()) / 30 + (kyy.sum() - kyy.diag().sum()) / 20 - 2 * kzy.mean()
+    got = MMD(kernel="imq", scales=(1.0,)).distance(z, y, prior, None)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert MMD(kernel="rbf", scales=(1.0,)).distance(z, y, prior, None).item() != pytest.approx(got.item(), rel=1e-3)
