@@ -592,3 +592,27 @@ def test_a_sweep_dir_given_on_the_command_line_is_made_with_its_parents(tmp_path
     callbacks, cfg = _hydra_callbacks(sweep)
     callbacks.on_multirun_start(config=cfg)
     assert sweep.is_dir() and not any(sweep.iterdir())
+
+
+def test_a_walk_counts_every_entry_to_its_exact_bound_and_stops_at_its_depth(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "x.txt").write_text("x")
+    names = [str(p.relative_to(tmp_path)) for p, _ in walk(tmp_path, max_entries=4)]
+    assert names == ["a", "x.txt", "a/b", "a/b/c"]  # breadth first, four entries: within the bound
+    with pytest.raises(UnsafeFileError, match=r"holds more than 3 files"):
+        list(walk(tmp_path, max_entries=3))
+    assert [str(p.relative_to(tmp_path)) for p, _ in walk(tmp_path, max_depth=1)] == ["a", "x.txt", "a/b"]
+    assert len(list(walk(tmp_path))) == 4  # the defaults reach far below this
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("a:\n  1: x\n", "under a"), ("a:\n  b:\n    - {2: x}\n", "under a.b"), ("- {3: x}\n", None)],
+)
+def test_a_key_that_is_not_text_is_named_with_its_place_at_any_depth(tmp_path: Path, text: str, where: str) -> None:
+    if where is None:  # a list at the top is refused as not a mapping first
+        with pytest.raises(StoredConfigError, match="holds a list"):
+            _stored(tmp_path, text)
+        return
+    with pytest.raises(StoredConfigError, match=rf"config.yaml has a key \d under {where.split()[1]} that is not text"):
+        _stored(tmp_path, text)
