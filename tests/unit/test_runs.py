@@ -681,3 +681,15 @@ def load_json_text(text: str) -> object:
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "m.json").write_text(text)
         return load_json(Path(d) / "m.json")
+
+
+def test_yaml_nodes_are_counted_with_every_alias_followed_to_the_exact_limit() -> None:
+    import yaml
+
+    from nag.io.files import _expanded_size
+
+    node = yaml.compose("a: &x [1, 2]\nb: *x\n")  # the mapping, 2 keys, the list and its 2 items twice: 9 nodes
+    assert _expanded_size(node, 9) == 9
+    with pytest.raises(ValueError, match="expands to more than 8 nodes"):
+        _expanded_size(node, 8)
+    assert _expanded_size(yaml.compose("[[1, 2], {k: v}]\n"), 100) == 7
