@@ -127,3 +127,24 @@ def test_the_kind_chooses_zukos_flow_and_the_settings_a_stored_flow_must_match_a
         "val_fraction": 0.2,
         "seed": 0,
     }
+
+
+class _Payload:
+    """Unpickling it touches a file: proof that a stored fit's pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+def test_a_stored_fit_holding_a_pickle_is_refitted_without_running_it(tmp_path: Path) -> None:
+    codes = banana(300, 0)
+    small(max_epochs=2, store=str(tmp_path)).fit(codes, prior=None)
+    (stored,) = tmp_path.glob("flow-*.pt")
+    data = torch.load(stored, weights_only=True)
+    marker = tmp_path / "ran"
+    torch.save({**data, "payload": _Payload(marker)}, stored)
+    refit = small(max_epochs=2, store=str(tmp_path)).fit(codes, prior=None)
+    assert refit.history["stored"] is False and not marker.exists()
