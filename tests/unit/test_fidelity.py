@@ -14,6 +14,7 @@ import torch
 from nag.config.fid_flags import add_fid_arguments, fid_options
 from nag.metrics import fidelity as fd
 from nag.metrics.inception import N_CONV_BLOCKS, block_names
+from tests.helpers import PicklePayload
 
 
 def gaussian(n: int, d: int = 4, shift: float = 0.0, seed: int = 0) -> torch.Tensor:
@@ -226,16 +227,6 @@ def test_batched_reports_each_batch_once_and_keeps_the_order() -> None:
     assert seen == [4, 4, 2] and torch.equal(out, 2 * x)
 
 
-class _Payload:
-    """An object whose unpickling touches a file: proof that a cache file's pickle ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # noqa: ANN204
-        return (Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize(
     ("n", "d", "read"),
     [
@@ -259,7 +250,7 @@ def test_a_reference_holding_a_pickle_is_refused_without_running_it(tmp_path: Pa
     marker = tmp_path / "ran"
     path = tmp_path / "ref.npz"
     payload = np.empty(1, dtype=object)
-    payload[0] = _Payload(marker)
+    payload[0] = PicklePayload(marker)
     np.savez(path, features=payload, mu=np.zeros(1), sigma=np.zeros((1, 1)))
     assert fd.load_reference(path, 1, dim=1) is None and not marker.exists()
 

@@ -12,6 +12,7 @@ import torch
 from nag.config.errors import ConfigError
 from nag.samplers.core import GaussianMixtureSampler
 from nag.samplers.flow import FlowSampler
+from tests.helpers import PicklePayload
 
 
 def banana(n: int, seed: int) -> torch.Tensor:
@@ -129,22 +130,12 @@ def test_the_kind_chooses_zukos_flow_and_the_settings_a_stored_flow_must_match_a
     }
 
 
-class _Payload:
-    """Unpickling it touches a file: proof that a stored fit's pickle ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # noqa: ANN204
-        return (Path.touch, (self.marker,))
-
-
 def test_a_stored_fit_holding_a_pickle_is_refitted_without_running_it(tmp_path: Path) -> None:
     codes = banana(300, 0)
     small(max_epochs=2, store=str(tmp_path)).fit(codes, prior=None)
     (stored,) = tmp_path.glob("flow-*.pt")
     data = torch.load(stored, weights_only=True)
     marker = tmp_path / "ran"
-    torch.save({**data, "payload": _Payload(marker)}, stored)
+    torch.save({**data, "payload": PicklePayload(marker)}, stored)
     refit = small(max_epochs=2, store=str(tmp_path)).fit(codes, prior=None)
     assert refit.history["stored"] is False and not marker.exists()
