@@ -6,12 +6,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
 
 import pytest
 import torch
+from annotated_types import Ge, Gt, Le, Len, Lt, MultipleOf
 
+from nag.config import checks
 from nag.config.errors import ConfigError
+from nag.config.params import Excludes, Hint, Keys, NotBelow, OneOrLength
 from nag.config.schema import validate
 from nag.config.signatures import parameters
 from nag.train import TRAIN_ROOTS
@@ -203,13 +208,6 @@ def test_an_annotation_is_read_in_the_vocabulary_only_never_with_builtins() -> N
 
 
 # --- the checking vocabulary itself, by known answers (each line a rule a mutant of nag.config.checks breaks) ---
-from collections.abc import Mapping, Sequence  # noqa: E402
-from typing import Annotated, Literal, Optional, Union  # noqa: E402
-
-from annotated_types import Ge, Gt, Le, Len, Lt, MultipleOf  # noqa: E402
-
-from nag.config import checks  # noqa: E402
-from nag.config.params import Excludes, Hint, Keys, NotBelow, OneOrLength  # noqa: E402
 
 
 @pytest.mark.parametrize(

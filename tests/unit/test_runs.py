@@ -670,17 +670,11 @@ def test_an_output_folder_is_made_with_its_parents_on_the_first_file_only(tmp_pa
             out.file(bad)
 
 
-def test_json_integers_past_eighteen_digits_are_read_as_finite_floats_or_refused() -> None:
-    assert load_json_text('{"a": 12345678901234567890, "b": 7}') == {"a": 1.2345678901234567e19, "b": 7}
-    assert load_json_text('{"a": 1' + "0" * 400 + "}") == {"a": None}  # past a float: no value
-
-
-def load_json_text(text: str) -> object:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "m.json").write_text(text)
-        return load_json(Path(d) / "m.json")
+def test_json_integers_past_eighteen_digits_are_read_as_finite_floats_or_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"a": 12345678901234567890, "b": 7}')
+    assert load_json(tmp_path / "m.json") == {"a": 1.2345678901234567e19, "b": 7}
+    (tmp_path / "m.json").write_text('{"a": 1' + "0" * 400 + "}")
+    assert load_json(tmp_path / "m.json") == {"a": None}  # past a float: no value
 
 
 def test_yaml_nodes_are_counted_with_every_alias_followed_to_the_exact_limit() -> None:
