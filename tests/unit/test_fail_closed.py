@@ -334,6 +334,76 @@ def test_a_checkpoints_callback_state_and_nesting_are_checked(tmp_path: Path) ->
     check_structure({"state_dict": {}, "hyper_parameters": {"a": {"b": 1}}}, "ckpt_path", "x")
 
 
+def test_a_checkpoints_nesting_is_counted_from_its_containers_and_bounded_inclusively() -> None:
+    from nag.runs.checkpoint_file import MAX_NESTING, CheckpointError, _depth, check_structure
+
+    assert _depth(5) == 1 and _depth({}) == 1 and _depth({"a": 1}) == 1 and _depth({"a": [1, {"b": 2}]}) == 3
+    chain: dict = {}
+    node = chain
+    for _ in range(MAX_NESTING - 3):  # ckpt (1) > hyper_parameters (2) > chain (3) ... the last empty dict
+        node["a"] = node = {}
+    ckpt = {"state_dict": {}, "hyper_parameters": {"chain": chain}}
+    assert _depth(ckpt) == MAX_NESTING
+    check_structure(ckpt, "ckpt_path", "x")  # exactly the bound: nag's own are far below it, but it is allowed
+    node["a"] = {}
+    with pytest.raises(CheckpointError, match=f"more than {MAX_NESTING} levels"):
+        check_structure(ckpt, "ckpt_path", "x")
+
+
+@pytest.mark.parametrize("field", ["global_step", "epoch", "nag_draw_seed"])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(0, True), (7, True), (2**63 - 1, True), (-1, False), (2**63, False), (True, False), ("3", False), (3.0, False)],
+)
+def test_a_checkpoints_counters_must_be_integers_in_range(field: str, value: object, ok: bool) -> None:
+    from nag.runs.checkpoint_file import CheckpointError, check_structure
+
+    ckpt = {"state_dict": {}, "hyper_parameters": {}, field: value}
+    if ok:
+        check_structure(ckpt, "ckpt_path", "x")
+    else:
+        with pytest.raises(CheckpointError, match=rf"ckpt_path=x: {field}=.* must be an integer in \[0, {2**63}\)"):
+            check_structure(ckpt, "ckpt_path", "x")
+
+
+def test_only_the_draw_seed_may_be_null_and_a_missing_counter_is_not_required() -> None:
+    from nag.runs.checkpoint_file import CheckpointError, check_structure
+
+    check_structure({"state_dict": {}, "hyper_parameters": {}}, "ckpt_path", "x")  # old files: no counters at all
+    check_structure({"state_dict": {}, "hyper_parameters": {}, "nag_draw_seed": None}, "ckpt_path", "x")
+    for field in ("global_step", "epoch"):
+        with pytest.raises(CheckpointError, match=f"{field}=None must be an integer"):
+            check_structure({"state_dict": {}, "hyper_parameters": {}, field: None}, "ckpt_path", "x")
+
+
+@pytest.mark.parametrize(
+    ("state_dict", "shown"), [({"w": [1.0, 2.0]}, "state_dict['w'] is a list"), ({1: torch.ones(2)}, "state_dict['1']")]
+)
+def test_a_state_dict_entry_must_be_a_named_tensor(state_dict: dict, shown: str) -> None:
+    from nag.runs.checkpoint_file import CheckpointError, check_structure
+
+    with pytest.raises(CheckpointError, match=rf"ckpt_path=x: {re.escape(shown)}.* not a tensor; .* crafted"):
+        check_structure({"state_dict": state_dict, "hyper_parameters": {}}, "ckpt_path", "x")
+
+
+def test_the_structure_check_hands_its_key_and_file_to_the_callback_check() -> None:
+    from nag.runs.checkpoint_file import CheckpointError, check_structure
+
+    ckpt = {"state_dict": {}, "hyper_parameters": {}, "callbacks": {"ModelCheckpoint{}": {"last_model_path": ""}}}
+    with pytest.raises(CheckpointError, match=r"^resume=run-7/last\.ckpt: .*lacks"):
+        check_structure(ckpt, "resume", "run-7/last.ckpt")
+
+
+@pytest.mark.parametrize(
+    "ckpt", [[1, 2], {"hyper_parameters": {}}, {"state_dict": [("w", 1)], "hyper_parameters": {}}], ids=str
+)
+def test_a_file_without_a_state_dict_mapping_is_not_a_checkpoint(ckpt: object) -> None:
+    from nag.runs.checkpoint_file import CheckpointError, check_structure
+
+    with pytest.raises(CheckpointError, match=r"ckpt_path=x is not a Lightning checkpoint \(no state_dict\)"):
+        check_structure(ckpt, "ckpt_path", "x")
+
+
 def _adam_with_decay(epochs: int) -> tuple:
     from nag.model.schedules import StepDecay
 
