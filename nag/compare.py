@@ -93,8 +93,9 @@ def _csv(cols: list[str], rows: list[list[Any]]) -> str:
 
 def write_samplers(table: Any, out: Any) -> list[Path]:
     """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, benchmark.md (one row per
-    job), attribute_gaps.csv and (with attributes and ex-post samplers) rare_features.csv."""
-    from nag.analysis import benchmark
+    job), attribute_gaps.csv, (with attributes and ex-post samplers) rare_features.csv and (on a sweep of ``seed``)
+    over_seeds.md and over_seeds.csv, each number's spread over the seeds (:mod:`nag.analysis.spread`)."""
+    from nag.analysis import benchmark, spread
 
     files = [
         out.write_text("samplers.md", benchmark.markdown(table)),
@@ -105,6 +106,10 @@ def write_samplers(table: Any, out: Any) -> list[Path]:
     if table.rare:
         samplers = list(dict.fromkeys(r["sampler"] for r in table.rows))
         files.append(out.write_text("rare_features.csv", _csv(*benchmark.rare_rows(table, samplers))))
+    entries = spread.over_seeds(table)
+    if entries:  # a sweep over `seed`: each number's spread over the seeds
+        files.append(out.write_text("over_seeds.md", spread.markdown(entries, table)))
+        files.append(out.write_text("over_seeds.csv", _csv(*spread.csv_rows(entries, table))))
     return files
 
 
