@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nag.config.console import quiet_third_party
-from nag.config.errors import reported_as_exit
+from nag.config.errors import UserInputError, reported_as_exit
 from nag.config.fid_flags import add_fid_arguments, fid_options
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,15 @@ def parser() -> argparse.ArgumentParser:
         "--samplers",
         help="score each job with each of these samplers, e.g. prior,gmm,flow (implies "
         "--evaluate): compare/samplers.md, samplers.csv, attribute_gaps.csv",
+    )
+    p.add_argument(
+        "--judges",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --samplers: score the attribute frequencies with N attribute judges (the same network trained "
+        "from seeds 0..N-1, each cached) and report how far their verdicts on the same samples differ: "
+        "judge_gap_spread in samplers.md, judge_spread.csv (default 1; at most 10)",
     )
     add_fid_arguments(p)
     return p
@@ -93,7 +102,8 @@ def _csv(cols: list[str], rows: list[list[Any]]) -> str:
 
 def write_samplers(table: Any, out: Any) -> list[Path]:
     """The benchmark table (:mod:`nag.analysis.benchmark`): samplers.md, samplers.csv, benchmark.md (one row per
-    job), attribute_gaps.csv, (with attributes and ex-post samplers) rare_features.csv and (on a sweep of ``seed``)
+    job), attribute_gaps.csv, (with --judges) judge_spread.csv, (with attributes and ex-post samplers)
+    rare_features.csv and (on a sweep of ``seed``)
     over_seeds.md and over_seeds.csv, each number's spread over the seeds (:mod:`nag.analysis.spread`)."""
     from nag.analysis import benchmark, spread
 
@@ -103,6 +113,8 @@ def write_samplers(table: Any, out: Any) -> list[Path]:
         out.write_text("samplers.csv", _csv(*benchmark.csv_rows(table))),
         out.write_text("attribute_gaps.csv", _csv(*benchmark.attribute_rows(table))),
     ]
+    if any(r.get("judge_spread") is not None for r in table.rows):
+        files.append(out.write_text("judge_spread.csv", _csv(*benchmark.judge_rows(table))))
     if table.rare:
         samplers = list(dict.fromkeys(r["sampler"] for r in table.rows))
         files.append(out.write_text("rare_features.csv", _csv(*benchmark.rare_rows(table, samplers))))
@@ -153,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         from nag.analysis.benchmark import markdown, parse_samplers
 
         samplers = parse_samplers(args.samplers) if args.samplers else None
+        if not 1 <= args.judges <= 10 or (args.judges > 1 and not samplers):
+            raise UserInputError(f"--judges {args.judges}: give 1 to 10, with --samplers (the judges score samples).")
 
         def partial(table: Any) -> None:  # the table so far, after each job (a killed comparison keeps it)
             write_samplers(table, out)
@@ -167,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             fid=fid_options(args),
             samplers=samplers,
             on_job=partial,
+            judges=args.judges,
         )
         write(result, out)
         print(table(result))

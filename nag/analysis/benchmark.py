@@ -60,6 +60,9 @@ class Attributes:
     clf: Any
     names: tuple[str, ...]
     real_pred: torch.Tensor  # (N, A): the classifier on the real test faces, once for every job
+    # Further judges (the same network trained from other seeds) and their verdicts on the real test faces: how
+    # far they disagree on the same samples is the instrument's own spread (``nag.compare --judges``).
+    others: tuple[tuple[Any, torch.Tensor], ...] = ()
 
     @property
     def real_freq(self) -> torch.Tensor:  # (A,)
@@ -76,25 +79,47 @@ class Attributes:
         if not judged.any():
             return {"freq_gap": None, "max_gap": None, "max_gap_attr": "", "frequency": {}}
         worst = int(gap.nan_to_num(-1.0).argmax())
-        return {
+        out = {
             "freq_gap": float(gap[judged].mean()),
             "max_gap": float(gap[worst]),
             "max_gap_attr": self.names[worst],
             "frequency": {n: float(f) for n, f, ok in zip(self.names, freq, judged, strict=True) if ok},
         }
+        if self.others:
+            spread = self.judge_spread(samples, freq - self.real_freq)
+            out["judge_spread"] = spread
+            out["judge_gap_spread"] = sum(spread.values()) / len(spread) if spread else None
+        return out
+
+    def judge_spread(self, samples: torch.Tensor, lead_gap: torch.Tensor) -> dict[str, float]:
+        """Per attribute the lead judge sees: the range (max − min) over every judge that also sees it of the
+        signed gap, samples − real test faces, each judge reading both sides itself."""
+        gaps = [(self.judged, lead_gap)]
+        for clf, real_pred in self.others:
+            freq = clf.predict(samples).float().mean(0).cpu()
+            gaps.append((clf.judged(), freq - real_pred.float().mean(0).cpu()))
+        spread = {}
+        for i, name in enumerate(self.names):
+            seen = [float(g[i]) for ok, g in gaps if ok[i]]
+            if self.judged[i] and len(seen) > 1:
+                spread[name] = max(seen) - min(seen)
+        return spread
 
 
 def load_attributes(
-    dm: Any, real: RealImages, device: Any, epochs: int = 12, n_train: int = 20_000
+    dm: Any, real: RealImages, device: Any, epochs: int = 12, n_train: int = 20_000, judges: int = 1
 ) -> Attributes | None:
-    """The classifier of ``nag.evaluate`` (trained once per dataset, cached beside the data); None without
+    """The classifier of ``nag.evaluate`` (trained once per dataset, cached beside the data) and, with
+    ``judges`` > 1, the same network trained from seeds 1 … judges − 1 (each cached too); None without
     attributes."""
     from nag.analysis.attributes import load_or_train_classifier
 
     if not real.names:
         return None
-    clf = load_or_train_classifier(dm, dm.cache_dir, epochs, n_train, device=str(device))
-    return Attributes(clf, tuple(real.names), clf.predict(real.test))
+    clfs = [load_or_train_classifier(dm, dm.cache_dir, epochs, n_train, seed, str(device)) for seed in range(judges)]
+    lead, *others = clfs
+    verdicts = tuple((c, c.predict(real.test)) for c in others)
+    return Attributes(lead, tuple(real.names), lead.predict(real.test), verdicts)
 
 
 @dataclass
@@ -161,13 +186,22 @@ def score_samplers(
         if attrs is not None and gen.samples is not None:
             gaps = attrs.gaps(gen.samples)
             r.update({k: gaps[k] for k in ("freq_gap", "max_gap", "max_gap_attr")}, frequency=gaps["frequency"])
+            if "judge_spread" in gaps:  # --judges: how far the judges' verdicts on these samples differ
+                r.update(judge_gap_spread=gaps["judge_gap_spread"], judge_spread=gaps["judge_spread"])
         out.append(r)
         log.info("scored %s with sampler %s", row["job"], name)
     return out
 
 
+def columns(table: SamplerTable) -> list[str]:
+    """:data:`COLUMNS`, and ``judge_gap_spread`` (the mean over the judged attributes of the judges' range on the
+    same samples) where the table was scored by several judges."""
+    several = any(r.get("judge_gap_spread") is not None for r in table.rows)
+    return [*COLUMNS, *(("judge_gap_spread",) if several else ())]
+
+
 def markdown(table: SamplerTable) -> str:
-    lines = markdown_table(["job", *table.keys, "sampler", *COLUMNS], table.rows)
+    lines = markdown_table(["job", *table.keys, "sampler", *columns(table)], table.rows)
     if table.floor:
         lines += ["", "Real vs real (the floor): " + ", ".join(f"{k} {cell(v)}" for k, v in table.floor.items())]
     return "\n".join(lines) + "\n"
@@ -214,7 +248,7 @@ def by_job_markdown(table: SamplerTable) -> str:
 
 
 def csv_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
-    cols = ["job", *table.keys, "sampler", *COLUMNS]
+    cols = ["job", *table.keys, "sampler", *columns(table)]
     return cols, [[r.get(c) for c in cols] for r in table.rows]
 
 
@@ -231,6 +265,19 @@ def attribute_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
     for r in table.rows:
         freq = r.get("frequency") or {}
         rows.append([r["job"], *(r.get(k, "") for k in table.keys), r["sampler"], *(freq.get(n) for n in names)])
+    return cols, rows
+
+
+def judge_rows(table: SamplerTable) -> tuple[list[str], list[list[Any]]]:
+    """Per (job, sampler) scored by several judges: each judged attribute's range of the gap over the judges
+    (a fraction, as ``attribute_gaps.csv``), for ``judge_spread.csv``."""
+    names = list(table.real_frequency)
+    cols = ["job", *table.keys, "sampler", *names]
+    rows = [
+        [r["job"], *(r.get(k, "") for k in table.keys), r["sampler"], *(r["judge_spread"].get(n) for n in names)]
+        for r in table.rows
+        if r.get("judge_spread") is not None
+    ]
     return cols, rows
 
 

@@ -85,11 +85,13 @@ def compare(
     fid: dict[str, Any] | None = None,
     samplers: list[str] | None = None,
     on_job: Callable[[SamplerTable], None] | None = None,
+    judges: int = 1,
 ) -> Comparison:
     """Compare every run under ``root`` (nothing is written: ``nag/compare.py`` writes the result); with
     ``samplers`` (implies ``evaluate``) also the benchmark table, each job scored with each sampler, and
     ``on_job(table)`` called after each scored job (the entry point writes the table so far: scoring takes
-    minutes per job, and a killed comparison keeps the jobs it finished)."""
+    minutes per job, and a killed comparison keeps the jobs it finished). ``judges`` > 1 scores the attribute
+    frequencies with that many attribute judges (seeds 0 …) and reports their spread on each sampler's samples."""
     evaluate = evaluate or bool(samplers)
     runs = discover(root)
     if not runs:
@@ -113,7 +115,7 @@ def compare(
     table = SamplerTable([], keys) if samplers else None
     if evaluate:
         baseline = _evaluate(
-            runs, rows, grids, n_eval, n_samples, device, seed, fid or {}, samplers or [], table, on_job
+            runs, rows, grids, n_eval, n_samples, device, seed, fid or {}, samplers or [], table, on_job, judges
         )
         metric_columns += list(EVALUATION_COLUMNS)
         if "fid" in baseline:
@@ -171,6 +173,7 @@ def _evaluate(
     samplers: list[str],
     table: SamplerTable | None,
     on_job: Callable[[SamplerTable], None] | None = None,
+    judges: int = 1,
 ) -> dict[str, float]:
     """Evaluate each finished job's best checkpoint against one shared real baseline (and, with Inception
     weights, the training split's FID reference); with ``samplers``, score each into ``table``."""
@@ -194,7 +197,7 @@ def _evaluate(
     real = RealImages.load(dm, n_eval=n_eval, n_fit=5000 if ex_post else 0)
     baseline = real.baseline(seed)
     fid = FidSetup.load(dm, real, fid_options, device, seed)
-    attrs = load_attributes(dm, real, device) if table is not None else None
+    attrs = load_attributes(dm, real, device, judges=judges) if table is not None else None
     floor = {"sample_swd": baseline["swd_mean"], "diversity": baseline["diversity"]}
     if fid is not None:  # the real-vs-real floor at the jobs' n; every FID of the table is at fid_n images
         floor.update({c: fid.floor[k] for c, k in FIDELITY_COLUMNS.items()}, fid_n=fid.n)

@@ -22,7 +22,18 @@ SEED_KEY = "seed"
 #: The tolerance of the moonshot's goal: an attribute is *within* when its frequency gap is at most this.
 WITHIN = 0.02
 #: The numbers summarised (a row's columns; ``within`` counted here), in the table's order.
-NUMBERS = ("fid", "fid_inf", "kid", "precision", "recall", "sample_swd", "freq_gap", "within", "psnr")
+NUMBERS = (
+    "fid",
+    "fid_inf",
+    "kid",
+    "precision",
+    "recall",
+    "sample_swd",
+    "freq_gap",
+    "judge_gap_spread",
+    "within",
+    "psnr",
+)
 
 
 def within_count(frequency: dict[str, float], real: dict[str, float], tol: float = WITHIN) -> int | None:
@@ -83,14 +94,25 @@ def _shown(s: dict[str, Any], digits: int, scale: float = 1.0) -> str:
 
 
 #: How each number is shown: its decimals and scale (the gap in percentage points).
-_FORMAT = {"kid": (3, 1.0), "precision": (3, 1.0), "recall": (3, 1.0), "freq_gap": (2, 100.0), "psnr": (2, 1.0)}
+_FORMAT = {
+    "kid": (3, 1.0),
+    "precision": (3, 1.0),
+    "recall": (3, 1.0),
+    "freq_gap": (2, 100.0),
+    "judge_gap_spread": (2, 100.0),
+    "psnr": (2, 1.0),
+}
 
 
 def markdown(entries: list[dict[str, Any]], table: Any, key: str = SEED_KEY) -> str:
     """Two tables: the numbers per group and sampler, then each attribute's signed gap."""
     others = [k for k in table.keys if k != key]
     numbers = [n for n in NUMBERS if any(e[n]["n"] for e in entries)]
-    head = {"freq_gap": "mean gap (pts)", "within": f"within {100 * WITHIN:g} pts"}
+    head = {
+        "freq_gap": "mean gap (pts)",
+        "judge_gap_spread": "judges' spread (pts)",
+        "within": f"within {100 * WITHIN:g} pts",
+    }
     rows = []
     for e in entries:
         row = {**{k: e[k] for k in others}, "sampler": e["sampler"], "seeds": ", ".join(map(str, e["seeds"]))}

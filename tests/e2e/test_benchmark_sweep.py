@@ -60,7 +60,7 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
     rare_jobs = sorted({row["job"] for row in rare})
     assert len(rare) == 15 * len(rare_jobs) and set(rare_jobs) <= set(jobs), "each file whole (written atomically)"
     assert "Real vs real (the floor): sample_swd" in (partial / "samplers.md").read_text(), "the floor, from the start"
-    r = run_module("nag.compare", score, tmp_path, cache_dir)
+    r = run_module("nag.compare", [*score, "--judges", "2"], tmp_path, cache_dir)  # a second judge, seed 1
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader((sweep / "compare" / "samplers.csv").open()))
     assert [(row["job"], row["sampler"]) for row in rows] == [
@@ -99,6 +99,15 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         assert float(by_row["freq_gap"]) == pytest.approx(mean_gap, abs=2e-4)
         assert {n for n, f in freq.items() if f} == judged
     assert "| job | arm | prior.mean | sampler | fid |" in (sweep / "compare" / "samplers.md").read_text()
+    # --judges 2: per row, each attribute both judges see, the range of their gaps on the same samples; the
+    # samplers' column is its mean
+    spread = list(csv.DictReader((sweep / "compare" / "judge_spread.csv").open()))
+    assert [(s["job"], s["sampler"]) for s in spread] == [(r["job"], r["sampler"]) for r in rows]
+    assert set(spread[0]) == {"job", "arm", "prior.mean", "sampler", *judged}
+    for s, row in zip(spread, rows, strict=True):
+        ranges = [float(v) for n, v in s.items() if n in judged and v]
+        assert ranges and all(0 <= v <= 1 for v in ranges), "the judges share some attribute they both see"
+        assert float(row["judge_gap_spread"]) == pytest.approx(sum(ranges) / len(ranges), abs=2e-4)
     # The README's form: one row per job, each sampler's cell its FID (off here) · SWD · gap in points.
     text = (sweep / "compare" / "benchmark.md").read_text()
     blind = sorted(set(judge) - judged, key=list(judge).index)
@@ -138,6 +147,26 @@ def test_the_quick_benchmark_scores_every_job_with_every_sampler(tmp_path: Path,
         else:
             assert r["real"] == r["kept"] == r["reconstruction"] == "", "nothing the judge cannot see"
         assert r["probe_bacc"] == "" or 0 <= float(r["probe_bacc"]) <= 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--judges", "0", "--samplers", "prior"],
+        ["--judges", "11", "--samplers", "prior"],
+        ["--judges", "2", "--evaluate"],
+    ],
+    ids=["0", "11", "no-samplers"],
+)
+def test_a_judge_count_is_refused_by_name_before_any_work(tmp_path: Path, args: list[str]) -> None:
+    from nag.compare import main
+
+    with pytest.raises(SystemExit) as e:  # exit status 1 with this line on stderr
+        main([str(tmp_path / "no-such-sweep"), *args])
+    assert e.value.code == f"error: --judges {args[1]}: give 1 to 10, with --samplers (the judges score samples)."
+    with pytest.raises(SystemExit) as e:  # a valid count goes on to the sweep, and stops there
+        main([str(tmp_path / "no-such-sweep"), "--judges", "3", "--samplers", "prior"])
+    assert "no-such-sweep is not a directory" in str(e.value.code)
 
 
 def test_samplers_are_refused_by_name_and_gmm_takes_a_component_count() -> None:

@@ -86,7 +86,7 @@ def test_the_tables_show_mean_sd_and_range_and_the_signed_gaps() -> None:
     cols, rows = csv_rows(over_seeds(table), table)
     assert cols == ["lr", "sampler", "number", "n", "mean", "sd", "min", "max"]
     assert rows[0][:5] == ["1e-3", "gmm", "fid", 3, 93.0]
-    assert len(rows) == 3 * (9 + 2), "every number and both attributes, per group"
+    assert len(rows) == 3 * (10 + 2), "every number and both attributes, per group"
 
 
 def test_compare_writes_the_spread_files_beside_the_sampler_table(tmp_path: Path) -> None:
@@ -103,3 +103,53 @@ def test_compare_writes_the_spread_files_beside_the_sampler_table(tmp_path: Path
     out = tmp_path / "plain"
     write_samplers(table, OutputDir(out))
     assert (out / "samplers.csv").is_file() and not (out / "over_seeds.md").exists()
+
+
+class _Brightness:
+    """A judge that sees an attribute where a channel's mean passes a threshold: its answers are known."""
+
+    @staticmethod
+    def make(thresholds: list[float], accuracy: list[float]):  # noqa: ANN205
+        import torch
+
+        from nag.analysis.attributes import AttributeClassifier
+
+        class Judge(AttributeClassifier):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return x.mean((2, 3))[:, : len(thresholds)] - torch.tensor(thresholds)
+
+        judge = Judge(len(thresholds))
+        judge.balanced_accuracy.copy_(torch.tensor(accuracy, dtype=torch.float64))
+        return judge
+
+
+def test_several_judges_give_each_attributes_range_of_the_gap_on_the_same_samples() -> None:
+    import torch
+
+    from nag.analysis.benchmark import Attributes
+
+    level = torch.linspace(0.05, 0.95, 10)  # ten images, each one grey level (all three channels)
+    real = level.view(10, 1, 1, 1).expand(10, 3, 4, 4).contiguous()
+    samples = (level.view(10, 1, 1, 1) * 0.5).expand(10, 3, 4, 4).contiguous()  # darker: 0.025 ... 0.475
+    lead = _Brightness.make([0.5, 0.3, 0.2], [0.95, 0.95, 0.5])  # the third: not judged by the lead
+    other = _Brightness.make([0.4, 0.3, 0.2], [0.95, 0.5, 0.95])  # the second: not judged by this one
+    attrs = Attributes(lead, ("A", "B", "C"), lead.predict(real), ((other, other.predict(real)),))
+    gaps = attrs.gaps(samples)
+    # A: lead: samples 0 of 10 past 0.5, real 5 -> -0.5; other: samples 2 past 0.4, real 6 -> -0.4: range 0.1
+    # B: only the lead sees it: no range; C: the lead cannot see it: not reported
+    assert gaps["judge_spread"] == {"A": pytest.approx(0.1)}
+    other = _Brightness.make([0.48, 0.3, 0.2], [0.95, 0.95, 0.95])
+    attrs = Attributes(lead, ("A", "B", "C"), lead.predict(real), ((other, other.predict(real)),))
+    # A: samples 0 past 0.48, real 5 -> -0.5 as the lead: range 0; B at 0.3 for both (4 of 10, 7 of 10): range 0
+    assert attrs.gaps(samples)["judge_spread"] == {"A": pytest.approx(0.0), "B": pytest.approx(0.0)}
+    third = _Brightness.make([0.3, 0.1, 0.2], [0.95, 0.95, 0.95])
+    attrs = Attributes(
+        lead, ("A", "B", "C"), lead.predict(real), ((other, other.predict(real)), (third, third.predict(real)))
+    )
+    gaps = attrs.gaps(samples)
+    # A at 0.3: samples 4, real 7 -> -0.3 against -0.5 and -0.5: range 0.2
+    # B at 0.1: samples 8, real 9 -> -0.1 against -0.3 and -0.3: range 0.2
+    assert gaps["judge_spread"] == {"A": pytest.approx(0.2), "B": pytest.approx(0.2)}
+    assert gaps["judge_gap_spread"] == pytest.approx(0.2)
+    assert gaps["freq_gap"] == pytest.approx((0.5 + 0.3) / 2), "the lead judge alone gives the gaps"
+    assert "judge_spread" not in Attributes(lead, ("A", "B", "C"), lead.predict(real)).gaps(samples), "one judge"
