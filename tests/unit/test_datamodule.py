@@ -221,6 +221,11 @@ def test_an_image_is_read_only_inside_its_roots_and_a_sibling_with_a_longer_name
         open_image(str(tmp_path / "photos-2" / "a.png"), [f"{root}/photos"], 100)
     with pytest.raises(BadImage, match=r"^4 x 3 px claimed, more than data.max_image_pixels=11$"):
         open_image(str(tmp_path / "photos" / "a.png"), ["/"], 11)
+    with open_image(str(tmp_path / "photos" / "a.png"), ["/"], 12) as im:  # exactly the bound: allowed
+        assert im.size == (4, 3)
+    (tmp_path / "photos" / "b.png").write_bytes(b"not an image at all")
+    with pytest.raises(BadImage, match=r"^unreadable \(UnidentifiedImageError\)$"):
+        open_image(str(tmp_path / "photos" / "b.png"), ["/"], 100)
 
 
 @pytest.mark.parametrize("device", [None, "cpu"])

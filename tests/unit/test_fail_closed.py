@@ -686,3 +686,13 @@ def test_a_key_that_is_not_text_is_named_with_its_place_at_any_depth(tmp_path: P
         return
     with pytest.raises(StoredConfigError, match=rf"config.yaml has a key \d under {where.split()[1]} that is not text"):
         _stored(tmp_path, text)
+
+
+def test_reading_a_crafted_checkpoint_names_its_key_and_file(tmp_path: Path) -> None:
+    from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
+
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {}, "global_step": -1}, path)
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(path, key="resume")
+    assert str(e.value).startswith(f"resume={path}: global_step=-1 must be an integer")

@@ -450,6 +450,67 @@ def test_a_callback_state_with_any_one_checkpoint_key_is_checked_as_a_whole(stat
         check_callback_state({"callbacks": {"ModelCheckpoint{}": state}}, "ckpt_path", "x.ckpt")
 
 
+def _state(**paths: object) -> dict:
+    """A ModelCheckpoint state as Lightning writes it: every path empty, the given ones set."""
+    state = {"dirpath": "/r/checkpoints", "best_model_path": "", "best_model_score": None}
+    state |= {"kth_best_model_path": "", "last_model_path": "", "best_k_models": {}}
+    return state | paths
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        {"best_model_path": "/home/thesis.pdf"},
+        {"kth_best_model_path": "/home/thesis.pdf"},
+        {"last_model_path": "/home/thesis.pdf"},
+        {"best_k_models": {"/home/thesis.pdf": 1.0}},
+        {"best_model_path": "/home/thesis.pdf", "best_k_models": {"/r/checkpoints/a.ckpt": 1.0}},
+        {"best_k_models": {"/r/checkpoints/a.ckpt": 1.0, "/home/thesis.pdf": 2.0}},
+    ],
+    ids=["best", "kth", "last", "best_k", "best-beside-a-good-best_k", "second-of-best_k"],
+)
+def test_each_stored_checkpoint_path_is_checked_on_its_own(paths: dict) -> None:
+    (what,) = [k for k, v in paths.items() if "/home/thesis.pdf" in (v if isinstance(v, dict) else [v])]
+    with pytest.raises(CheckpointError) as e:
+        check_callback_state({"callbacks": {"ModelCheckpoint{}": _state(**paths)}}, "ckpt_path", "x.ckpt")
+    assert str(e.value) == (
+        f"ckpt_path=x.ckpt: callback state ModelCheckpoint{{}} has {what}='/home/thesis.pdf', not a file in its own "
+        "checkpoint folder '/r/checkpoints'; Lightning would delete or write it on resuming. Refused."
+    )
+    good = {
+        k: ({"/r/checkpoints/b.ckpt": 1.0} if isinstance(v, dict) else "/r/checkpoints/b.ckpt")
+        for k, v in paths.items()
+    }
+    check_callback_state({"callbacks": {"ModelCheckpoint{}": _state(**good)}}, "ckpt_path", "x.ckpt")
+
+
+def test_a_callback_state_without_best_k_models_or_a_folder() -> None:
+    without = _state()
+    del without["best_k_models"]  # Lightning's older states: nothing to check there
+    check_callback_state({"callbacks": {"ModelCheckpoint{}": without}}, "ckpt_path", "x.ckpt")
+    # no folder (dirpath None or ""): every path must be empty
+    for dirpath in (None, ""):
+        check_callback_state({"callbacks": {"M": _state(dirpath=dirpath)}}, "ckpt_path", "x.ckpt")
+        with pytest.raises(CheckpointError, match=r"has last_model_path='x.ckpt', not a file in its own checkpoint"):
+            check_callback_state({"callbacks": {"M": _state(dirpath=dirpath, last_model_path="x.ckpt")}}, "k", "x")
+
+
+def test_a_bad_checkpoint_state_after_other_callbacks_is_still_found_and_named_in_full() -> None:
+    name = "ModelCheckpoint{'monitor': 'val/loss', 'mode': 'min', 'every_n_train_steps': 0, 'x': 1}"
+    long_path = "/home/" + "d" * 150 + ".pdf"
+    callbacks = {"EarlyStopping{}": {"wait_count": 0}, "Other": 5, name: _state(best_model_path=long_path)}
+    with pytest.raises(CheckpointError) as e:
+        check_callback_state({"callbacks": callbacks}, "ckpt_path", "x.ckpt")
+    assert f"callback state {name[:60]} has best_model_path={long_path[:120]!r}, not" in str(e.value)
+    for bad, message in [
+        ({"dirpath": "/r/../home", "best_model_path": "", "best_model_score": None}, "has dirpath='/r/../home'"),
+        ({"last_model_path": ""}, "names checkpoint paths but lacks"),
+    ]:
+        with pytest.raises(CheckpointError) as e:
+            check_callback_state({"callbacks": {"EarlyStopping{}": {}, name: bad}}, "ckpt_path", "x.ckpt")
+        assert str(e.value).startswith(f"ckpt_path=x.ckpt: callback state {name[:60]} {message}")
+
+
 def test_the_stored_optimizer_state_must_match_the_configured_optimizer() -> None:
     w = torch.nn.Parameter(torch.zeros(2))
     configured = torch.optim.Adam([w], lr=1e-3)

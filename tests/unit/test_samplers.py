@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +146,25 @@ def test_a_mixture_needs_two_codes_per_component() -> None:
     assert make_sampler("gmm5").fit(codes, prior=None).sample(3).shape == (3, 2)  # 10 codes, 5 components: enough
     with pytest.raises(ValueError, match=r"n_components=6 needs at least 12 training codes, got 10"):
         make_sampler("gmm6").fit(codes, prior=None)
+
+
+def test_the_mixture_is_scikit_learns_with_our_covariance_type_regularisation_and_seed() -> None:
+    """The fitted mixture equals scikit-learn's own with the same settings (reg_covar 1e-5, random_state the
+    seed): its means to the bit; a constant code dimension's variance is the regularisation itself."""
+    from sklearn.mixture import GaussianMixture
+
+    from nag.model.priors import NormalPrior
+    from nag.samplers.core import GaussianMixtureSampler
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.cat([torch.randn(300, 3, generator=g), torch.full((300, 1), 2.0)], 1)
+    codes[:100, 0] += 6.0
+    for kind in ("full", "diag"):
+        fitted = GaussianMixtureSampler(3, kind, seed=4).fit(codes, NormalPrior(4))
+        ref = GaussianMixture(3, covariance_type=kind, reg_covar=1e-5, random_state=4).fit(codes.double().numpy())
+        assert fitted.gmm.covariances_.shape == ref.covariances_.shape
+        assert np.array_equal(fitted.gmm.means_, ref.means_) and np.array_equal(fitted.gmm.weights_, ref.weights_)
+        var = fitted.gmm.covariances_[..., 3, 3] if kind == "full" else fitted.gmm.covariances_[:, 3]
+        assert np.allclose(var, 1e-5, rtol=1e-6), "a constant dimension's variance is reg_covar"
+    other = GaussianMixture(3, reg_covar=1e-5, random_state=5).fit(codes.double().numpy())
+    assert not np.array_equal(GaussianMixtureSampler(3, seed=4).fit(codes, NormalPrior(4)).gmm.means_, other.means_)
