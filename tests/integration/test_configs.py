@@ -141,3 +141,7 @@ def test_the_moonshot_is_its_pages_best_setting_over_three_seeds_and_its_search_
     assert dict(best) == {"arm": "cramer_wold", "prior.mean": 0, "seed": "42,1,2"}
     search = OmegaConf.load(CONF_DIR / "experiment" / "moonshot_search.yaml").hydra.sweeper.params
     assert (search["model.recon_emphasis"], search["model.latent_dim"]) == ("0,3", "32,64")
+    ssim = OmegaConf.load(CONF_DIR / "experiment" / "moonshot_ssim.yaml").hydra.sweeper.params
+    assert (ssim["model.recon_ssim"], ssim["seed"]) == ("0.02,0.05,0.1,0.2", "42,1,2")
+    cfg = compose_cfg(["experiment=moonshot_ssim", "model.recon_ssim=0.1"])
+    assert (cfg.model.latent_dim, cfg.trainer.max_epochs, cfg.model.recon_ssim) == (32, 15, 0.1)
