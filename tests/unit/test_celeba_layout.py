@@ -173,3 +173,20 @@ def test_no_celeba_names_every_place_searched_and_every_way_to_get_it(tmp_path: 
         "Point data.root (or $NAG_DATA_DIR) at the folder, or train offline on the embedded faces with data=synthetic."
     )
     assert str(not_found(tmp_path, first="The download failed. ")).startswith("The download failed. No CelebA")
+
+
+def test_an_attribute_file_with_two_rows_for_one_image_is_refused_and_values_read_as_zero_one(tmp_path: Path) -> None:
+    from nag.data.celeba_metadata import read_attributes
+
+    path = tmp_path / "list_attr_celeba.txt"
+    path.write_text("3\nSmiling Bald\n000001.jpg 1 -1\n000002.jpg -1 -1\n000003.jpg -1 1\n")
+    names, rows = read_attributes(path)
+    assert names == ("Smiling", "Bald")
+    assert {k: v.tolist() for k, v in rows.items()} == {
+        "000001.jpg": [1, 0],
+        "000002.jpg": [0, 0],
+        "000003.jpg": [0, 1],
+    }
+    path.write_text("3\nSmiling Bald\n000001.jpg 1 -1\n000002.jpg -1 -1\n000001.jpg -1 1\n")
+    with pytest.raises(CelebAMetadataError, match=r"line 5: a second row for 000001.jpg; an image has one row"):
+        read_attributes(path)
