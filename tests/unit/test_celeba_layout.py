@@ -190,3 +190,23 @@ def test_an_attribute_file_with_two_rows_for_one_image_is_refused_and_values_rea
     path.write_text("3\nSmiling Bald\n000001.jpg 1 -1\n000002.jpg -1 -1\n000001.jpg -1 1\n")
     with pytest.raises(CelebAMetadataError, match=r"line 5: a second row for 000001.jpg; an image has one row"):
         read_attributes(path)
+
+
+def test_a_partition_file_listing_an_image_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    from nag.data.celeba_metadata import read_partition
+
+    path = tmp_path / "list_eval_partition.txt"
+    path.write_text("000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n")
+    assert read_partition(path) == {"000001.jpg": (0, 1), "000002.jpg": (1, 2), "000003.jpg": (2, 3)}
+    path.write_text("000001.jpg 0\n000002.jpg 1\n000001.jpg 2\n")
+    with pytest.raises(CelebAMetadataError, match=r"line 3: lists 000001.jpg a second time \(first on line 1\)"):
+        read_partition(path)
+
+
+def test_a_metadata_file_that_is_not_utf8_from_its_first_line_says_so(tmp_path: Path) -> None:
+    from nag.data.celeba_metadata import read_partition
+
+    path = tmp_path / "list_eval_partition.txt"
+    path.write_bytes(b"\xff\xfe000001.jpg 0\n")
+    with pytest.raises(CelebAMetadataError, match=r"not UTF-8 text \(byte 0 of a line after line 0\)"):
+        read_partition(path)

@@ -210,6 +210,25 @@ def test_the_archive_check_counts_uncompressed_sizes(tmp_path: Path, monkeypatch
     cf.check_archive(path, "ckpt_path", path)  # stored as torch.save stores: its size is its size
 
 
+def test_the_archive_checks_bounds_are_inclusive(tmp_path: Path, monkeypatch) -> None:
+    """A file of exactly NAG_MAX_CHECKPOINT_BYTES, or inflating by exactly the slack, is read; one byte more is not."""
+    import nag.runs.checkpoint_file as cf
+
+    path = tmp_path / "x.ckpt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data/0", b"\0" * 200_000)
+    size = path.stat().st_size
+    monkeypatch.setattr(cf, "INFLATION_SLACK", 200_000 - size)  # inflated = size + slack exactly
+    monkeypatch.setattr(cf, "MAX_CHECKPOINT_BYTES", size)
+    cf.check_archive(path, "ckpt_path", path)
+    monkeypatch.setattr(cf, "INFLATION_SLACK", 200_000 - size - 1)
+    with pytest.raises(cf.CheckpointError, match=f"would inflate from {size:,} to 200,000 bytes"):
+        cf.check_archive(path, "ckpt_path", path)
+    monkeypatch.setattr(cf, "MAX_CHECKPOINT_BYTES", size - 1)
+    with pytest.raises(cf.CheckpointError, match=f"is {size:,} bytes, more than NAG_MAX_CHECKPOINT_BYTES={size - 1:,}"):
+        cf.check_archive(path, "ckpt_path", path)
+
+
 def test_weights_with_one_non_finite_value_are_refused() -> None:
     from nag.runs.checkpoint_file import CheckpointError, check_structure
 
