@@ -139,3 +139,34 @@ def test_a_stored_fit_holding_a_pickle_is_refitted_without_running_it(tmp_path: 
     torch.save({**data, "payload": PicklePayload(marker)}, stored)
     refit = small(max_epochs=2, store=str(tmp_path)).fit(codes, prior=None)
     assert refit.history["stored"] is False and not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["maf", "nsf"])
+def test_the_flow_is_built_with_its_configured_size(kind: str) -> None:
+    net = FlowSampler(kind, transforms=2, hidden=16)._build(3)
+    assert len(net.transform.transforms) == 2, "sampler.transforms"
+    for t in net.transform.transforms:
+        widths = [m.out_features for m in t.modules() if isinstance(m, torch.nn.Linear)]
+        assert widths[:-1] == [16, 16], "two hidden layers of sampler.hidden units"
+
+
+def test_the_held_out_split_and_the_standardisation_are_the_training_parts(tmp_path: Path) -> None:
+    """Ten codes at val_fraction 0.05 keep one held out (never none); the mean and std are the other nine's, a std
+    below 1 kept as it is."""
+    from nag.model.priors import NormalPrior
+
+    codes = torch.linspace(0, 0.9, 10).view(10, 1) * torch.tensor([[1.0, 0.1]])
+    sampler = FlowSampler(transforms=1, hidden=4, max_epochs=2, val_fraction=0.05, seed=3).fit(codes, NormalPrior(2))
+    torch.manual_seed(3)
+    held_out = int(torch.randperm(10)[0])
+    train = torch.cat([codes[:held_out], codes[held_out + 1 :]])
+    assert torch.allclose(sampler.mean, train.mean(0)) and torch.allclose(sampler.std, train.std(0))
+    assert float(sampler.std[1]) < 0.05
+
+
+def test_a_stored_fits_key_sees_the_codes_shape_and_is_24_characters() -> None:
+    codes = torch.arange(24, dtype=torch.float32)
+    flow = FlowSampler()
+    a, b = flow.key(codes.view(12, 2)), flow.key(codes.view(6, 4))
+    assert a != b, "the same bytes in another shape are other codes"
+    assert len(a) == 24 and all(c in "0123456789abcdef" for c in a)

@@ -423,3 +423,26 @@ def test_a_union_member_reads_its_siblings_and_components_can_be_left_unchecked(
     validate(cfg, {"": Keys}, components=False)  # the entry point's own keys only
     with pytest.raises(ConfigError, match=r"prior.variance=-1.0 must be > 0"):
         validate(cfg, {"": Keys})
+
+
+def test_a_root_keys_problem_is_named_without_a_leading_dot_under_the_headline(compose_cfg) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate(compose_cfg(["seed=abc"]), TRAIN_ROOTS)
+    assert str(err.value).startswith("invalid config:\n  seed='abc' ")
+
+
+def test_a_list_value_is_checked_with_its_interpolations_resolved(compose_cfg) -> None:
+    cfg = compose_cfg(["model.latent_dim=32", "model.encoder.channels=[${model.latent_dim},64,128]"])
+    validate(cfg, TRAIN_ROOTS)  # [32, 64, 128] once resolved: whole numbers, as declared
+    with pytest.raises(ConfigError, match=r"model.encoder.channels=\[64, 'x', 128\] must be a list"):
+        validate(compose_cfg(["model.encoder.channels=[${model.latent_dim},x,128]"]), TRAIN_ROOTS)
+
+
+def test_an_undeclared_parameter_does_not_stop_the_check_of_the_next() -> None:
+    from omegaconf import OmegaConf
+
+    from nag.config.schema import _check
+
+    problems: list[str] = []
+    _check(OmegaConf.create({"a": 1, "b": "x"}), "", [("a", None), ("b", int)], problems)
+    assert len(problems) == 1 and problems[0].startswith("b='x' ")
