@@ -170,3 +170,23 @@ def test_a_stored_fits_key_sees_the_codes_shape_and_is_24_characters() -> None:
     a, b = flow.key(codes.view(12, 2)), flow.key(codes.view(6, 4))
     assert a != b, "the same bytes in another shape are other codes"
     assert len(a) == 24 and all(c in "0123456789abcdef" for c in a)
+
+
+@pytest.mark.parametrize(
+    ("curve", "epochs", "best_epoch"),
+    [
+        ([1.0, 1.0 - 1e-4, 1.0, 1.0], 3, 1),  # exactly 1e-4 better is not better: stop after 2 epochs without
+        ([1.0, 0.99995, 0.9, 0.90005, 0.90005], 5, 3),  # worse by less than 1e-4 is still not better
+        ([2.0, 1.0, 0.5, 0.4, 0.3], 5, 5),
+    ],
+)
+def test_early_stopping_counts_improvements_of_more_than_its_margin(
+    curve: list[float], epochs: int, best_epoch: int
+) -> None:
+    from nag.model.priors import NormalPrior
+
+    sampler = FlowSampler(transforms=1, hidden=4, max_epochs=len(curve), patience=2)
+    scripted = iter(curve)
+    sampler._held_out = lambda val: next(scripted)  # the held-out criterion, as a known sequence
+    sampler.fit(torch.randn(40, 2, generator=torch.Generator().manual_seed(0)), NormalPrior(2))
+    assert (sampler.history["epochs"], sampler.history["best_epoch"]) == (epochs, best_epoch)
