@@ -369,6 +369,30 @@ def test_training_terms_are_logged_as_epoch_means_and_every_n_steps(compose_cfg,
     assert set(trainer.progress_bar_metrics) == {"train/loss_step", "train/loss_epoch"}
 
 
+def test_training_draws_follow_the_step_and_validation_draws_the_batch_index(compose_cfg, tmp_path: Path) -> None:
+    """Each training step draws its prior samples from (draw seed, global step): new ones every step and epoch;
+    validation from its batch index: the same every epoch."""
+    cfg = compose_cfg(
+        [*TINY_FIT, "data.n_train=32", "data.n_val=32", "data.batch_size=16", "trainer.max_epochs=2"],
+        output_dir=tmp_path,
+    )
+    model = build_model(cfg)
+    model._draw_seed = 5
+    seen: list[tuple[bool, int]] = []
+    loss_terms = model.loss_terms
+
+    def recording(x, generator):  # noqa: ANN001, ANN202
+        seen.append((model.training, generator.initial_seed()))
+        return loss_terms(x, generator)
+
+    model.loss_terms = recording
+    fit_tiny(cfg, model, seed=0)
+    train = [s for training, s in seen if training]
+    assert train == [(5 * 1_000_003 + step) for step in range(4)], "2 epochs of 2 steps: one seed per step"
+    val = [s for training, s in seen if not training]
+    assert val == [0, 1] * (len(val) // 2) and len(val) >= 4, "every validation pass: its batch indices"
+
+
 def test_a_fit_picks_a_draw_seed_and_validation_uses_the_batch_seeds(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg(
         [*TINY_FIT, "data.n_train=32", "data.n_val=40", "data.batch_size=16", "+trainer.max_steps=1"],

@@ -190,3 +190,12 @@ def test_early_stopping_counts_improvements_of_more_than_its_margin(
     sampler._held_out = lambda val: next(scripted)  # the held-out criterion, as a known sequence
     sampler.fit(torch.randn(40, 2, generator=torch.Generator().manual_seed(0)), NormalPrior(2))
     assert (sampler.history["epochs"], sampler.history["best_epoch"]) == (epochs, best_epoch)
+
+
+def test_ten_codes_are_enough_to_fit_and_nine_are_not() -> None:
+    from nag.model.priors import NormalPrior
+
+    codes = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    FlowSampler(transforms=1, hidden=4, max_epochs=1).fit(codes, NormalPrior(2))
+    with pytest.raises(ValueError, match=r"needs at least 10 training codes to fit and hold out, got 9"):
+        FlowSampler(transforms=1, hidden=4, max_epochs=1).fit(codes[:9], NormalPrior(2))
