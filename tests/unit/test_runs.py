@@ -748,3 +748,10 @@ def test_yaml_nodes_are_counted_with_every_alias_followed_to_the_exact_limit() -
     with pytest.raises(ValueError, match="expands to more than 8 nodes"):
         _expanded_size(node, 8)
     assert _expanded_size(yaml.compose("[[1, 2], {k: v}]\n"), 100) == 7
+
+
+def test_json_is_written_sorted_indented_by_two_and_non_finite_as_null(tmp_path: Path) -> None:
+    from nag.io.output import write_json_atomic
+
+    write_json_atomic(tmp_path / "m.json", {"b": float("nan"), "a": [1, float("inf")]})
+    assert (tmp_path / "m.json").read_text() == '{\n  "a": [\n    1,\n    null\n  ],\n  "b": null\n}'
