@@ -4,6 +4,7 @@ their parent. (The same rules through the real entry points: ``test_untrusted.py
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -736,6 +737,40 @@ def test_json_integers_past_eighteen_digits_are_read_as_finite_floats_or_refused
     assert load_json(tmp_path / "m.json") == {"a": 1.2345678901234567e19, "b": 7}
     (tmp_path / "m.json").write_text('{"a": 1' + "0" * 400 + "}")
     assert load_json(tmp_path / "m.json") == {"a": None}  # past a float: no value
+    # the bound: 18 characters are still an exact int, 19 a float
+    (tmp_path / "m.json").write_text('{"a": 123456789012345678, "b": 1234567890123456789}')
+    m = load_json(tmp_path / "m.json")
+    assert m["a"] == 123456789012345678 and type(m["a"]) is int and type(m["b"]) is float
+
+
+def test_the_readers_pass_their_byte_limit_on(tmp_path: Path) -> None:
+    from nag.io.files import read_text
+
+    (tmp_path / "m.json").write_text('{"a": 1234567}')
+    assert load_json(tmp_path / "m.json", limit=14) == {"a": 1234567}
+    for read in (load_json, read_text):
+        with pytest.raises(UnsafeFileError, match=r"m.json is larger than 13 bytes"):
+            read(tmp_path / "m.json", limit=13)
+
+
+def test_a_link_or_fifo_swapped_in_after_the_check_is_not_followed_nor_waited_on(tmp_path: Path, monkeypatch) -> None:
+    """The race lstat cannot see: what is opened is refused by the open's own flags (O_NOFOLLOW, O_NONBLOCK)."""
+    import nag.io.files as files
+
+    (tmp_path / "secret.txt").write_text("the user's file")
+    (tmp_path / "m.json").symlink_to(tmp_path / "secret.txt")
+    os.mkfifo(tmp_path / "pipe")
+    regular = os.lstat(tmp_path / "secret.txt")
+    monkeypatch.setattr(files.os, "lstat", lambda path: regular)  # the check saw a regular file; then the swap
+    with pytest.raises(OSError) as e:
+        files.read_bytes(tmp_path / "m.json")
+    assert e.value.errno == errno.ELOOP, "the link is not followed"
+    signal.alarm(10)  # a blocking open of a FIFO without a writer would hang here
+    try:
+        with pytest.raises(UnsafeFileError, match="pipe is not a regular file"):
+            files.read_bytes(tmp_path / "pipe")
+    finally:
+        signal.alarm(0)
 
 
 def test_yaml_nodes_are_counted_with_every_alias_followed_to_the_exact_limit() -> None:
