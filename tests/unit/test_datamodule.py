@@ -244,3 +244,21 @@ def test_no_items_decode_to_empty_arrays_of_their_kinds() -> None:
     images, attributes, bad = decode_images([], crop=40, image_size=16)
     assert images.shape == (0, 16, 16, 3) and images.dtype == np.uint8
     assert attributes.shape == (0, 0) and bad == []
+
+
+def test_cached_images_are_not_flipped_unless_asked_and_attributes_are_float32() -> None:
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    images[:, :, 0] = 255  # a white left column: a flip would move it to the right
+    split = CachedSplit(Path("."), images, np.array([[1], [0]], np.uint8), {})
+    torch.manual_seed(0)
+    x, y = CachedImages(split).__getitems__([0, 1])
+    assert x[:, :, :, 0].eq(1.0).all() and x[:, :, :, 3].eq(0.0).all(), "no flip by default"
+    assert y.dtype == torch.float32 and y.tolist() == [[1.0], [0.0]]
+
+
+def test_a_missing_path_is_not_a_real_folder(tmp_path: Path) -> None:
+    from nag.io.files import is_real_dir
+
+    assert is_real_dir(tmp_path) and not is_real_dir(tmp_path / "missing")
+    (tmp_path / "link").symlink_to(tmp_path)
+    assert not is_real_dir(tmp_path / "link")
