@@ -790,3 +790,9 @@ def test_json_is_written_sorted_indented_by_two_and_non_finite_as_null(tmp_path:
 
     write_json_atomic(tmp_path / "m.json", {"b": float("nan"), "a": [1, float("inf")]})
     assert (tmp_path / "m.json").read_text() == '{\n  "a": [\n    1,\n    null\n  ],\n  "b": null\n}'
+
+
+@pytest.mark.parametrize("target", [5, None, ["os.system"], "system"], ids=str)
+def test_a_target_that_is_not_a_dotted_name_is_refused_as_such(target: object) -> None:
+    with pytest.raises(UntrustedConfigError, match=r"^hparams.prior._target_=.* is not a 'module.Class' name; refused"):
+        check_target(target, "hparams.prior")
