@@ -796,3 +796,8 @@ def test_json_is_written_sorted_indented_by_two_and_non_finite_as_null(tmp_path:
 def test_a_target_that_is_not_a_dotted_name_is_refused_as_such(target: object) -> None:
     with pytest.raises(UntrustedConfigError, match=r"^hparams.prior._target_=.* is not a 'module.Class' name; refused"):
         check_target(target, "hparams.prior")
+
+
+def test_a_target_holding_an_interpolation_is_refused_before_any_import() -> None:
+    with pytest.raises(UntrustedConfigError, match=r"is not on nag's allow-list .* refused without importing it"):
+        check_target("nag.model.priors.${oc.env:X}", "hparams.prior")
