@@ -153,3 +153,18 @@ def test_several_judges_give_each_attributes_range_of_the_gap_on_the_same_sample
     assert gaps["judge_gap_spread"] == pytest.approx(0.2)
     assert gaps["freq_gap"] == pytest.approx((0.5 + 0.3) / 2), "the lead judge alone gives the gaps"
     assert "judge_spread" not in Attributes(lead, ("A", "B", "C"), lead.predict(real)).gaps(samples), "one judge"
+
+
+def test_the_judges_column_and_file_appear_only_when_several_judges_scored() -> None:
+    from nag.analysis.benchmark import COLUMNS, columns, csv_rows, judge_rows, markdown
+
+    table = _table()
+    assert columns(table) == list(COLUMNS) and judge_rows(table)[1] == []
+    table.rows[1] |= {"judge_gap_spread": 0.03, "judge_spread": {"Hat": 0.02, "Smiling": 0.04}}
+    assert columns(table) == [*COLUMNS, "judge_gap_spread"]
+    cols, rows = csv_rows(table)
+    assert cols[-1] == "judge_gap_spread" and rows[1][-1] == 0.03 and rows[0][-1] is None
+    assert "| judge_gap_spread |" in markdown(table).splitlines()[0]
+    cols, rows = judge_rows(table)
+    assert cols == ["job", "lr", "seed", "sampler", "Hat", "Smiling"]
+    assert rows == [["0", "1e-3", 1, "kde", 0.02, 0.04]], "only the rows several judges scored"
