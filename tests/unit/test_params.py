@@ -446,3 +446,17 @@ def test_an_undeclared_parameter_does_not_stop_the_check_of_the_next() -> None:
     problems: list[str] = []
     _check(OmegaConf.create({"a": 1, "b": "x"}), "", [("a", None), ("b", int)], problems)
     assert len(problems) == 1 and problems[0].startswith("b='x' ")
+
+
+def test_defaults_are_collected_through_a_class_without_its_own_init() -> None:
+    class Base:
+        def __init__(self, a: int = 1, b: int = 2) -> None: ...
+
+    class Middle(Base):  # no __init__ of its own
+        pass
+
+    class Leaf(Middle):
+        def __init__(self, c: int = 3, a: int = 9, **kwargs: int) -> None: ...
+
+    assert checks._defaults(Leaf) == {"c": 3, "a": 9, "b": 2}
+    assert checks._defaults(Middle) == {"a": 1, "b": 2}
