@@ -460,3 +460,8 @@ def test_defaults_are_collected_through_a_class_without_its_own_init() -> None:
 
     assert checks._defaults(Leaf) == {"c": 3, "a": 9, "b": 2}
     assert checks._defaults(Middle) == {"a": 1, "b": 2}
+
+
+def test_a_mapping_value_with_markers_other_than_keys_is_checked_by_its_type_alone() -> None:
+    assert checks.problem({"a": 1}, Annotated[dict, Hint("a mapping")]) is None
+    assert checks.problem({"a": 1}, Annotated[dict, Len(1, 2)]) is None
