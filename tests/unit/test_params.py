@@ -465,3 +465,7 @@ def test_defaults_are_collected_through_a_class_without_its_own_init() -> None:
 def test_a_mapping_value_with_markers_other_than_keys_is_checked_by_its_type_alone() -> None:
     assert checks.problem({"a": 1}, Annotated[dict, Hint("a mapping")]) is None
     assert checks.problem({"a": 1}, Annotated[dict, Len(1, 2)]) is None
+
+
+def test_an_annotation_of_no_checked_kind_reports_no_type_problem() -> None:
+    assert checks._type_problem(5, dict) is None and checks.problem(5, dict) is None
