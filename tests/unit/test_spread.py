@@ -168,3 +168,17 @@ def test_the_judges_column_and_file_appear_only_when_several_judges_scored() -> 
     cols, rows = judge_rows(table)
     assert cols == ["job", "lr", "seed", "sampler", "Hat", "Smiling"]
     assert rows == [["0", "1e-3", 1, "kde", 0.02, 0.04]], "only the rows several judges scored"
+
+
+def test_numbers_round_to_their_decimals_and_a_rounded_zero_has_no_sign() -> None:
+    from nag.analysis.spread import _f
+
+    assert [_f(v, 1) for v in (-0.048, -0.04, 0.05, 0.12, -0.12)] == ["0.0", "0.0", "0.1", "0.1", "-0.1"]
+    assert _f(-0.0004, 3) == "0.000" and _f(-0.0006, 3) == "-0.001"
+
+
+def test_the_spread_tables_headers() -> None:
+    table = _table()
+    table.rows[0]["judge_gap_spread"] = 0.01
+    head = markdown(over_seeds(table), table).splitlines()[2]
+    assert head == ("| lr | sampler | seeds | fid | mean gap (pts) | judges' spread (pts) | within 2 pts | psnr |")
