@@ -100,18 +100,22 @@ def run_job(cfg: DictConfig, job: Callable[[], Any]) -> Any:
         plan = _continued(cfg, out)
     except Exception as e:  # another job's dir, a damaged record, a check that broke: the sweep stops, nothing recorded
         raise SystemExit(f"error: {fail_closed(f'job dir {out}', e)}") from None
+    # A finished run that a command continues (resume=<its dir>) keeps its record when the command fails or is
+    # refused: a wrong override typed on resume must not turn a finished run into a "failed" one.
+    finished = bool(cfg.get("resume")) and RunDir(out).status == "ok"
+    record = (lambda e: None) if finished else (lambda e: write_failure(out, e))
     try:
         if plan is not None and plan.action == FINISHED:
             return _stored_result(cfg, out)
         result = job()
     except UserInputError as e:
-        write_failure(out, e)
+        record(e)
         if in_multirun():
             log.error("job failed: %s", e)
             return _failed_value(cfg)
         raise SystemExit(f"error: {e}") from None
     except Exception as e:
-        write_failure(out, e)
+        record(e)
         if in_multirun():
             log.exception("job failed with an unexpected error (a bug: please report it)")
             return _failed_value(cfg)

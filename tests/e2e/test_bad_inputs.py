@@ -169,5 +169,6 @@ def test_bad_input_gets_one_message_and_no_traceback(
     assert not (tmp_path / "pwned").exists(), "a checkpoint ran code"
     assert not (tmp_path / "out" / "metrics.json").exists(), "a failed run reported results"
     assert {k: v for k, v in _digest(tiny_run).items() if k in before_run} == before_run, "the run was modified"
+    assert not (tiny_run / "failure.json").exists(), "a refused command marked the finished run failed"
     assert {k: v for k, v in _digest(cache_dir).items() if k in before_cache} == before_cache, "a cache changed"
     assert not list(cache_dir.glob(".*partial")), "a half-built cache was left behind"

@@ -362,3 +362,35 @@ def test_two_interrupted_trials_go_back_to_their_own_dirs_and_another_study_in_t
     assert study.user_attrs["nag_job_dirs"] == {"2": 0, "3": 1}
     assert _unresolved(cfg.hydra.sweep, "subdir") == "${nag.sweep_subdir:${hydra.job.num},2,d0d1}"
     assert len(optuna.load_study(study_name="other", storage=storage).trials) == 1
+
+
+@pytest.mark.parametrize(
+    ("finished", "resume", "recorded"),
+    [(True, True, False), (False, True, True), (True, False, True), (False, False, True)],
+    ids=["finished-resumed", "interrupted-resumed", "finished-not-resumed", "new"],
+)
+def test_a_refused_command_on_a_finished_run_leaves_its_record(
+    tmp_path: Path, finished: bool, resume: bool, recorded: bool
+) -> None:
+    """`resume=<a finished run> prior.mean=5` is refused; the run must still read as finished (ok), not failed."""
+    from omegaconf import OmegaConf
+
+    from nag.config.errors import UserInputError
+    from nag.runs.run_dir import RunDir
+    from nag.runs.sweep import run_job
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("data: {}\n")
+    (run / ".hydra" / "overrides.yaml").write_text("[]\n")
+    if finished:
+        (run / "metrics.json").write_text('{"val/recon": 0.1}')
+    cfg = OmegaConf.create({"paths": {"output_dir": str(run)}, "resume": str(run) if resume else None})
+
+    def refused() -> None:
+        raise UserInputError("prior.mean: 0.0 -> 5 cannot change")
+
+    with pytest.raises(SystemExit, match="prior.mean: 0.0 -> 5 cannot change"):
+        run_job(cfg, refused)
+    assert (run / "failure.json").exists() == recorded
+    assert RunDir(run).status == ("failed" if recorded else "ok")
