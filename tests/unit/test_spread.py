@@ -182,3 +182,12 @@ def test_the_spread_tables_headers() -> None:
     table.rows[0]["judge_gap_spread"] = 0.01
     head = markdown(over_seeds(table), table).splitlines()[2]
     assert head == ("| lr | sampler | seeds | fid | mean gap (pts) | judges' spread (pts) | within 2 pts | psnr |")
+
+
+def test_statistics_skip_non_finite_values_and_two_seeds_have_a_spread() -> None:
+    from nag.analysis.spread import _stats
+
+    assert _stats([1.0, float("nan"), 3.0, float("inf")]) == {"n": 2, "mean": 2.0, "sd": 2**0.5, "min": 1.0, "max": 3.0}
+    table = _table()
+    del table.rows[6]["lr"]  # a job without the other key: grouped under an empty value
+    assert [e["lr"] for e in over_seeds(table)] == ["1e-3", "1e-3", ""]
