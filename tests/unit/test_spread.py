@@ -191,3 +191,16 @@ def test_statistics_skip_non_finite_values_and_two_seeds_have_a_spread() -> None
     table = _table()
     del table.rows[6]["lr"]  # a job without the other key: grouped under an empty value
     assert [e["lr"] for e in over_seeds(table)] == ["1e-3", "1e-3", ""]
+
+
+def test_groups_keep_every_other_key_and_the_sampler_with_two_other_keys() -> None:
+    table = _table()
+    for r in table.rows:
+        r["arm"] = "swd"
+    table.keys = ["lr", "arm", "seed"]
+    entries = over_seeds(table)
+    assert [(e["lr"], e["arm"], e["sampler"]) for e in entries] == [
+        ("1e-3", "swd", "gmm"),
+        ("1e-3", "swd", "kde"),
+        ("1e-4", "swd", "gmm"),
+    ]
