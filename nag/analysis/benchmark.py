@@ -94,14 +94,15 @@ class Attributes:
     def judge_spread(self, samples: torch.Tensor, lead_gap: torch.Tensor) -> dict[str, float]:
         """Per attribute the lead judge sees: the range (max − min) over every judge that also sees it of the
         signed gap, samples − real test faces, each judge reading both sides itself."""
-        gaps = [(self.judged, lead_gap)]
+        lead = self.judged
+        gaps = [(lead, lead_gap)]
         for clf, real_pred in self.others:
             freq = clf.predict(samples).float().mean(0).cpu()
             gaps.append((clf.judged(), freq - real_pred.float().mean(0).cpu()))
         spread = {}
         for i, name in enumerate(self.names):
             seen = [float(g[i]) for ok, g in gaps if ok[i]]
-            if self.judged[i] and len(seen) > 1:
+            if lead[i] and len(seen) > 1:
                 spread[name] = max(seen) - min(seen)
         return spread
 
