@@ -220,8 +220,9 @@ def _unreadable(path: Path, e: OSError) -> UnsafeFileError:
 
 def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterator[tuple[Path, os.stat_result]]:
     """Every entry below ``root`` with its ``lstat``, breadth first, never following a link (so a link loop
-    cannot hang it). Fails closed: a folder or entry that cannot be listed or looked at (``OSError``), or more
-    than ``max_entries`` entries, raises :class:`UnsafeFileError`."""
+    cannot hang it). Fails closed: a folder or entry that cannot be listed or looked at (``OSError``), more than
+    ``max_entries`` entries, or anything more than ``max_depth + 1`` levels below ``root`` (which the walk does not
+    list: a link hidden there would pass every check built on it) raises :class:`UnsafeFileError`."""
     seen = 0
     level = [root]
     for _ in range(max_depth + 1):
@@ -245,6 +246,16 @@ def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterato
         level = below
         if not level:
             return
+    for folder in level:  # the deepest folders listed: refused if they hold anything the walk would not see
+        try:
+            with os.scandir(folder) as listing:
+                unseen = next(listing, None) is not None
+        except OSError as e:
+            raise _unreadable(folder, e) from None
+        if unseen:
+            raise UnsafeFileError(
+                f"{root} holds entries more than {max_depth + 1} levels down (in {folder}); not a folder nag wrote."
+            )
 
 
 def strays_below(root: Path, limit: int = 3) -> list[tuple[Path, str]]:

@@ -671,8 +671,24 @@ def test_a_walk_counts_every_entry_to_its_exact_bound_and_stops_at_its_depth(tmp
     assert names == ["a", "x.txt", "a/b", "a/b/c"]  # breadth first, four entries: within the bound
     with pytest.raises(UnsafeFileError, match=r"holds more than 3 files"):
         list(walk(tmp_path, max_entries=3))
-    assert [str(p.relative_to(tmp_path)) for p, _ in walk(tmp_path, max_depth=1)] == ["a", "x.txt", "a/b"]
+    assert [str(p.relative_to(tmp_path)) for p, _ in walk(tmp_path, max_depth=2)] == ["a", "x.txt", "a/b", "a/b/c"]
+    # One level less and a/b/c would never be looked into: refused rather than passed unseen.
+    with pytest.raises(UnsafeFileError, match=r"more than 2 levels down \(in .*a/b\); not a folder nag wrote"):
+        list(walk(tmp_path, max_depth=1))
     assert len(list(walk(tmp_path))) == 4  # the defaults reach far below this
+
+
+def test_a_link_nested_below_the_walks_depth_is_refused_not_missed(tmp_path: Path) -> None:
+    """A stray hidden deeper than the walk looks must not pass the checks built on it (they fail closed)."""
+    deep = tmp_path.joinpath(*["d"] * 13)
+    deep.mkdir(parents=True)
+    (deep / "escape").symlink_to("/etc")
+    with pytest.raises(UnsafeFileError, match=r"more than 13 levels down"):
+        strays_below(tmp_path)
+    shallow = tmp_path / "s"
+    shallow.joinpath(*["d"] * 11).mkdir(parents=True)
+    (shallow.joinpath(*["d"] * 11) / "escape").symlink_to("/etc")
+    assert [(p.name, kind) for p, kind in strays_below(shallow)] == [("escape", "a symbolic link")]
 
 
 @pytest.mark.parametrize(
