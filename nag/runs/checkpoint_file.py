@@ -289,10 +289,13 @@ def _step_like(scheduler: Any, ckpt: Mapping[str, Any], source: str) -> None:
         raise CheckpointError(
             f"{source}: its scheduler state has keys the configured scheduler does not ({quote(unknown)}); refused."
         )
-    if "last_epoch" in fresh and "best" not in fresh:  # ReduceLROnPlateau follows a metric: not replayed
-        epoch = stored.get("last_epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_SCHEDULER_EPOCHS:
-            raise CheckpointError(f"{source}: its scheduler state has last_epoch={quote(epoch)}; refused.")
+    epoch = stored.get("last_epoch") if "last_epoch" in fresh else 0
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_SCHEDULER_EPOCHS:
+        raise CheckpointError(f"{source}: its scheduler state has last_epoch={quote(epoch)}; refused.")
+    if "best" in fresh:  # ReduceLROnPlateau follows a metric: not replayed, but the rates it lowered are checked
+        _take_plateau_rates(scheduler, stored, epoch, source)
+        fresh = scheduler.state_dict()
+    elif "last_epoch" in fresh:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "step() before optimizer.step()": no training happens here
             for _ in range(epoch - scheduler.last_epoch):
@@ -312,6 +315,37 @@ def _tensors(tree: Any) -> list[Any]:
     import torch
 
     return [n for n, _ in _nodes(tree) if isinstance(n, torch.Tensor)]  # every tensor the nesting check allows
+
+
+def _take_plateau_rates(scheduler: Any, stored: Mapping[str, Any], epoch: int, source: str) -> None:
+    """ReduceLROnPlateau lowers each group's rate by its factor (never below its floor, never by less than its
+    ``eps``) when the monitored metric stops improving, which a check cannot replay. A stored rate that the
+    configured rate reaches by at most one such reduction per stored epoch is one training reached: the fresh
+    optimizer and scheduler take it, so the comparisons that follow accept it and nothing else (a rate set by
+    hand, or lowered by another factor, is refused). Written here because torch has no inverse of its step."""
+    rates = stored.get("_last_lr")
+    groups = scheduler.optimizer.param_groups
+    if not isinstance(rates, list) or len(rates) != len(groups):
+        raise CheckpointError(
+            f"{source}: its scheduler state has _last_lr={quote(rates)}, not one rate per optimizer param group; "
+            "refused."
+        )
+    for i, (group, rate) in enumerate(zip(groups, rates, strict=True)):
+        reached = [float(group["lr"])]
+        for _ in range(epoch):
+            new = max(reached[-1] * scheduler.factor, scheduler.min_lrs[i])
+            if not reached[-1] - new > scheduler.eps:
+                break
+            reached.append(new)
+        match = next((r for r in reached if _same(rate, r)), None)
+        if match is None:
+            raise CheckpointError(
+                f"{source}: its stored scheduler state has _last_lr={quote(rates)}, which the configured rate "
+                f"{reached[0]!r} does not reach by model.scheduler's factor {scheduler.factor!r} in "
+                f"{epoch} epochs; Lightning would restore it and train with it. Refused."
+            )
+        group["lr"] = match
+    scheduler._last_lr = [group["lr"] for group in groups]
 
 
 def _same(a: Any, b: Any) -> bool:

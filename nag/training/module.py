@@ -276,7 +276,12 @@ class NAGModule(TermLogging, L.LightningModule):
         if self.hparams.scheduler is None:
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        config = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It lowers the rate when a metric stops improving: the one the best checkpoint follows, read once per
+            # epoch after validation (Lightning stops with an error naming it if validation does not log it).
+            config |= {"monitor": "val/loss", "strict": True}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 #: The constructor arguments that say how the model is computed, not what it is (never stored, may change).

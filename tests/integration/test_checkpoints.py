@@ -19,6 +19,7 @@ from nag.config.errors import DivergenceError
 from nag.runs.checkpoint_file import CheckpointError, read_checkpoint
 from nag.runs.trusted import UntrustedConfigError, check_config
 from nag.train import train
+from nag.training.build import build_model
 from nag.training.checkpoint import AtomicCheckpointIO
 from nag.training.module import NAGModule
 from tests.helpers import CONF, TINY, run_module
@@ -258,3 +259,38 @@ def test_a_run_config_from_disk_cannot_name_code(tmp_path: Path, data: dict) -> 
         build_stored(cfg, "run/.hydra/config.yaml data")
     assert "run/.hydra/config.yaml data" in str(err.value), "the message names where the config came from"
     assert not Path(canary).exists()
+
+
+#: A plateau schedule under which no epoch counts as better than the first: the rate halves after every later one.
+PLATEAU = (
+    "model.scheduler={_target_: torch.optim.lr_scheduler.ReduceLROnPlateau, _partial_: true, factor: 0.5, "
+    "patience: 0, threshold_mode: abs, threshold: 1.0e9}"
+)
+
+
+def test_a_plateau_schedule_follows_val_loss_and_a_run_continues_from_its_lowered_rate(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """ReduceLROnPlateau is told the metric it follows (Lightning stops without one); the rates it lowered are
+    stored, a run continues from them, and a rate edited by hand is refused before training."""
+    fit = [*TINY, PLATEAU, "test=false"]
+    cfg = compose_cfg([*fit, "trainer.max_epochs=3"], output_dir=tmp_path / "first")
+    config = build_model(cfg).configure_optimizers()
+    assert config["lr_scheduler"]["monitor"] == "val/loss"
+    train(cfg)
+    lr = cfg.model.optimizer.lr
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    # Lightning steps a plateau scheduler after the epoch's checkpoint is written: the last one holds the rate
+    # halved after the second epoch, not yet after the third.
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr * 0.5)
+    train(compose_cfg([*fit, "trainer.max_epochs=5", f"ckpt_path={last}"], output_dir=tmp_path / "more"))
+    state = torch.load(tmp_path / "more" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 4 and state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr / 4)
+    edited = torch.load(last, weights_only=True)
+    edited["optimizer_states"][0]["param_groups"][0]["lr"] = lr * 0.3
+    edited["lr_schedulers"][0]["_last_lr"] = [lr * 0.3]
+    torch.save(edited, tmp_path / "edited.ckpt")
+    with pytest.raises(CheckpointError, match=r"edited\.ckpt: its stored scheduler state has _last_lr="):
+        train(compose_cfg([*fit, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'edited.ckpt'}"], tmp_path / "ed"))
+    assert not (tmp_path / "ed" / "checkpoints").exists()

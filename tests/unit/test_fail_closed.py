@@ -586,6 +586,48 @@ def test_a_plateau_scheduler_is_compared_without_replaying_its_metric() -> None:
         check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
 
 
+def test_a_plateau_schedulers_lowered_rates_are_taken_when_the_configured_rate_reaches_them() -> None:
+    """The rates ReduceLROnPlateau lowered (by its factor, to its floor, at most once per epoch) are accepted and
+    are what training goes on with; a rate it cannot have reached is refused."""
+    from nag.runs.checkpoint_file import CheckpointError, check_optimizer_state
+
+    def plateau():
+        weight = torch.nn.Parameter(torch.zeros(3))
+        opt = torch.optim.Adam([weight], lr=1e-3)
+        return opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0, min_lr=2e-4)
+
+    opt, sched = plateau()
+    for loss in (1.0, 2.0, 3.0):  # two bad epochs: 1e-3 -> 5e-4 -> 2.5e-4
+        sched.step(loss)
+    ckpt = _saved(opt, sched)
+    fresh, fresh_sched = plateau()
+    check_optimizer_state(ckpt, fresh, "last.ckpt", scheduler=fresh_sched)
+    assert fresh.param_groups[0]["lr"] == pytest.approx(2.5e-4) and fresh_sched.get_last_lr() == pytest.approx([2.5e-4])
+    sched.step(4.0)  # one more: the floor, 2e-4, not 1.25e-4
+    fresh, fresh_sched = plateau()
+    check_optimizer_state(_saved(opt, sched), fresh, "last.ckpt", scheduler=fresh_sched)
+    assert fresh.param_groups[0]["lr"] == pytest.approx(2e-4)
+
+    def edited(rate: float, epoch: int) -> dict:
+        changed = _saved(opt, sched)
+        changed["optimizer_states"][0]["param_groups"][0]["lr"] = rate
+        changed["lr_schedulers"][0].update(_last_lr=[rate], last_epoch=epoch)
+        return changed
+
+    fresh, fresh_sched = plateau()
+    check_optimizer_state(edited(5e-4, 1), fresh, "last.ckpt", scheduler=fresh_sched)  # one reduction in one epoch
+    for rate, epoch in ((2.5e-4, 1), (3e-4, 9), (1.25e-4, 9), (1e-3 * 0.5**3, 9)):  # too soon, not a power, floor
+        fresh, fresh_sched = plateau()
+        with pytest.raises(CheckpointError, match=r"_last_lr=.*does not reach by model.scheduler's factor 0.5"):
+            check_optimizer_state(edited(rate, epoch), fresh, "last.ckpt", scheduler=fresh_sched)
+    for rates in ([2e-4, 2e-4], "2e-4", None):
+        changed = _saved(opt, sched)
+        changed["lr_schedulers"][0]["_last_lr"] = rates
+        fresh, fresh_sched = plateau()
+        with pytest.raises(CheckpointError, match=r"not one rate per optimizer param group"):
+            check_optimizer_state(changed, fresh, "last.ckpt", scheduler=fresh_sched)
+
+
 def test_a_trees_size_counts_every_container_and_leaf_up_to_one_past_the_budget() -> None:
     from nag.runs.stored_config import _size
 
