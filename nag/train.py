@@ -59,6 +59,15 @@ class TrainerKeys:
         epochs, steps = get("trainer.max_epochs"), get("trainer.max_steps")
         if epochs == -1 and not (isinstance(steps, int) and steps > 0):
             return [f"trainer.max_epochs=-1 trains nothing without trainer.max_steps > 0 (it is {steps})"]
+        every, batches = get("trainer.check_val_every_n_epoch"), get("trainer.limit_val_batches")
+        if str(get("model.scheduler._target_")).endswith(".ReduceLROnPlateau") and (
+            (isinstance(every, int) and every != 1) or batches in (0, 0.0)
+        ):
+            # Lightning steps it once per epoch on val/loss and stops mid-run where an epoch has none.
+            return [
+                "model.scheduler=ReduceLROnPlateau follows val/loss every epoch: it needs "
+                f"trainer.check_val_every_n_epoch=1 (it is {every}) and trainer.limit_val_batches > 0 (it is {batches})"
+            ]
         return []
 
 

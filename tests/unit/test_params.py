@@ -135,6 +135,10 @@ def test_each_component_declares_what_the_old_key_list_checked() -> None:
         assert names <= found, f"{target} does not declare {names - found}"
 
 
+#: A plateau scheduler (one override: no spaces in it).
+PLATEAU = "+model.scheduler={_target_:torch.optim.lr_scheduler.ReduceLROnPlateau,_partial_:true}"
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -148,6 +152,8 @@ def test_each_component_declares_what_the_old_key_list_checked() -> None:
         ("data.max_image_pixels=0", "data.max_image_pixels=0 must be >= 1"),
         ("callbacks.samples.n=0", "callbacks.samples.n=0 must be >= 1"),
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1 trains nothing without trainer.max_steps > 0"),
+        (f"{PLATEAU} trainer.check_val_every_n_epoch=2", "needs trainer.check_val_every_n_epoch=1 (it is 2)"),
+        (f"{PLATEAU} +trainer.limit_val_batches=0", "and trainer.limit_val_batches > 0 (it is 0)"),
     ],
 )
 def test_composition_names_the_config_path(override: str, message: str, compose_cfg) -> None:
@@ -159,6 +165,8 @@ def test_composition_names_the_config_path(override: str, message: str, compose_
 def test_a_valid_config_of_every_preset_passes(compose_cfg) -> None:
     for overrides in (
         [],
+        PLATEAU.split(),  # validation every epoch (the default): the plateau has its metric
+        ["+trainer.limit_val_batches=0"],  # without a plateau scheduler no validation is fine
         ["experiment=quickstart"],
         ["experiment=wae_celeba"],
         ["debug=tiny"],
