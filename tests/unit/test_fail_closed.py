@@ -616,7 +616,7 @@ def test_a_plateau_schedulers_lowered_rates_are_taken_when_the_configured_rate_r
 
     fresh, fresh_sched = plateau()
     check_optimizer_state(edited(5e-4, 1), fresh, "last.ckpt", scheduler=fresh_sched)  # one reduction in one epoch
-    for rate, epoch in ((2.5e-4, 1), (3e-4, 9), (1.25e-4, 9), (1e-3 * 0.5**3, 9)):  # too soon, not a power, floor
+    for rate, epoch in ((2.5e-4, 1), (3e-4, 9), (1.25e-4, 9), (2e-3, 9)):  # too soon, not a power, floor, above
         fresh, fresh_sched = plateau()
         with pytest.raises(CheckpointError, match=r"_last_lr=.*does not reach by model.scheduler's factor 0.5"):
             check_optimizer_state(edited(rate, epoch), fresh, "last.ckpt", scheduler=fresh_sched)
