@@ -225,13 +225,17 @@ def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterato
     list: a link hidden there would pass every check built on it) raises :class:`UnsafeFileError`."""
     seen = 0
     level = [root]
-    for _ in range(max_depth + 1):
+    for depth in range(max_depth + 2):
         below: list[Path] = []
         for folder in level:
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError as e:
                 raise _unreadable(folder, e) from None
+            if entries and depth > max_depth:  # the deepest folders are only looked into: anything there is refused
+                raise UnsafeFileError(
+                    f"{root} holds entries more than {max_depth + 1} levels down (in {folder}); not a folder nag wrote."
+                )
             for entry in entries:
                 seen += 1
                 if seen > max_entries:
@@ -246,16 +250,6 @@ def walk(root: Path, max_entries: int = 200_000, max_depth: int = 12) -> Iterato
         level = below
         if not level:
             return
-    for folder in level:  # the deepest folders listed: refused if they hold anything the walk would not see
-        try:
-            with os.scandir(folder) as listing:
-                unseen = next(listing, None) is not None
-        except OSError as e:
-            raise _unreadable(folder, e) from None
-        if unseen:
-            raise UnsafeFileError(
-                f"{root} holds entries more than {max_depth + 1} levels down (in {folder}); not a folder nag wrote."
-            )
 
 
 def strays_below(root: Path, limit: int = 3) -> list[tuple[Path, str]]:
